@@ -1,0 +1,27 @@
+"""Registers the built-in encoders, cells, aggregators and heads."""
+
+from zoo_core import hookimpl
+from zoo_core.aggregators import BUILTIN_AGGREGATORS
+from zoo_core.cells import BUILTIN_CELLS
+from zoo_core.encoders import BUILTIN_ENCODERS
+from zoo_core.heads import BUILTIN_HEADS
+
+
+@hookimpl
+def zoo_register_encoders():
+    return list(BUILTIN_ENCODERS)
+
+
+@hookimpl
+def zoo_register_cells():
+    return list(BUILTIN_CELLS)
+
+
+@hookimpl
+def zoo_register_aggregators():
+    return list(BUILTIN_AGGREGATORS)
+
+
+@hookimpl
+def zoo_register_heads():
+    return list(BUILTIN_HEADS)

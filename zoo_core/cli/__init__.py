@@ -1,0 +1,134 @@
+"""The ``zoo`` command line.
+
+Each command family lives in its own module of this package and registers
+itself on :data:`cli`; plugins add more commands through the
+``zoo_register_commands`` hook.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from functools import cached_property
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TF's start-up chatter off the terminal
+
+import click  # noqa: E402
+
+from zoo_core import __version__  # noqa: E402
+from zoo_core.errors import ZooError  # noqa: E402
+
+COMMAND_MODULES = ("catalogue", "train", "data", "rank", "diagnose")
+
+
+class ZooClickError(click.ClickException):
+    """A :class:`ZooError` shown by click: ``Error: <one line>``, exit status 2."""
+
+    exit_code = 2
+
+
+class AppState:
+    """Lazily built registry and settings for one invocation."""
+
+    def __init__(self, registry_file: str | None, plugins: str | None):
+        self.registry_file = registry_file
+        self.plugins = plugins
+        self._warned = False
+
+    @cached_property
+    def registry(self):
+        from zoo_core.registry import build_registry
+
+        registry = build_registry(self.registry_file, self.plugins)
+        for info in registry.failed_plugins():
+            click.echo(f"warning: plugin {info.name!r} failed: {info.error} (see `zoo plugins`)", err=True)
+        return registry
+
+    @property
+    def settings(self):
+        return self.registry.settings
+
+
+class ZooGroup(click.Group):
+    """Turns :class:`ZooError` into one line and exit status 2, and adds plugin commands."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except ZooError as err:
+            raise ZooClickError(str(err)) from None
+
+    def _plugin_commands(self, ctx) -> None:
+        if getattr(self, "_plugins_added", False) or ctx is None:
+            return
+        self._plugins_added = True
+        state = _state_from(ctx)
+        try:
+            state.registry.add_commands(self)
+        except ZooError:
+            pass  # reported when a command needs the registry
+
+    def list_commands(self, ctx):
+        self._plugin_commands(ctx)
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx, name):
+        command = super().get_command(ctx, name)
+        if command is None:
+            self._plugin_commands(ctx)
+            command = super().get_command(ctx, name)
+        return command
+
+
+def _state_from(ctx) -> AppState:
+    root = ctx.find_root()
+    if root.obj is None:
+        root.obj = AppState(root.params.get("registry_file"), root.params.get("plugins"))
+    return root.obj
+
+
+pass_state = click.make_pass_decorator(AppState, ensure=False)
+
+
+@click.group(cls=ZooGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="rnn-zoo")
+@click.option("--registry", "registry_file", metavar="PATH", envvar="ZOO_REGISTRY",
+              help="registry.toml to use (default: the checkout's; env ZOO_REGISTRY).")
+@click.option("--plugins", metavar="PATTERNS", envvar="ZOO_PLUGINS",
+              help="Load only plugins matching these comma-separated patterns (env ZOO_PLUGINS).")
+@click.pass_context
+def cli(ctx, registry_file, plugins):
+    """rnn-zoo: mix, train and rank recurrent IMDB sentiment classifiers.
+
+    A model is four components: an encoder, a cell, an aggregator and a head.
+
+    \b
+    Examples:
+      zoo components                 # every component, by kind, with its plugin
+      zoo components cell            # just the cells, with hyperparameters
+      zoo models                     # named models
+      zoo train --encoder embedding --cell gru --aggregator mean-states --head sigmoid1
+      zoo train gru-mean --epochs 2 --set cell.units=128
+      zoo rank --preset seed-grid --limit 2000 --epochs 1
+      zoo leaderboard --format github
+    """
+    ctx.obj = AppState(registry_file, plugins)
+
+
+def main(argv=None):
+    """Console-script entry point."""
+    return cli.main(args=argv, prog_name="zoo")
+
+
+# Command modules register themselves on `cli` when imported.
+for _module in COMMAND_MODULES:
+    try:
+        importlib.import_module(f"zoo_core.cli.{_module}")
+    except ModuleNotFoundError as _err:  # a family not written yet
+        if _err.name != f"zoo_core.cli.{_module}":
+            raise
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

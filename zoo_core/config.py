@@ -1,0 +1,214 @@
+"""Frozen configuration dataclasses: what a run is, exactly.
+
+A :class:`RunSpec` (model spec + data settings + training settings + seed)
+round-trips through JSON and TOML, so any run can be rebuilt exactly. Fields of
+:class:`DataConfig` and :class:`TrainConfig` carry their validation in
+metadata (see :func:`setting`), so ``registry.toml``, ``--set data.maxlen=500``
+and flags all go through the same checks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from zoo_core.errors import ZooError
+from zoo_core.params import HParam
+
+
+def setting(default: Any, help: str, **constraints: Any) -> Any:
+    """A dataclass field whose validation lives in its metadata (an :class:`HParam`)."""
+    return dataclasses.field(default=default, metadata={"help": help, **constraints})
+
+
+def settings_hparams(cls: type) -> tuple[HParam, ...]:
+    """The :class:`HParam` declarations of a settings dataclass's fields."""
+    out = []
+    for f in dataclasses.fields(cls):
+        meta = dict(f.metadata)
+        out.append(HParam(f.name, type(f.default), f.default, meta.pop("help", ""), **meta))
+    return tuple(out)
+
+
+def _build(cls: type, given: Mapping[str, Any], owner: str):
+    from zoo_core.params import resolve
+
+    return cls(**resolve(settings_hparams(cls), given, owner))
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """How reviews become batches."""
+
+    source: str = setting("", "path to the data; empty means the configured search path")
+    num_words: int = setting(20000, "vocabulary size, including pad=0, start=1, UNK=2", low=4, high=1_000_000)
+    maxlen: int = setting(200, "longest sequence kept, in tokens", low=1, high=100_000)
+    padding: str = setting("pre", "where padding goes", choices=("pre", "post"))
+    truncating: str = setting("pre", "which end of a long review is cut", choices=("pre", "post"))
+    long: str = setting("truncate", "over-long training reviews: truncate or drop", choices=("truncate", "drop"))
+    split: str = setting("movie", "validation split: disjoint by movie, or random", choices=("movie", "random"))
+    val_fraction: float = setting(0.1, "fraction of train held out for validation", low=0.0, high=0.9)
+    batching: str = setting("padded", "padded to maxlen, or bucketed by length", choices=("padded", "bucket"))
+    mask: bool = setting(True, "mask padded steps (state carried through unchanged)")
+    limit: int = setting(0, "use only N train and N test reviews (0: all)", low=0, high=10_000_000)
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> "DataConfig":
+        return _build(cls, values, "data")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """How a model is trained."""
+
+    epochs: int = setting(3, "training epochs", low=1, high=10_000)
+    batch_size: int = setting(64, "examples per batch", low=1, high=65_536)
+    lr: float = setting(1e-3, "learning rate", low=0.0, high=100.0)
+    optimizer: str = setting("adam", "Keras optimizer", choices=("adam", "sgd", "rmsprop"))
+    clip_norm: float = setting(5.0, "clip gradients by global norm (0: off)", low=0.0, high=1e9)
+    weight_decay: float = setting(0.0, "decoupled weight decay", low=0.0, high=1.0)
+    patience: int = setting(2, "early stopping: epochs without improvement (0: off)", low=0, high=10_000)
+    monitor: str = setting("val_loss", "early stopping metric", choices=("val_loss", "val_accuracy"))
+    jit: bool = setting(False, "compile the training step with XLA")
+    deterministic: bool = setting(False, "deterministic TF ops (slower)")
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> "TrainConfig":
+        return _build(cls, values, "train")
+
+
+KINDS = ("encoder", "cell", "aggregator", "head")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """Four component names and their hyperparameters.
+
+    Attributes:
+        encoder, cell, aggregator, head: Registry names.
+        params: ``{kind: {hparam: value}}``, only what differs from defaults.
+        name: The named model this came from, or ``""`` for an ad-hoc mix.
+        description: One line for ``zoo models``.
+    """
+
+    encoder: str
+    cell: str
+    aggregator: str
+    head: str
+    params: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
+    name: str = ""
+    description: str = ""
+
+    @property
+    def combo(self) -> str:
+        """``encoder/cell/aggregator/head``, e.g. ``embedding/gru/mean-states/sigmoid1``."""
+        return "/".join((self.encoder, self.cell, self.aggregator, self.head))
+
+    @property
+    def label(self) -> str:
+        """The model's name if it has one, else its combination."""
+        return self.name or self.combo
+
+    def component(self, kind: str) -> str:
+        return getattr(self, kind)
+
+    def params_for(self, kind: str) -> dict[str, Any]:
+        return dict(self.params.get(kind, {}))
+
+    def replace(self, **changes: Any) -> "ModelSpec":
+        return dataclasses.replace(self, **changes)
+
+    def with_params(self, kind: str, **values: Any) -> "ModelSpec":
+        params = {k: dict(v) for k, v in self.params.items()}
+        params.setdefault(kind, {}).update(values)
+        return dataclasses.replace(self, params=params)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {k: getattr(self, k) for k in KINDS}
+        out["params"] = {k: dict(v) for k, v in sorted(self.params.items()) if v}
+        if self.name:
+            out["name"] = self.name
+        if self.description:
+            out["description"] = self.description
+        return out
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any], name: str = "") -> "ModelSpec":
+        """Builds a spec from a TOML/JSON mapping.
+
+        Accepts ``params = {cell = {units = 128}}`` or per-kind tables
+        ``cell_params = {units = 128}``.
+        """
+        values = dict(values)
+        missing = [k for k in KINDS if k not in values]
+        if missing:
+            raise ZooError(f"model {name or values.get('name', '?')!r} is missing {', '.join(missing)}")
+        params = {k: dict(v) for k, v in dict(values.pop("params", {})).items()}
+        for kind in KINDS:
+            extra = values.pop(f"{kind}_params", None)
+            if extra:
+                params.setdefault(kind, {}).update(extra)
+        unknown = set(values) - set(KINDS) - {"name", "description"}
+        if unknown:
+            raise ZooError(f"model {name!r} has unknown key {sorted(unknown)[0]!r}")
+        bad = set(params) - set(KINDS)
+        if bad:
+            raise ZooError(f"model {name!r}: params for unknown kind {sorted(bad)[0]!r} (kinds: {', '.join(KINDS)})")
+        return cls(
+            encoder=values["encoder"],
+            cell=values["cell"],
+            aggregator=values["aggregator"],
+            head=values["head"],
+            params=params,
+            name=values.get("name", name),
+            description=values.get("description", ""),
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSpec:
+    """Everything that determines a run: rebuilds it exactly."""
+
+    model: ModelSpec
+    data: DataConfig = DataConfig()
+    train: TrainConfig = TrainConfig()
+    seed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model.to_dict(),
+            "data": dataclasses.asdict(self.data),
+            "train": dataclasses.asdict(self.train),
+            "seed": self.seed,
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> "RunSpec":
+        return cls(
+            model=ModelSpec.from_mapping(values["model"]),
+            data=DataConfig.from_mapping(values.get("data", {})),
+            train=TrainConfig.from_mapping(values.get("train", {})),
+            seed=int(values.get("seed", 0)),
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> "RunSpec":
+        return cls.from_dict(json.loads(text))
+
+    def key(self) -> str:
+        """A stable hash of everything but the model's display name and description.
+
+        Two runs with the same key train the same thing, which lets ``zoo rank``
+        skip runs that already finished.
+        """
+        values = self.to_dict()
+        values["model"].pop("name", None)
+        values["model"].pop("description", None)
+        values["data"].pop("source", None)  # the same data found elsewhere is the same run
+        return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:16]

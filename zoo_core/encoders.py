@@ -1,0 +1,130 @@
+"""Encoders: token ids ``[batch, time]`` -> something a cell can project.
+
+An encoder does not have to materialise ``[batch, time, dim]``: it returns an
+:class:`EncodedSequence`, which the cell multiplies by its input kernel. The
+one-hot encoder uses this to turn ``one_hot(ids) @ W`` into ``gather(W, ids)``
+and never builds the ``[batch, time, vocab]`` tensor.
+"""
+
+from __future__ import annotations
+
+import abc
+
+import keras
+import tensorflow as tf
+
+from zoo_core.component import Component
+from zoo_core.params import HParam
+
+
+class EncodedSequence(abc.ABC):
+    """An encoded batch of sequences, ``[batch, time, dim]`` at least in meaning."""
+
+    dim: int
+
+    @abc.abstractmethod
+    def project(self, kernel: tf.Tensor) -> tf.Tensor:
+        """Returns ``inputs @ kernel``.
+
+        Args:
+            kernel: ``[dim, units]``.
+
+        Returns:
+            ``[batch, time, units]``.
+        """
+
+
+class DenseSequence(EncodedSequence):
+    """Dense inputs ``[batch, time, dim]``, e.g. embeddings or a lower layer's outputs."""
+
+    def __init__(self, values: tf.Tensor):
+        self.values = values
+        self.dim = int(values.shape[-1])
+
+    def project(self, kernel: tf.Tensor) -> tf.Tensor:
+        return tf.einsum("btd,du->btu", self.values, kernel)
+
+
+class OneHotSequence(EncodedSequence):
+    """Token ids read as one-hot vectors ``e_id`` without materialising them."""
+
+    def __init__(self, ids: tf.Tensor, vocab_size: int):
+        self.ids = ids
+        self.dim = vocab_size
+
+    def project(self, kernel: tf.Tensor) -> tf.Tensor:
+        # one_hot(ids) @ W selects row `id` of W: [batch, time, units].
+        return tf.gather(kernel, self.ids)
+
+    def dense(self) -> tf.Tensor:
+        """The explicit ``[batch, time, vocab]`` one-hot tensor (tests only)."""
+        return tf.one_hot(self.ids, self.dim)
+
+
+class Encoder(Component):
+    """Base encoder.
+
+    Args:
+        vocab_size: Number of token ids, including the reserved ids 0-2.
+        **params: The encoder's declared hyperparameters.
+    """
+
+    kind = "encoder"
+
+    def __init__(self, vocab_size: int, **params):
+        super().__init__(**params)
+        self.vocab_size = int(vocab_size)
+
+    @property
+    @abc.abstractmethod
+    def output_dim(self) -> int:
+        """Size of one encoded step, the cell's input dimension."""
+
+    @abc.abstractmethod
+    def __call__(self, ids: tf.Tensor, training: bool = False) -> EncodedSequence:
+        """Encodes ``ids`` ``[batch, time]`` (int32)."""
+
+
+class OneHotEncoder(Encoder):
+    """Exact one-hot inputs: ``x_t = e_id``, so the cell's input kernel is ``[vocab, units]``."""
+
+    name = "one-hot"
+    description = "exact one-hot tokens, x_t = e_id; the cell's input weight is [V, H] (gathered, never materialised)"
+
+    @property
+    def output_dim(self) -> int:
+        return self.vocab_size
+
+    def __call__(self, ids, training=False):
+        return OneHotSequence(ids, self.vocab_size)
+
+
+class EmbeddingEncoder(Encoder):
+    """A learned ``[vocab, dim]`` embedding table with optional dropout."""
+
+    name = "embedding"
+    description = "learned [V, D] embedding table, optional dropout"
+    hparams = (
+        HParam("dim", int, 64, "embedding size D", low=1, high=4096),
+        HParam("dropout", float, 0.0, "dropout rate on embedded tokens (training only)", low=0.0, high=0.95),
+    )
+
+    def __init__(self, vocab_size: int, **params):
+        super().__init__(vocab_size, **params)
+        self.table = tf.Variable(
+            keras.initializers.RandomUniform(-0.05, 0.05)((self.vocab_size, self.params["dim"])),
+            name="embeddings",
+        )
+
+    @property
+    def output_dim(self) -> int:
+        return self.params["dim"]
+
+    def __call__(self, ids, training=False):
+        values = tf.gather(self.table, ids)
+        if training and self.params["dropout"] > 0:
+            values = tf.nn.dropout(values, rate=self.params["dropout"])
+        return DenseSequence(values)
+
+
+BUILTIN_ENCODERS = (OneHotEncoder, EmbeddingEncoder)

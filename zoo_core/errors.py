@@ -1,0 +1,40 @@
+"""Errors that reach the user as one clear line.
+
+Every failure caused by the user's input (an unknown component, a bad flag
+value, missing or corrupt data, a broken plugin) raises :class:`ZooError`.
+The CLI prints its message on one line and exits with status 2, without a
+traceback.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class ZooError(Exception):
+    """A user-facing error: one line, no traceback, exit status 2."""
+
+    exit_code = 2
+
+
+class UnknownNameError(ZooError, KeyError):
+    """An unknown component, model, preset or run name."""
+
+    def __init__(self, kind: str, name: str, known: Iterable[str], hint: str = ""):
+        self.kind, self.name = kind, name
+        self.known = sorted(known)
+        close = difflib.get_close_matches(name, self.known, n=3, cutoff=0.5)
+        message = f"unknown {kind} {name!r}"
+        if close:
+            message += f"; did you mean {', '.join(repr(c) for c in close)}?"
+        if hint:
+            message += f" ({hint})"
+        super().__init__(message)
+
+    def __str__(self) -> str:  # KeyError would otherwise quote the message
+        return self.args[0]
+
+
+class DuplicateNameError(ZooError):
+    """Two plugins registered the same name."""

@@ -1,0 +1,52 @@
+"""pluggy hook specifications: how plugins add to the zoo.
+
+Built-in components are registered through these same hooks by the modules in
+``plugins/``; a third-party distribution registers its module under the
+``rnn_zoo`` entry-point group::
+
+    [project.entry-points.rnn_zoo]
+    my_plugin = "my_package.zoo_plugin"
+
+and implements any of the hooks below with ``@zoo_core.hookimpl``.
+"""
+
+from __future__ import annotations
+
+import pluggy
+
+PROJECT = "rnn_zoo"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def zoo_register_encoders():
+    """Returns a list of :class:`zoo_core.encoders.Encoder` subclasses."""
+
+
+@hookspec
+def zoo_register_cells():
+    """Returns a list of :class:`zoo_core.cells.Cell` subclasses."""
+
+
+@hookspec
+def zoo_register_aggregators():
+    """Returns a list of :class:`zoo_core.aggregators.Aggregator` subclasses."""
+
+
+@hookspec
+def zoo_register_heads():
+    """Returns a list of :class:`zoo_core.heads.Head` subclasses."""
+
+
+@hookspec
+def zoo_register_models():
+    """Returns named models: :class:`zoo_core.config.ModelSpec` objects, or
+    mappings with ``name``, ``encoder``, ``cell``, ``aggregator``, ``head`` and
+    optional ``params`` and ``description``."""
+
+
+@hookspec
+def zoo_register_commands(cli):
+    """Adds click commands to the ``zoo`` group ``cli``."""
