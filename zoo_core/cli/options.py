@@ -1,0 +1,158 @@
+"""Options shared by ``zoo train``, ``zoo rank``, ``zoo data`` ...: they all end in a RunSpec.
+
+A flag overrides ``--set``, which overrides the named model and
+``registry.toml``'s defaults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import click
+
+from zoo_core.config import KINDS, DataConfig, ModelSpec, RunSpec, TrainConfig, settings_hparams
+from zoo_core.errors import ZooError
+
+# Flags that map straight onto a DataConfig / TrainConfig field.
+DATA_FLAGS = {
+    "data": ("source", "Data location: a .tar.gz, an aclImdb/ folder or imdb.npz (env ZOO_DATA)."),
+    "num_words": ("num_words", "Vocabulary size, including pad, start and UNK [default 20000]."),
+    "maxlen": ("maxlen", "Longest sequence in tokens [default 200]."),
+    "padding": ("padding", "pre or post [default pre]."),
+    "truncating": ("truncating", "Cut long reviews at the pre or post end [default pre]."),
+    "long": ("long", "Over-long training reviews: truncate or drop [default truncate]."),
+    "split": ("split", "Validation split: movie (disjoint movies) or random [default movie]."),
+    "batching": ("batching", "padded (to maxlen) or bucket (by length) [default padded]."),
+    "limit": ("limit", "Use only N train and N test reviews, e.g. --limit 2000 (0: all)."),
+}
+TRAIN_FLAGS = {
+    "epochs": ("epochs", "Training epochs [default from registry.toml]."),
+    "batch_size": ("batch_size", "Examples per batch [default 64]."),
+    "lr": ("lr", "Learning rate [default 0.001]."),
+    "optimizer": ("optimizer", "adam, sgd or rmsprop [default adam]."),
+    "jit": ("jit", "Compile the training step with XLA."),
+}
+
+
+def _flag_type(cls, field_name: str):
+    hp = {p.name: p for p in settings_hparams(cls)}[field_name]
+    if hp.choices:
+        return click.Choice(hp.choices)
+    return {int: int, float: float, str: str, bool: bool}[hp.type]
+
+
+def data_options(func):
+    """Adds the data flags; the command receives them as keyword arguments."""
+    for flag, (field_name, help_text) in reversed(DATA_FLAGS.items()):
+        name = "--" + flag.replace("_", "-")
+        func = click.option(name, flag, type=_flag_type(DataConfig, field_name), default=None,
+                            envvar="ZOO_DATA" if flag == "data" else None, help=help_text)(func)
+    mask = click.option("--mask/--no-mask", "mask", default=None, help="Mask padded steps [default on].")
+    return mask(func)
+
+
+def train_options(func):
+    """Adds the training flags, ``--seed`` and ``--set``."""
+    for flag, (field_name, help_text) in reversed(TRAIN_FLAGS.items()):
+        name = "--" + flag.replace("_", "-")
+        if flag == "jit":
+            func = click.option(name, flag, is_flag=True, default=None, help=help_text)(func)
+        else:
+            func = click.option(name, flag, type=_flag_type(TrainConfig, field_name), default=None, help=help_text)(func)
+    func = click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")(func)
+    func = click.option(
+        "--set", "set_values", multiple=True, metavar="KEY=VALUE",
+        help="Override any setting: cell.units=128, encoder.dim=32, data.maxlen=500, train.clip_norm=1. Repeatable.",
+    )(func)
+    return func
+
+
+def component_options(func):
+    """Adds ``--encoder --cell --aggregator --head``."""
+    for kind in reversed(KINDS):
+        func = click.option(f"--{kind}", kind, metavar="NAME", default=None,
+                            help=f"The {kind} (see `zoo components {kind}`).")(func)
+    return func
+
+
+def parse_set_values(values: Iterable[str]) -> dict[str, dict[str, str]]:
+    """``["cell.units=128", "data.maxlen=500"]`` -> ``{"cell": {"units": "128"}, "data": {"maxlen": "500"}}``."""
+    groups: dict[str, dict[str, str]] = {}
+    sections = KINDS + ("data", "train")
+    for item in values:
+        key, sep, value = item.partition("=")
+        section, dot, name = key.strip().partition(".")
+        if not sep or not dot or not name:
+            raise ZooError(f"--set {item!r}: expected SECTION.KEY=VALUE, e.g. cell.units=128")
+        if section not in sections:
+            raise ZooError(f"--set {item!r}: unknown section {section!r} (sections: {', '.join(sections)})")
+        groups.setdefault(section, {})[name] = value.strip()
+    return groups
+
+
+def _merge(cls, base, overrides: Mapping[str, Any]):
+    values = dataclasses.asdict(base)
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return cls.from_mapping(values)
+
+
+def build_run_spec(registry, model: str | None, components: Mapping[str, str | None],
+                   set_values: Iterable[str], flags: Mapping[str, Any], seed: int = 0,
+                   base_model: ModelSpec | None = None) -> RunSpec:
+    """Builds a validated RunSpec from a model name, component flags, ``--set`` and flags.
+
+    Args:
+        registry: The loaded registry (its settings hold the defaults).
+        model: A named model, or None to mix components by flags.
+        components: ``{kind: name or None}`` from ``--encoder`` etc.
+        set_values: ``--set`` items.
+        flags: Keyword arguments from :func:`data_options` and :func:`train_options`.
+        seed: The run's seed.
+        base_model: Used instead of ``model`` when given (e.g. a preset's entry).
+    """
+    settings = registry.settings
+    spec = base_model or (registry.model(model) if model else None)
+    if spec is None:
+        defaults = {"encoder": "embedding", "cell": "tanh", "aggregator": "last", "head": "sigmoid1"}
+        spec = ModelSpec(**{k: components.get(k) or defaults[k] for k in KINDS})
+    else:
+        spec = spec.replace(**{k: v for k, v in components.items() if v})
+    groups = parse_set_values(set_values)
+    for kind in KINDS:
+        if kind in groups:
+            spec = spec.with_params(kind, **groups[kind])
+    spec = registry.validate_spec(spec)
+    # Typed values: validate_spec parsed them; store them typed so the spec round-trips cleanly.
+    from zoo_core.params import resolve
+
+    typed = {}
+    for kind in KINDS:
+        given = spec.params_for(kind)
+        if given:
+            full = resolve(registry.get(kind, spec.component(kind)).obj.hparams, given, kind)
+            typed[kind] = {k: full[k] for k in given}
+    spec = spec.replace(params=typed)
+
+    data_over = dict(groups.get("data", {}))
+    data_over.update({DATA_FLAGS[k][0]: v for k, v in flags.items() if k in DATA_FLAGS and v is not None})
+    if flags.get("mask") is not None:
+        data_over["mask"] = flags["mask"]
+    train_over = dict(groups.get("train", {}))
+    train_over.update({TRAIN_FLAGS[k][0]: v for k, v in flags.items() if k in TRAIN_FLAGS and v is not None})
+    return RunSpec(
+        model=spec,
+        data=_merge(DataConfig, settings.data, data_over),
+        train=_merge(TrainConfig, settings.train, train_over),
+        seed=seed,
+    )
+
+
+def pick(kwargs: Mapping[str, Any], names: Iterable[str]) -> dict[str, Any]:
+    """The subset of ``kwargs`` named in ``names``."""
+    return {k: kwargs[k] for k in names if k in kwargs}
+
+
+ALL_FLAGS = tuple(DATA_FLAGS) + tuple(TRAIN_FLAGS) + ("mask",)
