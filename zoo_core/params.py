@@ -57,13 +57,11 @@ class HParam:
                 return True
             if lowered in ("0", "false", "no", "off"):
                 return False
-            raise ZooError(f"parameter {self.name!r}: {text!r} is not a bool (use true or false)")
+            raise ZooError(f"parameter {self.name!r} got {text!r}; expected a bool (true or false)")
         try:
             return self.type(text)
         except ValueError:
-            raise ZooError(
-                f"parameter {self.name!r}: {text!r} is not valid, expected {self.valid_range()}"
-            ) from None
+            raise ZooError(f"parameter {self.name!r} got {text!r}; expected {self.valid_range()}") from None
 
     def validate(self, value: Any, owner: str = "") -> Any:
         """Checks the type and range of ``value`` and returns it, coerced.
@@ -71,22 +69,22 @@ class HParam:
         Raises:
             ZooError: naming the parameter and its valid range.
         """
-        where = f"{owner}.{self.name}" if owner else self.name
+        where = f"{owner}: parameter {self.name!r}" if owner else f"parameter {self.name!r}"
         if isinstance(value, str) and self.type is not str:
-            value = self.parse(value)
+            try:
+                value = self.parse(value)
+            except ZooError as err:
+                raise ZooError(f"{owner}: {err}" if owner else str(err)) from None
         if self.type is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if self.type is int and isinstance(value, float) and value.is_integer():
             value = int(value)
         if not isinstance(value, self.type) or (self.type is int and isinstance(value, bool)):
-            raise ZooError(
-                f"parameter {where!r} got {value!r} ({type(value).__name__}); "
-                f"expected {self.valid_range()}"
-            )
+            raise ZooError(f"{where} got {value!r} ({type(value).__name__}); expected {self.valid_range()}")
         if self.choices and value not in self.choices:
-            raise ZooError(f"parameter {where!r} got {value!r}; expected {self.valid_range()}")
+            raise ZooError(f"{where} got {value!r}; expected {self.valid_range()}")
         if (self.low is not None and value < self.low) or (self.high is not None and value > self.high):
-            raise ZooError(f"parameter {where!r} got {value!r}; expected {self.valid_range()}")
+            raise ZooError(f"{where} got {value!r}; expected {self.valid_range()}")
         return value
 
 

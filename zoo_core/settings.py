@@ -108,7 +108,7 @@ def load_settings(path: str | os.PathLike | None = None) -> Settings:
     if unknown:
         raise fail(
             f"unknown table [{unknown[0]}] (expected: {', '.join(sorted(_TOP_LEVEL))})",
-            rf"^\s*\[{re.escape(unknown[0])}\]|^\s*{re.escape(unknown[0])}\s*=",
+            rf"^\s*\[{re.escape(unknown[0])}[\].]|^\s*{re.escape(unknown[0])}\s*=",
         )
     base = file.parent if file else Path.cwd()
 

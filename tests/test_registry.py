@@ -1,0 +1,272 @@
+"""The registry, plugin loading, registry.toml and the bad-input messages of issue 2."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from zoo_core.cli import cli
+from zoo_core.config import ModelSpec, RunSpec
+from zoo_core.errors import DuplicateNameError, UnknownNameError, ZooError
+from zoo_core.registry import Registry, build_registry
+from zoo_core.settings import load_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+GOOD_PLUGIN = '''
+import zoo_core
+from zoo_core.cells import TanhCell
+
+class Echo(TanhCell):
+    name = "echo"
+    description = "a tanh cell under another name"
+
+@zoo_core.hookimpl
+def zoo_register_cells():
+    return [Echo]
+'''
+
+CLASHING_PLUGIN = '''
+import zoo_core
+from zoo_core.cells import TanhCell
+
+class AnotherEcho(TanhCell):
+    name = "echo"
+    description = "clashes with good_plugin"
+
+@zoo_core.hookimpl
+def zoo_register_cells():
+    return [AnotherEcho]
+'''
+
+BROKEN_IMPORT = "import zoo_core\nraise RuntimeError('this plugin is broken on purpose')\n"
+
+BROKEN_HOOK = '''
+import zoo_core
+
+@zoo_core.hookimpl
+def zoo_register_cells():
+    raise ValueError("cannot register today")
+'''
+
+
+def write_registry(tmp_path: Path, modules: list[str], extra: str = "") -> Path:
+    """A registry.toml enabling the built-ins plus ``modules``."""
+    listed = ", ".join(f'"{m}"' for m in ["zoo_plugins.builtin", *modules])
+    path = tmp_path / "registry.toml"
+    path.write_text(f"[plugins]\nmodules = [{listed}]\n{textwrap.dedent(extra)}", encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def plugin_dir(tmp_path, monkeypatch):
+    """A folder on sys.path holding the test plugins above."""
+    folder = tmp_path / "plugins_on_path"
+    folder.mkdir()
+    for name, source in [("good_plugin", GOOD_PLUGIN), ("clashing_plugin", CLASHING_PLUGIN),
+                         ("broken_import", BROKEN_IMPORT), ("broken_hook", BROKEN_HOOK)]:
+        (folder / f"{name}.py").write_text(source, encoding="utf-8")
+    monkeypatch.syspath_prepend(str(folder))
+    return folder
+
+
+def run_cli(*args: str):
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+# -- the registry itself --------------------------------------------------------
+
+def test_builtins_register_through_the_builtin_plugin(registry):
+    assert {"one-hot", "embedding"} <= set(registry.list("encoder"))
+    assert "tanh" in registry.list("cell")
+    assert {"last", "mean-states", "mean-logits"} <= set(registry.list("aggregator"))
+    assert {"softmax2", "sigmoid1"} <= set(registry.list("head"))
+    assert registry.get("cell", "tanh").plugin == "zoo_plugins.builtin"
+    assert registry.plugins["zoo_plugins.builtin"].status == "loaded"
+
+
+def test_list_filters_with_fnmatch(registry):
+    assert registry.list("aggregator", "mean-*") == sorted(
+        n for n in registry.list("aggregator") if n.startswith("mean-"))
+    assert registry.list("aggregator", ["last", "nothing-*"]) == ["last"]
+    assert "seed-grid" not in registry.list("model")  # presets are not models
+
+
+def test_aliases_resolve_to_the_canonical_name(registry):
+    assert registry.canonical("head", "sigmoid") == "sigmoid1"
+    assert registry.canonical("head", "softmax") == "softmax2"
+
+
+def test_create_validates_hyperparameters(registry):
+    cell = registry.create("cell", "tanh", 8, units=3)
+    assert cell.recurrent_kernel.shape == (3, 3)
+    with pytest.raises(ZooError, match=r"^cell 'tanh': parameter 'units' got -1; expected int in \[1, 8192\]$"):
+        registry.create("cell", "tanh", 8, units=-1)
+    with pytest.raises(ZooError, match=r"got 'many'.*expected int in \[1, 8192\]"):
+        registry.create("cell", "tanh", 8, units="many")
+    with pytest.raises(ZooError, match=r"has no parameter 'size' \(its parameters: kernel_init, recurrent_init, units\)"):
+        registry.create("cell", "tanh", 8, size=3)
+    with pytest.raises(ZooError, match="one of glorot, orthogonal, identity"):
+        registry.create("cell", "tanh", 8, kernel_init="zeros")
+
+
+def test_unknown_name_lists_closest_names_and_how_to_list_all(registry):
+    with pytest.raises(UnknownNameError) as err:
+        registry.get("cell", "tahn")
+    assert str(err.value) == "unknown cell 'tahn'; did you mean 'tanh'? (run `zoo components cell` to list them all)"
+    with pytest.raises(UnknownNameError, match=r"unknown model 'gru-maen'; did you mean 'gru-mean'.*`zoo models`"):
+        registry.get("model", "gru-maen")
+
+
+def test_every_preset_expands_to_valid_specs(registry):
+    grid = registry.expand_preset(registry.preset("seed-grid"))
+    assert len(grid) == 12
+    assert {s.encoder for s in grid} == {"one-hot", "embedding"} and {s.cell for s in grid} == {"tanh"}
+    assert len({s.combo for s in grid}) == 12
+    with pytest.raises(UnknownNameError, match="unknown preset 'seed-gird'; did you mean 'seed-grid'"):
+        registry.preset("seed-gird")
+
+
+# -- plugins --------------------------------------------------------------------
+
+def test_a_plugin_module_registers_a_cell(tmp_path, plugin_dir):
+    registry = build_registry(write_registry(tmp_path, ["good_plugin"]), entry_points=False)
+    assert registry.get("cell", "echo").plugin == "good_plugin"
+    assert registry.plugins["good_plugin"].registered == {"cell": ["echo"]}
+
+
+def test_two_plugins_registering_one_name_name_both(tmp_path, plugin_dir):
+    with pytest.raises(DuplicateNameError) as err:
+        build_registry(write_registry(tmp_path, ["good_plugin", "clashing_plugin"]), entry_points=False)
+    assert str(err.value) == "cell 'echo' is registered twice: by plugin 'good_plugin' and by plugin 'clashing_plugin'"
+    result = CliRunner().invoke(cli, ["--registry", str(tmp_path / "registry.toml"), "components"])
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines() == [
+        "Error: cell 'echo' is registered twice: by plugin 'good_plugin' and by plugin 'clashing_plugin'"]
+
+
+@pytest.mark.parametrize("broken, error", [
+    ("broken_import", "RuntimeError: this plugin is broken on purpose"),
+    ("broken_hook", "ValueError: cannot register today"),
+])
+def test_a_broken_plugin_is_reported_and_the_others_keep_working(tmp_path, plugin_dir, broken, error):
+    registry = build_registry(write_registry(tmp_path, [broken, "good_plugin"]), entry_points=False)
+    info = registry.plugins[broken]
+    assert info.status == "failed" and info.error.startswith(error)
+    assert "echo" in registry.list("cell") and "tanh" in registry.list("cell")
+
+    result = CliRunner().invoke(cli, ["--registry", str(tmp_path / "registry.toml"), "plugins", "--format", "csv"])
+    assert result.exit_code == 0, result.output
+    rows = {line.split(",")[0]: line for line in result.stdout.splitlines()}
+    assert ",failed," in rows[broken] and error in rows[broken]
+    assert ",loaded," in rows["good_plugin"]
+    assert f"warning: plugin '{broken}' failed: {error}" in result.stderr
+
+
+def test_a_missing_plugin_module_is_reported_by_name(tmp_path):
+    registry = build_registry(write_registry(tmp_path, ["no_such_zoo_plugin"]), entry_points=False)
+    assert registry.plugins["no_such_zoo_plugin"].status == "failed"
+    assert "No module named 'no_such_zoo_plugin'" in registry.plugins["no_such_zoo_plugin"].error
+
+
+def test_zoo_plugins_restricts_which_plugins_load(tmp_path, plugin_dir, monkeypatch):
+    path = write_registry(tmp_path, ["good_plugin", "clashing_plugin"])
+    monkeypatch.setenv("ZOO_PLUGINS", "zoo_plugins.*,good_*")
+    registry = build_registry(path, entry_points=False)
+    assert registry.plugins["clashing_plugin"].status == "disabled"
+    assert registry.get("cell", "echo").plugin == "good_plugin"
+    # The flag wins over the environment.
+    registry = build_registry(path, plugins="zoo_plugins.*,clashing_*", entry_points=False)
+    assert registry.get("cell", "echo").plugin == "clashing_plugin"
+
+
+# -- registry.toml ----------------------------------------------------------------
+
+def test_malformed_registry_toml_names_file_and_line(tmp_path):
+    path = tmp_path / "registry.toml"
+    path.write_text('[plugins]\nmodules = ["zoo_plugins.builtin"]\n\n[data]\nmaxlen = = 3\n', encoding="utf-8")
+    with pytest.raises(ZooError, match=rf"^{path}:5: .*\(column \d+\)$"):
+        load_settings(path)
+    result = CliRunner().invoke(cli, ["--registry", str(path), "components"])
+    assert result.exit_code == 2 and result.stderr.startswith(f"Error: {path}:5: ")
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("body, line, message", [
+    ('[data]\nmaxlen = "long"\n', 3, "data: parameter 'maxlen' got 'long'"),
+    ('[train]\nepochs = 0\n', 3, r"train: parameter 'epochs' got 0; expected int in \[1, 10000\]"),
+    ('[modles.x]\ncell = "tanh"\n', 3, r"unknown table \[modles\]"),
+    ('[presets.p]\ncells = ["tanh"]\n', 3, "a grid needs encoders, cells, aggregators and heads"),
+    ('[models.m]\nencoder = "embedding"\n', 3, "model 'm' is missing cell, aggregator, head"),
+])
+def test_registry_toml_content_errors_name_file_and_line(tmp_path, body, line, message):
+    path = write_registry(tmp_path, [], body)
+    with pytest.raises(ZooError, match=rf"^{path}:{line}: .*{message}"):
+        load_settings(path)
+
+
+def test_checkout_registry_defaults_and_search_path():
+    settings = load_settings()
+    assert settings.path == ROOT / "registry.toml"
+    assert settings.data.num_words == 20000 and settings.data.maxlen == 200
+    assert ROOT.parent / "shared" / "data" / "aclImdb_v1_labelled.tar.gz" in settings.search_path
+
+
+# -- specs ----------------------------------------------------------------------------
+
+def test_run_spec_round_trips_through_json(registry):
+    from zoo_core.cli.options import build_run_spec
+
+    run = build_run_spec(registry, "gru-mean" if "gru" in registry.list("cell") else "elman-last",
+                         {"head": "softmax"}, ["cell.units=8", "data.maxlen=50", "train.clip_norm=1"],
+                         {"epochs": 2, "padding": "post"}, seed=3)
+    assert run.model.head == "softmax2" and run.model.params["cell"] == {"units": 8}
+    assert run.data.maxlen == 50 and run.data.padding == "post" and run.train.epochs == 2 and run.seed == 3
+    again = RunSpec.from_json(run.to_json())
+    assert again == run and again.key() == run.key()
+    assert run.key() != RunSpec(run.model, run.data, run.train, seed=4).key()
+
+
+def test_model_spec_accepts_per_kind_param_tables():
+    spec = ModelSpec.from_mapping({"encoder": "embedding", "cell": "tanh", "aggregator": "last", "head": "sigmoid1",
+                                   "cell_params": {"units": 4}}, name="m")
+    assert spec.params == {"cell": {"units": 4}} and spec.combo == "embedding/tanh/last/sigmoid1"
+
+
+@pytest.mark.parametrize("item, message", [
+    ("cell.units", "expected SECTION.KEY=VALUE"),
+    ("cel.units=3", "unknown section 'cel'"),
+    ("cell.units=abc", r"^cell 'tanh': parameter 'units' got 'abc'; expected int in \[1, 8192\]$"),
+    ("data.padding=middle", "expected one of pre, post"),
+])
+def test_bad_set_values_are_one_line_errors(registry, item, message):
+    from zoo_core.cli.options import build_run_spec
+
+    with pytest.raises(ZooError, match=message):
+        build_run_spec(registry, "elman-last", {}, [item], {})
+
+
+# -- the catalogue commands --------------------------------------------------------
+
+def test_components_lists_every_kind_with_its_plugin(registry):
+    result = run_cli("components", "--format", "csv")
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    assert lines[0] == "kind,name,plugin,description,hyperparameters"
+    listed = {(line.split(",")[0], line.split(",")[1].split(" (")[0]) for line in lines[1:]}
+    expected = {(kind, name) for kind in ("encoder", "cell", "aggregator", "head") for name in registry.list(kind)}
+    assert listed == expected
+    assert any(line.startswith("cell,tanh,zoo_plugins.builtin,") and "units=64 (int in [1, 8192])" in line
+               for line in lines)
+
+
+def test_models_and_plugins_commands(registry):
+    result = run_cli("models", "elman-*", "--format", "plain")
+    assert result.exit_code == 0
+    assert "elman-onehot" in result.stdout and "one-hot/tanh/last/softmax2" in result.stdout
+    assert "gru-mean" not in result.stdout
+    result = run_cli("plugins", "--format", "plain")
+    assert "zoo_plugins.builtin" in result.stdout and "loaded" in result.stdout
