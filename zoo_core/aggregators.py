@@ -25,6 +25,27 @@ def masked_mean(values: tf.Tensor, mask: tf.Tensor | None) -> tf.Tensor:
     return total / tf.maximum(tf.reduce_sum(weights, axis=1), 1.0)
 
 
+def masked_max(values: tf.Tensor, mask: tf.Tensor | None) -> tf.Tensor:
+    """Max over time of ``values`` ``[batch, time, dim]`` at real steps; zeros for a row with none."""
+    if mask is None:
+        return tf.reduce_max(values, axis=1)
+    real = tf.cast(mask, tf.bool)[:, :, None]  # [batch, time, 1]
+    lowest = tf.fill(tf.shape(values), values.dtype.min)
+    pooled = tf.reduce_max(tf.where(real, values, lowest), axis=1)
+    # An all-padding row would otherwise pool to the dtype's lowest value.
+    return tf.where(tf.reduce_any(real, axis=1), pooled, tf.zeros_like(pooled))
+
+
+def masked_softmax(scores: tf.Tensor, mask: tf.Tensor | None) -> tf.Tensor:
+    """Softmax over time of ``scores`` ``[batch, time]``, zero weight on padded steps."""
+    if mask is None:
+        return tf.nn.softmax(scores, axis=1)
+    real = tf.cast(mask, tf.bool)
+    # A large finite negative, not -inf, so an all-padding row gives zeros rather than NaN.
+    scores = tf.where(real, scores, tf.fill(tf.shape(scores), -1e9))
+    return tf.nn.softmax(scores, axis=1) * tf.cast(real, scores.dtype)
+
+
 class Aggregator(Component):
     """Base aggregator.
 
@@ -80,4 +101,55 @@ class MeanLogits(Aggregator):
         return masked_mean(head(result.outputs), mask)
 
 
-BUILTIN_AGGREGATORS = (LastStep, MeanStates, MeanLogits)
+class MaxStates(Aggregator):
+    """The masked max over time of each output unit (max-pooling), then the head."""
+
+    name = "max-states"
+    description = "masked max over time of each output unit, then the head"
+
+    def __call__(self, result, mask, head, training=False):
+        return head(masked_max(result.outputs, mask))
+
+
+class MeanProbs(Aggregator):
+    """The masked mean over real steps of P(positive), returned as logits.
+
+    Each step votes with its own probability ``p_t = P(positive | h_t)``; the
+    vote ``mean_t p_t`` goes back through ``head.logits_from_prob`` so the
+    head's own loss applies unchanged.
+    """
+
+    name = "mean-probs"
+    description = "P(positive) from the head at every real step, masked mean, back to logits"
+
+    def __call__(self, result, mask, head, training=False):
+        probs = head.prob_positive(head(result.outputs))  # [batch, time]
+        return head.logits_from_prob(masked_mean(probs[:, :, None], mask)[:, 0])
+
+
+class Attention(Aggregator):
+    """Attention pooling with a learned query (dot-product, masked softmax over steps).
+
+    ``a_t = softmax_t(q . h_t / sqrt(H))`` over real steps, ``c = sum_t a_t h_t``,
+    logits ``= head(c)``. The query starts at zero, so training starts from
+    ``mean-states`` and learns which steps to weigh.
+    """
+
+    name = "attention"
+    description = "learned query, masked softmax over steps, weighted sum of outputs, then the head"
+
+    def __init__(self, feature_dim: int, **params):
+        super().__init__(feature_dim, **params)
+        self.query = tf.Variable(tf.zeros([self.feature_dim]), name="query")
+
+    def weights(self, outputs: tf.Tensor, mask: tf.Tensor | None) -> tf.Tensor:
+        """Attention weights ``[batch, time]`` for outputs ``[batch, time, H]``."""
+        scores = tf.einsum("bth,h->bt", outputs, self.query) / tf.sqrt(float(self.feature_dim))
+        return masked_softmax(scores, mask)
+
+    def __call__(self, result, mask, head, training=False):
+        weights = self.weights(result.outputs, mask)
+        return head(tf.einsum("bt,bth->bh", weights, result.outputs))
+
+
+BUILTIN_AGGREGATORS = (LastStep, MeanStates, MeanLogits, MaxStates, MeanProbs, Attention)
