@@ -1,0 +1,186 @@
+"""``zoo rank``, ``zoo leaderboard``, ``zoo runs``, ``zoo predict``, ``zoo evaluate``: ranking and using runs.
+
+The leaderboard and run listings read only the results database, so they do
+not import TensorFlow; training and prediction import it when they start.
+"""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import click
+
+from zoo_core.cli import cli, pass_state
+from zoo_core.cli.options import ALL_FLAGS, component_options, data_options, pick, train_options
+from zoo_core.config import KINDS
+from zoo_core.errors import ZooError
+from zoo_core.leaderboard import SORT_METRICS
+from zoo_core.tables import format_option, render
+
+INTERRUPTED_EXIT = 130  # the shell's convention for "ended by SIGINT"
+
+
+def results_option(func):
+    return click.option(
+        "--results", "results_path", metavar="PATH",
+        help="Results database (default: $ZOO_RESULTS, else [paths] results in registry.toml).",
+    )(func)
+
+
+def _settings(state):
+    """registry.toml's settings without loading plugins (which would import TensorFlow)."""
+    from zoo_core.settings import load_settings
+
+    return load_settings(state.registry_file)
+
+
+def _open_db(state, results_path, create: bool = False):
+    from zoo_core.results import ResultsDB, resolve_results_path
+
+    return ResultsDB(resolve_results_path(results_path, _settings(state)), create=create)
+
+
+def _emit(table, fmt: str, output: str | None) -> None:
+    """Prints a table (caption first for text formats) or writes it to ``output``."""
+    text = render(table.rows, table.headers, fmt)
+    if table.caption:
+        text = table.caption + "\n\n" + text
+    if output:
+        Path(output).write_text(text + "\n", encoding="utf-8")
+        click.echo(f"wrote {output}", err=True)
+    else:
+        click.echo(text)
+
+
+@cli.command()
+@click.argument("patterns", nargs=-1)
+@click.option("--preset", metavar="NAME", help="Rank a preset from registry.toml (default: quick, if no PATTERN).")
+@click.option("--seeds", type=click.IntRange(1, 1000), default=1, show_default=True,
+              help="Seeds per model: --seed, --seed+1, ...")
+@data_options
+@train_options
+@results_option
+@click.option("--dry-run", is_flag=True, help="List the runs it would train, and which already finished.")
+@format_option()
+@pass_state
+def rank(state, patterns, preset, seeds, results_path, dry_run, fmt, seed, set_values, **flags):
+    """Train every matching model once per seed under identical settings, and rank them.
+
+    PATTERN is a named model or an fnmatch pattern on names or on
+    encoder/cell/aggregator/head. With no PATTERN and no --preset it ranks the
+    `quick` preset. Results go to the results database; runs that already
+    finished there are skipped, so after Ctrl-C or a crash the same command
+    resumes where it stopped.
+
+    \b
+    Examples:
+      zoo rank                                        # the quick preset
+      zoo rank --preset seed-grid --limit 2000 --epochs 1
+      zoo rank 'gru*' '*/lstm/*' --seeds 3
+      zoo rank --preset seed-grid --set cell.units=32 --results grid.sqlite
+    """
+    from zoo_core import ranking
+    from zoo_core.leaderboard import default_run
+    from zoo_core.results import ResultsDB, resolve_results_path
+
+    registry = state.registry
+    runs = ranking.plan_runs(registry, patterns, preset, range(seed, seed + seeds), set_values, pick(flags, ALL_FLAGS))
+    db = ResultsDB(resolve_results_path(results_path, registry.settings))
+    if dry_run:
+        finished = db.finished_keys()
+        rows = [[i, r.model.label, r.seed, "finished" if r.key() in finished else "to train"]
+                for i, r in enumerate(runs, 1)]
+        click.echo(render(rows, ["#", "model", "seed", "status"], fmt))
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)  # `kill` ends a run as cleanly as Ctrl-C
+    try:
+        outcome = ranking.rank(runs, registry, db)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    table = ranking.leaderboard_of(db, runs, fmt, default_run(registry.settings.data, registry.settings.train))
+    if table is not None:
+        click.echo()
+        _emit(table, fmt, None)
+    click.echo(outcome.summary(db.path), err=True)
+    if outcome.interrupted:
+        raise SystemExit(INTERRUPTED_EXIT)
+    if outcome.failed:
+        raise SystemExit(1)
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+@cli.command()
+@click.argument("patterns", nargs=-1)
+@component_options
+@click.option("--sort", "metric", type=click.Choice(list(SORT_METRICS)), default="test_accuracy", show_default=True,
+              help="Rank by this metric's mean over seeds.")
+@click.option("--by", "by_kind", type=click.Choice(KINDS),
+              help="Marginal table: each option of this kind averaged over the others.")
+@click.option("--top", type=click.IntRange(1), help="Show only the first N rows.")
+@format_option()
+@click.option("--output", metavar="FILE", type=click.Path(dir_okay=False), help="Write the table to FILE.")
+@click.option("--plot", "plot_path", metavar="FILE.png", type=click.Path(dir_okay=False),
+              help="Also draw test accuracy vs parameters and vs training time.")
+@results_option
+@pass_state
+def leaderboard(state, patterns, metric, by_kind, top, fmt, output, plot_path, results_path, **components):
+    """Rank finished runs: one row per spec, mean ± std over seeds.
+
+    PATTERN filters by model name or encoder/cell/aggregator/head (fnmatch);
+    --encoder/--cell/--aggregator/--head keep runs using that component.
+
+    \b
+    Examples:
+      zoo leaderboard --format github
+      zoo leaderboard --by aggregator
+      zoo leaderboard --cell gru --sort val_loss
+      zoo leaderboard '*/lstm/*' --format csv --output lstm.csv
+      zoo leaderboard --plot leaderboard.png
+    """
+    from zoo_core import leaderboard as lb
+
+    settings = _settings(state)
+    db = _open_db(state, results_path)
+    records = [r for r in db.finished() if lb.matches(r, patterns, components)]
+    if not records:
+        what = " matching the filters" if patterns or any(components.values()) else ""
+        raise ZooError(f"no finished runs{what} in {db.path} (run `zoo rank` first)")
+    groups = lb.group_runs(records)
+    defaults = lb.default_run(settings.data, settings.train)
+    if by_kind:
+        table = lb.marginal(groups, by_kind, metric, fmt)
+    else:
+        table = lb.leaderboard(groups, metric, fmt, defaults)
+    if top:
+        table.rows = table.rows[:top]
+    _emit(table, fmt, output)
+    if plot_path:
+        lb.plot(lb.sort_groups(groups, metric)[: top or None], plot_path)
+        click.echo(f"wrote {plot_path}", err=True)
+
+
+@cli.command()
+@click.argument("patterns", nargs=-1)
+@click.option("--status", "statuses", multiple=True,
+              type=click.Choice(["running", "finished", "interrupted", "failed", "abandoned"]),
+              help="Only runs with this status (repeatable).")
+@format_option()
+@results_option
+@pass_state
+def runs(state, patterns, statuses, fmt, results_path):
+    """List recorded runs (every attempt, newest last) with their ids for `zoo predict`.
+
+    \b
+    Examples:
+      zoo runs
+      zoo runs 'gru*' --status finished --format csv
+    """
+    from zoo_core import leaderboard as lb
+
+    db = _open_db(state, results_path)
+    records = [r for r in db.runs(list(statuses) or None) if lb.matches(r, patterns)]
+    _emit(lb.runs_table(records, fmt), fmt, None)

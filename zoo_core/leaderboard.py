@@ -1,0 +1,340 @@
+"""Leaderboards from the results database: one row per spec, marginals per component, plots.
+
+Runs of one spec that differ only in their seed form a :class:`Group`; its
+metrics are the mean and standard deviation over those seeds. Nothing here
+imports TensorFlow, so ``zoo leaderboard`` answers at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import functools
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from zoo_core.config import KINDS, DataConfig, RunSpec, TrainConfig
+from zoo_core.errors import ZooError
+from zoo_core.results import RunRecord
+
+# Sort keys: record attribute and whether bigger is better.
+SORT_METRICS: dict[str, tuple[str, bool]] = {
+    "test_accuracy": ("test_accuracy", True),
+    "test_auc": ("test_auc", True),
+    "test_loss": ("test_loss", False),
+    "val_accuracy": ("val_accuracy", True),
+    "val_auc": ("val_auc", True),
+    "val_loss": ("val_loss", False),
+    "params": ("params", False),
+    "time": ("wall_time", False),
+    "tokens_per_sec": ("tokens_per_sec", True),
+}
+TEXT_DIGITS = 4
+
+
+@dataclasses.dataclass(frozen=True)
+class Stat:
+    """Mean and sample standard deviation over the values present (None when there are none)."""
+
+    mean: float | None
+    std: float | None
+    n: int
+
+    @classmethod
+    def of(cls, values: Iterable[float | None]) -> "Stat":
+        present = [float(v) for v in values if v is not None]
+        if not present:
+            return cls(None, None, 0)
+        std = statistics.stdev(present) if len(present) > 1 else None
+        return cls(statistics.fmean(present), std, len(present))
+
+    def text(self, digits: int = TEXT_DIGITS) -> str:
+        """``0.8530 ± 0.0041``, ``0.8530`` for one value, ``-`` for none."""
+        if self.mean is None:
+            return "-"
+        if self.std is None:
+            return f"{self.mean:.{digits}f}"
+        return f"{self.mean:.{digits}f} ± {self.std:.{digits}f}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Group:
+    """The finished runs of one spec, one per seed."""
+
+    key: str
+    runs: tuple[RunRecord, ...]
+
+    @functools.cached_property
+    def spec(self) -> RunSpec:
+        return self.runs[0].spec
+
+    @property
+    def label(self) -> str:
+        return self.runs[0].label
+
+    @property
+    def seeds(self) -> list[int]:
+        return sorted(r.seed for r in self.runs)
+
+    def stat(self, attribute: str) -> Stat:
+        return Stat.of(getattr(r, attribute) for r in self.runs)
+
+    def best_run(self, attribute: str = "test_accuracy") -> RunRecord:
+        """The seed with the best value of ``attribute`` (higher is better)."""
+        return max(self.runs, key=lambda r: (getattr(r, attribute) is not None, getattr(r, attribute) or 0.0))
+
+
+# -- selecting and grouping ---------------------------------------------------
+def matches(record: RunRecord, patterns: Sequence[str] = (), components: Mapping[str, str | None] | None = None) -> bool:
+    """Whether a run matches any fnmatch pattern (on its label or combination) and every component filter."""
+    combo = "/".join((record.encoder, record.cell, record.aggregator, record.head))
+    if patterns and not any(fnmatch.fnmatchcase(record.label, p) or fnmatch.fnmatchcase(combo, p) for p in patterns):
+        return False
+    for kind, wanted in (components or {}).items():
+        if wanted and not fnmatch.fnmatchcase(getattr(record, kind), wanted):
+            return False
+    return True
+
+
+def group_runs(records: Iterable[RunRecord]) -> list[Group]:
+    """Groups finished runs by spec (everything but the seed), in first-seen order."""
+    groups: dict[str, list[RunRecord]] = {}
+    for record in records:
+        groups.setdefault(record.group_key, []).append(record)
+    return [Group(key, tuple(sorted(runs, key=lambda r: r.seed))) for key, runs in groups.items()]
+
+
+def sort_groups(groups: Iterable[Group], metric: str = "test_accuracy") -> list[Group]:
+    """Best first by the mean of ``metric``; groups without it go last."""
+    if metric not in SORT_METRICS:
+        raise ZooError(f"unknown sort metric {metric!r} (metrics: {', '.join(SORT_METRICS)})")
+    attribute, higher_is_better = SORT_METRICS[metric]
+
+    def order(group: Group):
+        mean = group.stat(attribute).mean
+        if mean is None:
+            return (1, 0.0, group.label)
+        return (0, -mean if higher_is_better else mean, group.label)
+
+    return sorted(groups, key=order)
+
+
+# -- describing what differs between rows ----------------------------------
+def _flatten_params(spec: RunSpec) -> dict[str, Any]:
+    return {f"{kind}.{name}": value for kind, values in sorted(spec.model.params.items()) for name, value in values.items()}
+
+
+def _setup(spec: RunSpec, defaults: RunSpec) -> dict[str, Any]:
+    """The data and training settings that differ from the defaults, e.g. ``{"epochs": 1, "limit": 2000}``."""
+    out = {}
+    for section in ("data", "train"):
+        given, base = dataclasses.asdict(getattr(spec, section)), dataclasses.asdict(getattr(defaults, section))
+        out.update({k: v for k, v in given.items() if k != "source" and v != base.get(k)})
+    return out
+
+
+def _describe(values: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in values.items()) or "defaults"
+
+
+def _split_common(per_row: list[dict[str, Any]]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Separates the items every row shares from those that vary."""
+    if not per_row:
+        return {}, []
+    common = {k: v for k, v in per_row[0].items() if all(row.get(k, object()) == v for row in per_row)}
+    return common, [{k: v for k, v in row.items() if k not in common} for row in per_row]
+
+
+def default_run(data: DataConfig | None = None, train: TrainConfig | None = None) -> RunSpec:
+    """A reference RunSpec holding the defaults that setups are described against."""
+    from zoo_core.config import ModelSpec
+
+    return RunSpec(ModelSpec("-", "-", "-", "-"), data or DataConfig(), train or TrainConfig())
+
+
+# -- tables -----------------------------------------------------------------
+@dataclasses.dataclass
+class Table:
+    """Headers, rows and a caption line (for text formats: what every row shares)."""
+
+    headers: list[str]
+    rows: list[list[Any]]
+    caption: str = ""
+
+
+NUMERIC_FORMATS = ("csv", "json")
+
+
+def leaderboard(groups: Sequence[Group], metric: str, fmt: str, defaults: RunSpec) -> Table:
+    """One row per spec, ranked by ``metric``.
+
+    Text formats show ``mean ± std`` and move what every row shares into the
+    caption; csv and json give separate mean and std numbers and every column.
+    """
+    groups = sort_groups(groups, metric)
+    numeric = fmt in NUMERIC_FORMATS
+    params = [_flatten_params(g.spec) for g in groups]
+    setups = [_setup(g.spec, defaults) for g in groups]
+    common_params, own_params = _split_common(params)
+    common_setup, own_setup = _split_common(setups)
+    show_params = numeric or any(own_params)
+    show_setup = numeric or any(own_setup)
+
+    headers = ["rank", "model"]
+    if numeric:
+        headers += list(KINDS)
+    headers += [m for name in ("test_accuracy", "test_auc", "val_accuracy") for m in
+                ((f"{name}_mean", f"{name}_std") if numeric else (name.replace("_", " "),))]
+    headers += ["test_loss"] if numeric else []
+    headers += ["seeds", "params", "time_s", "tokens_per_s"]
+    headers += ["hyperparameters"] if show_params else []
+    headers += ["setup"] if show_setup else []
+    headers += ["best_run"]
+
+    rows = []
+    for rank, (group, own_p, own_s) in enumerate(zip(groups, own_params, own_setup), start=1):
+        row: list[Any] = [rank, group.label]
+        if numeric:
+            row += [getattr(group.spec.model, k) for k in KINDS]
+        for attribute in ("test_accuracy", "test_auc", "val_accuracy"):
+            stat = group.stat(attribute)
+            row += [_round(stat.mean), _round(stat.std)] if numeric else [stat.text()]
+        if numeric:
+            row.append(_round(group.stat("test_loss").mean))
+        row += [
+            len(group.runs),
+            group.runs[0].params,
+            _round(group.stat("wall_time").mean, 1),
+            _round(group.stat("tokens_per_sec").mean, 0),
+        ]
+        if show_params:
+            row.append(_describe(_flatten_params(group.spec)) if numeric else (_describe(own_p) if own_p else ""))
+        if show_setup:
+            row.append(_describe(_setup(group.spec, defaults)) if numeric else _describe(own_s))
+        row.append(group.best_run().id)
+        rows.append(row)
+
+    caption = ""
+    if not numeric:
+        parts = []
+        if common_params:
+            parts.append(f"hyperparameters: {_describe(common_params)}")
+        if common_setup or not show_setup:
+            parts.append(f"setup: {_describe(common_setup)}")
+        parts.append(f"ranked by {metric.replace('_', ' ')} (mean ± std over seeds)")
+        caption = "; ".join(parts)
+    return Table(headers, rows, caption)
+
+
+def marginal(groups: Sequence[Group], kind: str, metric: str, fmt: str) -> Table:
+    """Each option of ``kind`` averaged over every spec that uses it.
+
+    Every spec counts once (its mean over seeds), so a spec run with more
+    seeds does not weigh more. The comparison is only as fair as the grid is
+    balanced: average over a full grid (e.g. the ``seed-grid`` preset).
+    """
+    if kind not in KINDS:
+        raise ZooError(f"--by takes one of {', '.join(KINDS)}, not {kind!r}")
+    attribute, higher_is_better = SORT_METRICS.get(metric, SORT_METRICS["test_accuracy"])
+    numeric = fmt in NUMERIC_FORMATS
+    by_option: dict[str, list[Group]] = {}
+    for group in groups:
+        by_option.setdefault(getattr(group.spec.model, kind), []).append(group)
+
+    def spec_means(option_groups: list[Group], attr: str) -> Stat:
+        return Stat.of(g.stat(attr).mean for g in option_groups)
+
+    def order(item):
+        mean = spec_means(item[1], attribute).mean
+        return (mean is None, 0.0 if mean is None else (-mean if higher_is_better else mean), item[0])
+
+    headers = ["rank", kind, "models", "runs"]
+    headers += ([f"{m}_{s}" for m in ("test_accuracy", "val_accuracy") for s in ("mean", "std")] if numeric
+                else ["test accuracy", "val accuracy"])
+    headers += ["best_test_accuracy", "best_model", "params_mean", "time_s_mean"]
+    rows = []
+    for rank, (option, option_groups) in enumerate(sorted(by_option.items(), key=order), start=1):
+        row: list[Any] = [rank, option, len(option_groups), sum(len(g.runs) for g in option_groups)]
+        for attr in ("test_accuracy", "val_accuracy"):
+            stat = spec_means(option_groups, attr)
+            row += [_round(stat.mean), _round(stat.std)] if numeric else [stat.text()]
+        best = sort_groups(option_groups, "test_accuracy")[0]
+        row += [
+            _round(best.stat("test_accuracy").mean),
+            best.label,
+            _round(Stat.of(g.runs[0].params for g in option_groups).mean, 0),
+            _round(spec_means(option_groups, "wall_time").mean, 1),
+        ]
+        rows.append(row)
+    caption = "" if numeric else (
+        f"each {kind} averaged over the specs that use it (mean ± std across specs, each spec's mean over its seeds)")
+    return Table(headers, rows, caption)
+
+
+def runs_table(records: Sequence[RunRecord], fmt: str) -> Table:
+    """Every run, one row each: id, model, seed, status, metrics, when and where."""
+    headers = ["id", "model", "seed", "status", "test_accuracy", "val_accuracy", "params", "time_s",
+               "started", "host", "run_dir" if fmt in NUMERIC_FORMATS else "message"]
+    rows = []
+    for r in records:
+        status = r.status + (f" ({r.train_status})" if r.train_status and r.train_status != "completed" else "")
+        rows.append([r.id, r.label, r.seed, status, _round(r.test_accuracy), _round(r.val_accuracy), r.params,
+                     _round(r.wall_time, 1), r.started_at[:19].replace("T", " "), r.host,
+                     r.run_dir if fmt in NUMERIC_FORMATS else r.message])
+    return Table(headers, rows)
+
+
+def _round(value: float | None, digits: int = TEXT_DIGITS) -> float | int | None:
+    if value is None:
+        return None
+    return int(round(value)) if digits == 0 else round(value, digits)
+
+
+# -- plots --------------------------------------------------------------------
+def plot(groups: Sequence[Group], path: str | Path, title: str = "") -> Path:
+    """Draws test accuracy against parameters and against training time to a PNG.
+
+    Each spec is one point (mean over seeds, with a ±1 std bar when it has
+    several seeds), coloured by cell and labelled with its model name.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display needed
+    import matplotlib.pyplot as plt
+
+    points = [g for g in groups if g.stat("test_accuracy").mean is not None]
+    if not points:
+        raise ZooError("nothing to plot: no finished run has a test accuracy")
+    cells = sorted({g.spec.model.cell for g in points})
+    colours = {c: plt.get_cmap("tab10")(i % 10) for i, c in enumerate(cells)}
+    fig, axes = plt.subplots(1, 2, figsize=(14, 6), sharey=True)
+    for ax, (attribute, xlabel) in zip(axes, (("params", "trainable parameters"), ("wall_time", "training time (s)"))):
+        ax.set_title(f"test accuracy vs {xlabel}")
+        for group in points:
+            x = group.stat(attribute).mean
+            if x is None:
+                continue
+            acc = group.stat("test_accuracy")
+            ax.errorbar(x, acc.mean, yerr=acc.std or 0.0, fmt="o", color=colours[group.spec.model.cell],
+                        capsize=3, markersize=6)
+            ax.annotate(group.label, (x, acc.mean), textcoords="offset points", xytext=(5, 4), fontsize=7)
+        xs = [g.stat(attribute).mean for g in points if g.stat(attribute).mean]
+        spread = max(xs) / min(xs) if xs and min(xs) > 0 else 1.0
+        if spread > 10:  # log only where the values span orders of magnitude
+            ax.set_xscale("log")
+            xlabel += " (log scale)"
+        ax.margins(x=0.25)  # room for the labels right of the rightmost points
+        ax.set_xlabel(xlabel)
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].set_ylabel("test accuracy (mean over seeds, ±1 std)")
+    handles = [plt.Line2D([], [], marker="o", linestyle="", color=colours[c], label=c) for c in cells]
+    axes[1].legend(handles=handles, title="cell", loc="best")
+    fig.suptitle(title or f"rnn-zoo leaderboard: {len(points)} specs")
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
