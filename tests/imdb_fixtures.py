@@ -66,3 +66,33 @@ def make_imdb_archive(path: Path, **kwargs) -> Path:
     with tarfile.open(path, "w:gz") as tar:
         tar.add(tree, arcname="aclImdb")
     return path
+
+
+def write_imdb_tree(root: Path, reviews: dict[str, list[str]], movies: dict[str, list[int]] | None = None) -> Path:
+    """Writes an ``aclImdb`` tree with exactly the given texts; returns ``root / "aclImdb"``.
+
+    Args:
+        root: Parent folder.
+        reviews: ``{"train/pos": [text, ...], "train/neg": [...], "test/pos": [...], "test/neg": [...]}``;
+            text ``i`` becomes file ``<i>_<rating>.txt``.
+        movies: The same keys -> IMDb title number per review (its ``urls_*.txt`` line);
+            None writes no urls files at all.
+    """
+    top = Path(root) / "aclImdb"
+    for key, texts in reviews.items():
+        split, label = key.split("/")
+        folder = top / split / label
+        folder.mkdir(parents=True, exist_ok=True)
+        for i, text in enumerate(texts):
+            (folder / f"{i}_{8 if label == 'pos' else 2}.txt").write_text(text, encoding="utf-8")
+        if movies is not None:
+            lines = [f"http://www.imdb.com/title/tt{m:07d}/usercomments" for m in movies[key]]
+            (top / split / f"urls_{label}.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return top
+
+
+def archive_tree(tree: Path, path: Path) -> Path:
+    """Packs an ``aclImdb`` tree into the ``.tar.gz`` at ``path``."""
+    with tarfile.open(path, "w:gz") as tar:
+        tar.add(tree, arcname="aclImdb")
+    return Path(path)
