@@ -1,0 +1,280 @@
+"""The training loop on tiny hand-made data: learning, early stopping, NaN and Ctrl-C handling, evaluation."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from types import SimpleNamespace
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from zoo_core.config import DataConfig, ModelSpec, RunSpec, TrainConfig
+from zoo_core.model import Classifier
+from zoo_core.training import TrainResult, evaluate, make_optimizer, make_train_step, train
+
+VOCAB = 24
+GOOD, BAD = 3, 4  # the tokens that decide the label; 5.. are filler
+
+
+class TinySplit:
+    """A stand-in for ``zoo_core.data.Split``: pre-padded batches of a synthetic task.
+
+    Positive reviews hold the token GOOD, negative ones BAD, among random filler.
+    """
+
+    def __init__(self, n: int, seed: int, maxlen: int = 10, flip: bool = False):
+        rng = np.random.default_rng(seed)
+        self.labels = rng.integers(0, 2, n).astype(np.int32)
+        self.lengths = rng.integers(3, maxlen + 1, n)
+        self.maxlen = maxlen
+        self.seqs = []
+        for label, length in zip(self.labels, self.lengths):
+            seq = rng.integers(5, VOCAB, length)
+            seq[rng.integers(0, length)] = GOOD if label else BAD
+            self.seqs.append(seq)
+        if flip:  # the same reviews with the opposite labels
+            self.labels = 1 - self.labels
+
+    def __len__(self):
+        return len(self.labels)
+
+    def num_tokens(self):
+        return int(self.lengths.sum())
+
+    def batches(self, batch_size, shuffle=False, seed=0):
+        order = np.random.default_rng(seed).permutation(len(self)) if shuffle else np.arange(len(self))
+        for start in range(0, len(self), batch_size):
+            rows = order[start:start + batch_size]
+            ids = np.zeros((len(rows), self.maxlen), np.int32)
+            mask = np.zeros((len(rows), self.maxlen), bool)
+            for i, row in enumerate(rows):
+                n = self.lengths[row]
+                ids[i, -n:], mask[i, -n:] = self.seqs[row], True
+            yield SimpleNamespace(ids=ids, mask=mask, labels=self.labels[rows])
+
+
+class InterruptingSplit(TinySplit):
+    """Raises KeyboardInterrupt (as Ctrl-C would) at batch ``at_batch`` of epoch ``at_epoch``."""
+
+    def __init__(self, *args, at_epoch: int, at_batch: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.at_epoch, self.at_batch, self.epoch = at_epoch, at_batch, 0
+
+    def batches(self, batch_size, shuffle=False, seed=0):
+        if shuffle:
+            self.epoch += 1
+        for i, batch in enumerate(super().batches(batch_size, shuffle, seed), start=1):
+            if shuffle and self.epoch == self.at_epoch and i == self.at_batch:
+                raise KeyboardInterrupt
+            yield batch
+
+
+def tiny_dataset(train_split=None, val_split=None, test_split=None):
+    return SimpleNamespace(
+        vocab=[None] * VOCAB,  # only len() is used
+        train=train_split or TinySplit(192, seed=0),
+        val=val_split or TinySplit(64, seed=1),
+        test=test_split or TinySplit(64, seed=2),
+    )
+
+
+def tiny_run(cell="tanh", aggregator="mean-states", head="sigmoid1", seed=0, data=None, **train_settings):
+    spec = ModelSpec("embedding", cell, aggregator, head, params={"encoder": {"dim": 8}, "cell": {"units": 8}})
+    settings = {"epochs": 4, "batch_size": 16, "lr": 0.03, **train_settings}
+    return RunSpec(model=spec, data=data or DataConfig(), train=TrainConfig(**settings), seed=seed)
+
+
+def weights_of(model):
+    return [v.numpy().copy() for v in model.trainable_variables]
+
+
+def test_training_lowers_the_loss_and_beats_chance(registry):
+    model, result = train(tiny_run(), registry, tiny_dataset(), progress=False)
+    assert isinstance(result, TrainResult)
+    assert result.status == "completed" and result.message == ""
+    assert [h["epoch"] for h in result.history] == [1, 2, 3, 4]
+    assert set(result.history[0]) >= {"train_loss", "train_accuracy", "val_loss", "val_accuracy", "val_auc",
+                                      "seconds", "tokens_per_sec"}
+    losses = [h["train_loss"] for h in result.history]
+    assert losses[-1] < 0.7 * losses[0]
+    assert result.val["accuracy"] > 0.8 and result.test["accuracy"] > 0.8
+    assert result.test["auc"] > 0.85
+    assert result.params == sum(int(np.prod(v.shape)) for v in model.trainable_variables)
+    assert result.tokens_per_sec > 0 and result.wall_time > 0
+    # The kept weights are the best epoch's, and result.val describes them.
+    best = result.history[result.best_epoch - 1]
+    assert best["val_loss"] == min(h["val_loss"] for h in result.history)
+    assert evaluate(model, tiny_dataset().val, result.run)["loss"] == pytest.approx(result.val["loss"], rel=1e-5)
+
+
+@pytest.mark.parametrize("monitor", ["val_loss", "val_accuracy"])
+def test_early_stopping_keeps_and_tests_the_best_epoch(registry, monitor):
+    # Validation labels are flipped, so learning the training task makes validation worse.
+    data = tiny_dataset(val_split=TinySplit(64, seed=1, flip=True))
+    run = tiny_run(epochs=6, patience=1, monitor=monitor, lr=0.05)
+    model, result = train(run, registry, data, progress=False)
+    assert result.status == "early-stopped"
+    assert result.best_epoch == 1 and len(result.history) == 2
+    assert monitor in result.message
+    kept_val = evaluate(model, data.val, run)
+    assert kept_val["loss"] == pytest.approx(result.history[0]["val_loss"], rel=1e-5)
+    assert result.test == pytest.approx(evaluate(model, data.test, run), rel=1e-5)
+
+
+def test_a_diverging_run_stops_with_status_nan_and_keeps_finite_weights(registry):
+    run = tiny_run(optimizer="sgd", lr=1e30, clip_norm=0.0)
+    model, result = train(run, registry, tiny_dataset(), progress=False)
+    assert result.status == "nan"
+    assert "non-finite" in result.message and "epoch 1, step" in result.message
+    assert result.history == []  # it never finished an epoch
+    assert all(np.all(np.isfinite(w)) for w in weights_of(model))
+    assert math.isfinite(evaluate(model, tiny_dataset().train, run)["loss"])  # the kept weights still work
+
+
+def test_an_update_that_overflows_the_weights_is_undone(registry):
+    # lr beyond float32's range: the first update turns the weights infinite.
+    run = tiny_run(optimizer="sgd", lr=1e39, clip_norm=0.0)
+    keras.utils.set_random_seed(run.seed)
+    initial = weights_of(Classifier(run.model, registry, VOCAB))
+    model, result = train(run, registry, tiny_dataset(), progress=False)
+    assert result.status == "nan"
+    assert "non-finite weights after the update" in result.message and "epoch 1, step 1;" in result.message
+    for kept, start in zip(weights_of(model), initial):
+        np.testing.assert_array_equal(kept, start)
+
+
+def test_ctrl_c_returns_the_last_good_weights_with_status_interrupted(registry):
+    data = tiny_dataset(train_split=InterruptingSplit(192, seed=0, at_epoch=2, at_batch=3))
+    run = tiny_run()
+    initial = weights_of(Classifier(run.model, registry, VOCAB))
+    model, result = train(run, registry, data, progress=False)
+    assert result.status == "interrupted" and "epoch 2" in result.message
+    assert len(result.history) == 1 and result.best_epoch == 1
+    kept = weights_of(model)
+    assert all(np.all(np.isfinite(w)) for w in kept)
+    assert any(not np.allclose(a, b) for a, b in zip(kept, initial)), "the kept weights were trained"
+    assert result.test == pytest.approx(evaluate(model, data.test, run), rel=1e-5)
+
+
+def test_same_seed_same_run_and_different_seed_different_run(registry):
+    def losses(seed):
+        _, result = train(tiny_run(epochs=1, seed=seed), registry, tiny_dataset(), progress=False)
+        return [result.history[0]["train_loss"], result.val["loss"]]
+
+    first = losses(3)
+    assert losses(3) == pytest.approx(first, rel=1e-6)
+    assert losses(4) != pytest.approx(first, rel=1e-6)
+
+
+def numpy_auc(labels, scores):
+    """Exact ROC AUC: the probability a positive outranks a negative (ties count half)."""
+    pos, neg = scores[labels == 1], scores[labels == 0]
+    greater = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
+    return greater / (len(pos) * len(neg))
+
+
+def test_evaluate_matches_a_numpy_computation(registry):
+    run = tiny_run()
+    model = Classifier(run.model, registry, VOCAB)
+    split = TinySplit(300, seed=5)
+    (batch,) = split.batches(len(split))  # the whole split as one batch
+    logits = model(tf.constant(batch.ids), tf.constant(batch.mask)).numpy()[:, 0]
+    probs = 1 / (1 + np.exp(-logits))
+    labels = batch.labels
+    losses = np.where(labels == 1, np.logaddexp(0, -logits), np.logaddexp(0, logits))
+    got = evaluate(model, split, run)
+    assert got["accuracy"] == pytest.approx(np.mean((probs > 0.5) == labels), abs=1e-6)
+    assert got["loss"] == pytest.approx(losses.mean(), rel=1e-4)
+    assert got["auc"] == pytest.approx(numpy_auc(labels, probs), abs=0.01)
+
+
+def test_evaluate_on_an_empty_split_gives_nans(registry):
+    run = tiny_run()
+    model = Classifier(run.model, registry, VOCAB)
+    assert all(math.isnan(v) for v in evaluate(model, TinySplit(0, seed=0), run).values())
+
+
+def one_step(registry, run, batch):
+    """One compiled training step on a freshly built model (same seed, same initial weights)."""
+    keras.utils.set_random_seed(0)
+    model = Classifier(run.model, registry, VOCAB)
+    optimizer = make_optimizer(run.train)
+    optimizer.build(model.trainable_variables)
+    step = make_train_step(model, optimizer, run)
+    before = weights_of(model)
+    out = step(batch.ids, batch.mask, batch.labels)
+    return model, step, before, out
+
+
+def test_gradients_are_clipped_by_global_norm(registry):
+    run = tiny_run(optimizer="sgd", lr=1.0, clip_norm=1e-3)
+    batch = next(TinySplit(16, seed=0).batches(16))
+    model, _, before, (_, _, norm, applied) = one_step(registry, run, batch)
+    assert bool(applied) and float(norm) > 1e-3  # the raw norm was larger than the clip
+    change = np.sqrt(sum(np.sum((a - b) ** 2) for a, b in zip(weights_of(model), before)))
+    assert change == pytest.approx(1e-3, rel=1e-3)  # SGD with lr 1 moves by exactly the clipped norm
+
+
+def test_the_mask_setting_decides_what_the_model_sees(registry):
+    batch = next(TinySplit(16, seed=0).batches(16))
+    for use_mask in (True, False):
+        run = tiny_run(optimizer="sgd", lr=0.0, data=DataConfig(mask=use_mask))
+        model, _, _, (loss, _, _, _) = one_step(registry, run, batch)
+        mask = tf.constant(batch.mask) if use_mask else None
+        expected = model.loss(tf.constant(batch.labels), model(tf.constant(batch.ids), mask))
+        assert float(loss) == pytest.approx(float(expected), rel=1e-6)
+
+
+def test_batches_of_new_lengths_reuse_one_trace(registry):
+    run = tiny_run()
+    model, step, _, _ = one_step(registry, run, next(TinySplit(8, seed=0, maxlen=10).batches(8)))
+    for maxlen, size in ((4, 3), (13, 5)):
+        batch = next(TinySplit(size, seed=1, maxlen=maxlen).batches(size))
+        step(batch.ids, batch.mask, batch.labels)
+    assert step.function.experimental_get_tracing_count() == 1
+
+
+def test_optimizers_and_weight_decay():
+    assert isinstance(make_optimizer(TrainConfig(optimizer="adam")), keras.optimizers.Adam)
+    adamw = make_optimizer(TrainConfig(optimizer="adam", weight_decay=0.01))
+    assert isinstance(adamw, keras.optimizers.AdamW) and adamw.weight_decay == pytest.approx(0.01)
+    sgd = make_optimizer(TrainConfig(optimizer="sgd", lr=0.5, weight_decay=0.1))
+    assert isinstance(sgd, keras.optimizers.SGD) and sgd.weight_decay == pytest.approx(0.1)
+    assert float(sgd.learning_rate) == pytest.approx(0.5)
+    assert isinstance(make_optimizer(TrainConfig(optimizer="rmsprop")), keras.optimizers.RMSprop)
+
+
+def test_weight_decay_is_decoupled(registry):
+    # Same init and batch with and without decay: SGD's decoupled decay subtracts lr * wd * w.
+    batch = next(TinySplit(16, seed=0).batches(16))
+    after = {}
+    for decay in (0.0, 0.5):
+        model, _, before, _ = one_step(registry, tiny_run(optimizer="sgd", lr=0.1, weight_decay=decay), batch)
+        after[decay] = weights_of(model)
+    for plain, decayed, initial in zip(after[0.0], after[0.5], before):
+        np.testing.assert_allclose(plain - decayed, 0.1 * 0.5 * initial, rtol=1e-4, atol=1e-7)
+
+
+def test_xla_compiled_training_runs(registry):
+    run = tiny_run(epochs=1, jit=True)
+    _, result = train(run, registry, tiny_dataset(), progress=False)
+    assert result.status == "completed" and math.isfinite(result.history[0]["train_loss"])
+
+
+def test_progress_goes_to_stderr_only(registry, capsys):
+    train(tiny_run(epochs=1), registry, tiny_dataset(), progress=True)
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "epoch 1" in captured.err and "val_acc" in captured.err
+    train(tiny_run(epochs=1), registry, tiny_dataset(), progress=False)
+    assert capsys.readouterr().err == ""
+
+
+def test_result_serialises_to_plain_data(registry):
+    _, result = train(tiny_run(epochs=1), registry, tiny_dataset(), progress=False)
+    data = result.to_dict()
+    assert RunSpec.from_dict(data["run"]) == dataclasses.replace(result.run)
+    assert data["history"][0]["epoch"] == 1 and data["status"] == "completed"

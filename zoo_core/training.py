@@ -1,0 +1,400 @@
+"""Training: a custom loop with ``tf.GradientTape``, Keras optimizers, losses and metrics.
+
+:func:`train` builds the classifier of a :class:`~zoo_core.config.RunSpec`,
+runs one compiled training step per batch (BPTT through the shared unroll),
+evaluates on the validation split after each epoch, stops early on the
+monitored metric, restores the best epoch's weights and evaluates them on
+the test split. It never raises for a diverging or interrupted run: a
+non-finite loss or gradient stops it with status ``"nan"`` and Ctrl-C with
+status ``"interrupted"``, both keeping the last good weights, so the caller can
+still save and report them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import statistics
+import sys
+import time
+import weakref
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import click
+import keras
+import numpy as np
+import tensorflow as tf
+
+from zoo_core.config import RunSpec, TrainConfig
+from zoo_core.model import Classifier
+from zoo_core.registry import Registry
+
+# None batch and time dims: bucketed batches of any length reuse one trace.
+BATCH_SIGNATURE = (
+    tf.TensorSpec([None, None], tf.int32, name="ids"),
+    tf.TensorSpec([None, None], tf.bool, name="mask"),
+    tf.TensorSpec([None], tf.int32, name="labels"),
+)
+MIN_EVAL_BATCH = 256  # evaluation keeps no activations for backprop, so larger batches are cheap
+AUC_THRESHOLDS = 1000
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """What one training run produced.
+
+    Attributes:
+        run: The run that was trained.
+        params: Number of trainable parameters.
+        history: Per epoch: ``epoch, train_loss, train_accuracy, val_loss,
+            val_accuracy, val_auc, seconds, tokens_per_sec`` (the learning curves).
+        best_epoch: The epoch whose weights were kept (0 if none finished).
+        val: ``accuracy, loss, auc`` of the kept weights on the validation split.
+        test: ``accuracy, loss, auc`` of the kept weights on the test split.
+        wall_time: Seconds for the whole run, evaluation included.
+        tokens_per_sec: Real (unpadded) training tokens per second, median over epochs.
+        status: ``"completed"``, ``"early-stopped"``, ``"nan"`` or ``"interrupted"``.
+        message: Why a run stopped early, in one line.
+    """
+
+    run: RunSpec
+    params: int
+    history: list[dict]
+    best_epoch: int
+    val: dict[str, float]
+    test: dict[str, float]
+    wall_time: float
+    tokens_per_sec: float
+    status: str
+    message: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (the run as :meth:`RunSpec.to_dict`)."""
+        out = dataclasses.asdict(self)
+        out["run"] = self.run.to_dict()
+        return out
+
+
+class NonFiniteLoss(Exception):
+    """A training step gave a NaN or infinite loss, gradient or weight; its update was not kept."""
+
+
+def make_optimizer(config: TrainConfig) -> keras.optimizers.Optimizer:
+    """The Keras optimizer ``config`` names, with decoupled weight decay when asked for.
+
+    Clipping is not delegated to the optimizer: the training step clips by
+    global norm itself, because it also needs the norm to catch non-finite
+    gradients.
+    """
+    decay = config.weight_decay or None
+    if config.optimizer == "adam":
+        if decay:
+            return keras.optimizers.AdamW(learning_rate=config.lr, weight_decay=decay)
+        return keras.optimizers.Adam(learning_rate=config.lr)
+    if config.optimizer == "sgd":
+        return keras.optimizers.SGD(learning_rate=config.lr, weight_decay=decay)
+    if config.optimizer == "rmsprop":
+        return keras.optimizers.RMSprop(learning_rate=config.lr, weight_decay=decay)
+    raise ValueError(f"unknown optimizer {config.optimizer!r}")
+
+
+class TrainStep:
+    """A compiled training step that can undo its last update.
+
+    Calling it with ``(ids, mask, labels)`` returns ``(loss, prob_positive,
+    grad_norm, applied)``. The update is applied only when the loss and the
+    gradients are finite, and undone at once when it leaves a weight non-finite
+    (an overflowing learning rate); ``applied`` says whether it stands.
+
+    Args:
+        model: The classifier to train.
+        optimizer: A built Keras optimizer over ``model.trainable_variables``.
+        run: Supplies the mask setting, ``clip_norm`` and the XLA flag.
+    """
+
+    def __init__(self, model: Classifier, optimizer: keras.optimizers.Optimizer, run: RunSpec):
+        self.variables = model.trainable_variables
+        # The weights before the latest update, to undo one that overflows.
+        self.backup = [tf.Variable(v, trainable=False, name="backup") for v in self.variables]
+        use_mask = run.data.mask
+        clip_norm = run.train.clip_norm
+
+        @tf.function(input_signature=BATCH_SIGNATURE, jit_compile=run.train.jit)
+        def step(ids, mask, labels):
+            with tf.GradientTape() as tape:
+                logits = model(ids, mask if use_mask else None, training=True)
+                loss = model.loss(labels, logits)
+            grads = [deduplicate(g) for g in tape.gradient(loss, self.variables)]
+            if clip_norm > 0:
+                grads, norm = tf.clip_by_global_norm(grads, clip_norm)
+            else:
+                norm = tf.linalg.global_norm(grads)
+            applied = tf.logical_and(tf.math.is_finite(loss), tf.math.is_finite(norm))
+            if applied:
+                for saved, variable in zip(self.backup, self.variables):
+                    saved.assign(variable)
+                optimizer.apply_gradients(zip(grads, self.variables))
+                applied = all_finite(self.variables)
+                if not applied:
+                    self._restore()
+            return loss, model.head.prob_positive(logits), norm, applied
+
+        self.function = step
+
+    def __call__(self, ids, mask, labels):
+        return self.function(ids, mask, labels)
+
+    def _restore(self) -> None:
+        for saved, variable in zip(self.backup, self.variables):
+            variable.assign(saved)
+
+    def undo_last_update(self) -> None:
+        """Restores the weights from before the latest applied update.
+
+        After a non-finite loss, those are the last weights known to give a
+        finite loss (the latest update's inputs).
+        """
+        self._restore()
+
+
+def make_train_step(model: Classifier, optimizer: keras.optimizers.Optimizer, run: RunSpec) -> TrainStep:
+    """The compiled :class:`TrainStep` for ``model`` (see there)."""
+    return TrainStep(model, optimizer, run)
+
+
+def deduplicate(grad):
+    """Sums the rows of a sparse (gathered) gradient that share an index.
+
+    An embedding's gradient holds one row per token occurrence; the global norm
+    of those rows is not the norm of the summed gradient, so clipping must see
+    each row index once.
+    """
+    if not isinstance(grad, tf.IndexedSlices):
+        return grad
+    rows, positions = tf.unique(grad.indices)
+    values = tf.math.unsorted_segment_sum(grad.values, positions, tf.shape(rows)[0])
+    return tf.IndexedSlices(values, rows, grad.dense_shape)
+
+
+def all_finite(tensors: Iterable[tf.Tensor]) -> tf.Tensor:
+    """Whether every element of every tensor is finite (a scalar bool tensor)."""
+    return tf.reduce_all(tf.stack([tf.reduce_all(tf.math.is_finite(t)) for t in tensors]))
+
+
+# One compiled evaluation step per (model, mask, jit), reused across epochs.
+_EVAL_STEPS: "weakref.WeakKeyDictionary[Classifier, dict]" = weakref.WeakKeyDictionary()
+
+
+def _eval_step(model: Classifier, use_mask: bool, jit: bool) -> Callable:
+    steps = _EVAL_STEPS.setdefault(model, {})
+    if (use_mask, jit) not in steps:
+
+        @tf.function(input_signature=BATCH_SIGNATURE, jit_compile=jit)
+        def eval_step(ids, mask, labels):
+            logits = model(ids, mask if use_mask else None, training=False)
+            return model.loss(labels, logits), model.head.prob_positive(logits)
+
+        steps[(use_mask, jit)] = eval_step
+    return steps[(use_mask, jit)]
+
+
+def evaluate(model: Classifier, split, run: RunSpec) -> dict[str, float]:
+    """Accuracy, mean loss and AUC of ``model`` on ``split`` (NaN for an empty split).
+
+    Args:
+        model: The classifier.
+        split: A :class:`zoo_core.data.Split` (anything with ``batches`` and ``__len__``).
+        run: Supplies the mask setting, the batch size and the XLA flag.
+    """
+    if len(split) == 0:
+        return {"accuracy": math.nan, "loss": math.nan, "auc": math.nan}
+    step = _eval_step(model, run.data.mask, run.train.jit)
+    accuracy = keras.metrics.BinaryAccuracy()
+    auc = keras.metrics.AUC(num_thresholds=AUC_THRESHOLDS)
+    loss_sum, count = 0.0, 0
+    for batch in split.batches(max(run.train.batch_size, MIN_EVAL_BATCH)):
+        loss, probs = step(batch.ids, batch.mask, batch.labels)
+        accuracy.update_state(batch.labels, probs)
+        auc.update_state(batch.labels, probs)
+        loss_sum += float(loss) * len(batch.labels)
+        count += len(batch.labels)
+    return {"accuracy": float(accuracy.result()), "loss": loss_sum / count, "auc": float(auc.result())}
+
+
+def _improved(value: float, best: float | None, monitor: str) -> bool:
+    if best is None:
+        return True
+    if math.isnan(value):
+        return False
+    return value > best if monitor == "val_accuracy" else value < best
+
+
+class _EpochProgress:
+    """A per-epoch progress bar on stderr showing loss, accuracy and tokens/s (or nothing)."""
+
+    def __init__(self, enabled: bool, total: int, label: str):
+        self._bar = None
+        if enabled:
+            self._bar = click.progressbar(length=max(total, 1), label=label, file=sys.stderr,
+                                          item_show_func=lambda text: text, width=24)
+
+    def __enter__(self):
+        if self._bar is not None:
+            self._bar.__enter__()
+        return self
+
+    def update(self, examples: int, text: str) -> None:
+        if self._bar is not None:
+            self._bar.update(examples, text)
+
+    def __exit__(self, *exc):
+        if self._bar is not None:
+            self._bar.__exit__(*exc)
+
+
+def _run_epoch(train_step: TrainStep, split, run: RunSpec, epoch: int, progress: bool) -> dict[str, float]:
+    """One pass over the training split.
+
+    Raises:
+        NonFiniteLoss: naming the epoch and step; that step's update was not applied.
+    """
+    accuracy = keras.metrics.BinaryAccuracy()
+    loss_sum, examples, tokens = 0.0, 0, 0
+    started = time.perf_counter()
+    batches = split.batches(run.train.batch_size, shuffle=True, seed=run.seed * 100_003 + epoch)
+    with _EpochProgress(progress, len(split), f"epoch {epoch}/{run.train.epochs}") as bar:
+        for step, batch in enumerate(batches, start=1):
+            loss, probs, norm, applied = train_step(batch.ids, batch.mask, batch.labels)
+            loss, norm = float(loss), float(norm)
+            if not bool(applied):
+                if not math.isfinite(loss):
+                    # The current weights gave it; the ones before the last update did not.
+                    train_step.undo_last_update()
+                    what = f"loss ({loss})"
+                elif not math.isfinite(norm):
+                    what = f"gradient (global norm {norm})"
+                else:
+                    what = f"weights after the update (loss {loss:.4g})"
+                raise NonFiniteLoss(
+                    f"non-finite {what} at epoch {epoch}, step {step}; stopped, keeping the last weights "
+                    f"that gave a finite loss (try a lower --lr or --set train.clip_norm=1)"
+                )
+            accuracy.update_state(batch.labels, probs)
+            size = len(batch.labels)
+            loss_sum += loss * size
+            examples += size
+            tokens += int(np.count_nonzero(batch.mask))
+            rate = tokens / max(time.perf_counter() - started, 1e-9)
+            bar.update(size, f"loss {loss_sum / examples:.4f}  acc {float(accuracy.result()):.4f}  "
+                             f"{rate / 1000:.1f}k tok/s")
+    seconds = time.perf_counter() - started
+    return {
+        "train_loss": loss_sum / max(examples, 1),
+        "train_accuracy": float(accuracy.result()),
+        "seconds": seconds,
+        "tokens_per_sec": tokens / max(seconds, 1e-9),
+    }
+
+
+def _echo(progress: bool, text: str) -> None:
+    if progress:
+        click.echo(text, err=True)
+
+
+def _snapshot(variables: Iterable[tf.Variable]) -> list[np.ndarray]:
+    return [v.numpy() for v in variables]
+
+
+def _restore(variables: Iterable[tf.Variable], values: list[np.ndarray]) -> None:
+    for variable, value in zip(variables, values):
+        variable.assign(value)
+
+
+def train(run: RunSpec, registry: Registry, dataset, *, progress: bool = True) -> tuple[Classifier, TrainResult]:
+    """Trains the model of ``run`` on ``dataset``.
+
+    Args:
+        run: What to train and how.
+        registry: Where the model's components are looked up.
+        dataset: A :class:`zoo_core.data.Dataset` (``vocab``, ``train``, ``val``, ``test``).
+        progress: Show a progress bar and a line per epoch on stderr.
+
+    Returns:
+        The classifier holding the kept weights (the best epoch's, or the last
+        good ones after a non-finite loss or Ctrl-C) and its :class:`TrainResult`.
+    """
+    started = time.perf_counter()
+    keras.utils.set_random_seed(run.seed)
+    if run.train.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    model = Classifier(run.model, registry, len(dataset.vocab))
+    variables = model.trainable_variables
+    optimizer = make_optimizer(run.train)
+    optimizer.build(variables)  # slot variables must exist before the step is traced
+    train_step = make_train_step(model, optimizer, run)
+
+    history: list[dict] = []
+    best_epoch, best_score, best_weights, best_val = 0, None, None, {}
+    status, message = "completed", ""
+    epoch = 0
+    try:
+        for epoch in range(1, run.train.epochs + 1):
+            stats = _run_epoch(train_step, dataset.train, run, epoch, progress)
+            val = evaluate(model, dataset.val, run)
+            history.append({"epoch": epoch, **stats, "val_loss": val["loss"], "val_accuracy": val["accuracy"],
+                            "val_auc": val["auc"]})
+            _echo(progress, f"epoch {epoch}: loss {stats['train_loss']:.4f} acc {stats['train_accuracy']:.4f}  "
+                            f"val_loss {val['loss']:.4f} val_acc {val['accuracy']:.4f} val_auc {val['auc']:.4f}  "
+                            f"({stats['seconds']:.1f} s, {stats['tokens_per_sec'] / 1000:.1f}k tok/s)")
+            score = history[-1][run.train.monitor]
+            if _improved(score, best_score, run.train.monitor):
+                best_epoch, best_score, best_weights, best_val = epoch, score, _snapshot(variables), val
+            elif run.train.patience and epoch - best_epoch >= run.train.patience:
+                status = "early-stopped"
+                message = (f"{run.train.monitor} did not improve for {run.train.patience} epoch(s); "
+                           f"kept epoch {best_epoch}")
+                break
+    except NonFiniteLoss as err:
+        status, message = "nan", str(err)
+    except KeyboardInterrupt:
+        status, message = "interrupted", f"interrupted during epoch {epoch}; kept the last good weights"
+    _echo(progress and bool(message), message)
+
+    if status in ("completed", "early-stopped") and best_weights is not None:
+        _restore(variables, best_weights)
+        val = best_val
+    else:
+        # The weights go on from the last finished epoch; they are what is kept.
+        best_epoch, val = len(history), {}
+    val, test = _final_evaluation(model, dataset, run, val, status)
+    epoch_rates = [h["tokens_per_sec"] for h in history]
+    result = TrainResult(
+        run=run,
+        params=model.count_params(),
+        history=history,
+        best_epoch=best_epoch,
+        val=val,
+        test=test,
+        wall_time=time.perf_counter() - started,
+        tokens_per_sec=statistics.median(epoch_rates) if epoch_rates else math.nan,
+        status=status,
+        message=message,
+    )
+    return model, result
+
+
+def _final_evaluation(model: Classifier, dataset, run: RunSpec, val: dict, status: str) -> tuple[dict, dict]:
+    """Evaluates the kept weights on validation (unless already known) and test.
+
+    A second Ctrl-C during this evaluation of an interrupted run skips it, leaving NaNs.
+    """
+    missing = {"accuracy": math.nan, "loss": math.nan, "auc": math.nan}
+    try:
+        if not val:
+            val = evaluate(model, dataset.val, run)
+        return val, evaluate(model, dataset.test, run)
+    except KeyboardInterrupt:
+        if status != "interrupted":
+            raise
+        return val or dict(missing), dict(missing)
