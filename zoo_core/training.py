@@ -256,12 +256,16 @@ class _EpochProgress:
 def _run_epoch(train_step: TrainStep, split, run: RunSpec, epoch: int, progress: bool) -> dict[str, float]:
     """One pass over the training split.
 
+    ``tokens_per_sec`` counts real tokens from the second step on, so the
+    first step's tracing and graph optimisation do not distort it.
+
     Raises:
-        NonFiniteLoss: naming the epoch and step; that step's update was not applied.
+        NonFiniteLoss: naming the epoch and step; that step's update was not kept.
     """
     accuracy = keras.metrics.BinaryAccuracy()
     loss_sum, examples, tokens = 0.0, 0, 0
     started = time.perf_counter()
+    steady_since, steady_tokens = started, 0  # throughput clock, restarted after step 1
     batches = split.batches(run.train.batch_size, shuffle=True, seed=run.seed * 100_003 + epoch)
     with _EpochProgress(progress, len(split), f"epoch {epoch}/{run.train.epochs}") as bar:
         for step, batch in enumerate(batches, start=1):
@@ -281,19 +285,25 @@ def _run_epoch(train_step: TrainStep, split, run: RunSpec, epoch: int, progress:
                     f"that gave a finite loss (try a lower --lr or --set train.clip_norm=1)"
                 )
             accuracy.update_state(batch.labels, probs)
-            size = len(batch.labels)
+            size, real_tokens = len(batch.labels), int(np.count_nonzero(batch.mask))
             loss_sum += loss * size
             examples += size
-            tokens += int(np.count_nonzero(batch.mask))
-            rate = tokens / max(time.perf_counter() - started, 1e-9)
+            tokens += real_tokens
+            if step == 1:
+                steady_since = time.perf_counter()
+            else:
+                steady_tokens += real_tokens
+            rate = steady_tokens / max(time.perf_counter() - steady_since, 1e-9)
             bar.update(size, f"loss {loss_sum / examples:.4f}  acc {float(accuracy.result()):.4f}  "
                              f"{rate / 1000:.1f}k tok/s")
-    seconds = time.perf_counter() - started
+    finished = time.perf_counter()
+    if steady_tokens == 0:  # a single step: only the whole epoch's time is known
+        steady_tokens, steady_since = tokens, started
     return {
         "train_loss": loss_sum / max(examples, 1),
         "train_accuracy": float(accuracy.result()),
-        "seconds": seconds,
-        "tokens_per_sec": tokens / max(seconds, 1e-9),
+        "seconds": finished - started,
+        "tokens_per_sec": steady_tokens / max(finished - steady_since, 1e-9),
     }
 
 
@@ -352,8 +362,8 @@ def train(run: RunSpec, registry: Registry, dataset, *, progress: bool = True) -
                 best_epoch, best_score, best_weights, best_val = epoch, score, _snapshot(variables), val
             elif run.train.patience and epoch - best_epoch >= run.train.patience:
                 status = "early-stopped"
-                message = (f"{run.train.monitor} did not improve for {run.train.patience} epoch(s); "
-                           f"kept epoch {best_epoch}")
+                message = (f"{run.train.monitor} did not improve for {run.train.patience} epoch(s) "
+                           f"after epoch {best_epoch}")
                 break
     except NonFiniteLoss as err:
         status, message = "nan", str(err)
