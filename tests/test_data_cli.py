@@ -1,0 +1,98 @@
+"""``zoo data ...`` on a tiny archive the tests make."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from zoo_core import data
+from zoo_core.cli import cli
+from zoo_core.config import DataConfig
+from zoo_core.settings import load_settings
+
+
+def zoo(*args: str):
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+@pytest.fixture
+def reference(tiny_imdb_archive):
+    """What the library gives for the default settings with maxlen 20."""
+    return data.load_dataset(DataConfig(source=str(tiny_imdb_archive), maxlen=20), load_settings(), progress=False)
+
+
+def test_stats_reports_lengths_oov_truncation_and_padding_efficiency(tiny_imdb_archive, reference):
+    result = zoo("data", "stats", "--data", str(tiny_imdb_archive), "--maxlen", "20", "--batch-size", "8",
+                 "--format", "json")
+    assert result.exit_code == 0, result.output
+    tables = json.loads(result.stdout)
+    lengths, cuts, efficiency = list(tables.values())[1:]
+    test_row = lengths[2]
+    assert test_row["split"] == "test" and test_row["reviews"] == len(reference.test)
+    assert test_row["max"] == int(reference.test.raw_lengths.max())
+    assert test_row["p50"] == int(np.percentile(reference.test.raw_lengths, 50, method="higher"))
+    train_cut = cuts[0]
+    assert train_cut["tokens lost"] == f"{reference.report['tokens_lost']['train']:,}"
+    assert train_cut["OOV rate"] == f"{100 * reference.report['oov_rate']['train']:.2f}%"
+    too_long = int(np.sum(reference.train.raw_lengths > 20))
+    assert train_cut["drop: reviews affected"] == f"{too_long:,} dropped"
+    maxlen_efficiency = reference.test.num_tokens() / (len(reference.test) * 20)
+    assert efficiency[2]["pad to maxlen 20"] == f"{100 * maxlen_efficiency:.1f}%"
+    assert set(efficiency[0]) == {"split", "pad to global max (no cut)", "pad to maxlen 20",
+                                  "pad per random batch", "bucketing"}
+
+
+def test_stats_shows_progress_on_stderr_the_first_time_only(tiny_imdb_archive):
+    first = zoo("data", "stats", "--data", str(tiny_imdb_archive))
+    assert first.exit_code == 0 and "tokenising" in first.stderr and "tokenising" not in first.stdout
+    assert "review length" in first.stdout and "padding efficiency" in first.stdout
+    again = zoo("data", "stats", "--data", str(tiny_imdb_archive))
+    assert "tokenising" not in again.stderr and "(cache)" in again.stdout
+
+
+def test_info_lists_where_it_looked_and_the_cache(tiny_imdb_archive, monkeypatch):
+    monkeypatch.setenv("ZOO_DATA", str(tiny_imdb_archive))
+    result = zoo("data", "info", "--format", "json")
+    assert result.exit_code == 0, result.output
+    tables = json.loads(result.stdout)
+    assert tables["looked in"] == [{"path": str(tiny_imdb_archive), "from": "--data", "exists": "yes"}]
+    values = {row["what"]: row["value"] for row in tables["data"]}
+    assert values["source"] == str(tiny_imdb_archive) and values["kind"] == "archive"
+    assert values["cache file"].split(" (")[0].endswith(".npz")
+
+
+def test_missing_data_is_one_error_line_with_exit_status_2(tmp_path):
+    result = zoo("data", "stats", "--data", str(tmp_path / "absent.tar.gz"))
+    assert result.exit_code == 2
+    assert result.output.startswith("Error: ") and result.output.count("\n") == 1
+    assert "absent.tar.gz" in result.output
+
+
+def test_vocab_export_round_trips(tiny_imdb_archive, reference, tmp_path):
+    out_json, out_tsv = tmp_path / "index.json", tmp_path / "vocab.tsv"
+    assert zoo("data", "vocab", "--data", str(tiny_imdb_archive), "--output", str(out_json)).exit_code == 0
+    assert json.loads(out_json.read_text()) == reference.vocab.word_index()
+    assert zoo("data", "vocab", "--data", str(tiny_imdb_archive), "--output", str(out_tsv)).exit_code == 0
+    lines = [line.split("\t") for line in out_tsv.read_text().splitlines()]
+    assert [w for _, w, _ in lines] == reference.vocab.words
+    assert [int(c) for *_, c in lines] == reference.vocab.counts
+    shown = zoo("data", "vocab", "--data", str(tiny_imdb_archive), "--top", "5", "--format", "json")
+    assert [row["word"] for row in json.loads(shown.stdout)] == reference.vocab.words[:5]
+
+
+def test_decode_ids_and_reviews(tiny_imdb_archive, reference, tmp_path):
+    ids = [int(i) for i in reference.test.sequence(0)]
+    result = zoo("data", "decode", "--data", str(tiny_imdb_archive), "--maxlen", "20", *map(str, ids))
+    assert result.stdout.strip() == reference.vocab.decode(ids)
+    shown = zoo("data", "decode", "--data", str(tiny_imdb_archive), "--maxlen", "20", "--review", "test:0",
+                "--format", "json")
+    row = json.loads(shown.stdout)[0]
+    assert row["text"] == reference.vocab.decode(ids) and row["ids"] == " ".join(map(str, ids))
+    reference.vocab.save(tmp_path / "vocab.json")
+    offline = zoo("data", "decode", "--vocab", str(tmp_path / "vocab.json"), *map(str, ids))
+    assert offline.stdout.strip() == reference.vocab.decode(ids)
+    too_far = zoo("data", "decode", "--data", str(tiny_imdb_archive), "--review", "999")
+    assert too_far.exit_code == 2 and "999" in too_far.output

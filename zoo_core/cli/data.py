@@ -1,0 +1,308 @@
+"""``zoo data``: where the data is, what the pipeline does to it, and the vocabulary.
+
+These commands read ``registry.toml`` directly rather than the component
+registry, so they never import TensorFlow and answer in about a second once
+the data is cached.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import click
+import numpy as np
+
+from zoo_core.cli import cli, pass_state
+from zoo_core.cli.options import DATA_FLAGS, data_options
+from zoo_core.config import DataConfig
+from zoo_core.errors import ZooError
+from zoo_core.tables import format_option, render
+
+SPLIT_NAMES = ("train", "val", "test")
+
+
+def _settings(state):
+    from zoo_core.settings import load_settings
+
+    return load_settings(state.registry_file)
+
+
+def data_config(settings, flags: dict) -> DataConfig:
+    """``registry.toml``'s data settings with the ``data_options`` flags applied, validated."""
+    values = dataclasses.asdict(settings.data)
+    values.update({DATA_FLAGS[k][0]: v for k, v in flags.items() if k in DATA_FLAGS and v is not None})
+    if flags.get("mask") is not None:
+        values["mask"] = flags["mask"]
+    return DataConfig.from_mapping(values)
+
+
+def _load(state, flags: dict, seed: int, download: bool):
+    from zoo_core.data import load_dataset
+
+    settings = _settings(state)
+    return settings, load_dataset(data_config(settings, flags), settings, seed=seed, progress=True,
+                                  allow_download=download)
+
+
+def seed_option(func):
+    return click.option("--seed", type=int, default=0, show_default=True,
+                        help="Seeds the --limit subset and the validation split.")(func)
+
+
+def download_option(func):
+    return click.option("--download", is_flag=True,
+                        help="If no data is found, download Stanford's archive (84 MB) into ~/.keras/datasets.")(func)
+
+
+def _echo_tables(tables: list[tuple[str, list[str], list[list]]], fmt: str) -> None:
+    """Prints titled tables; json gets one object keyed by title, csv one block per table."""
+    if fmt == "json":
+        click.echo(json.dumps({title: json.loads(render(rows, headers, "json")) for title, headers, rows in tables},
+                              indent=2))
+        return
+    for i, (title, headers, rows) in enumerate(tables):
+        if i:
+            click.echo()
+        click.echo(f"# {title}" if fmt == "csv" else f"{title}:")
+        click.echo(render(rows, headers, fmt))
+
+
+def _pct(part: float, whole: float) -> str:
+    return f"{100 * part / whole:.1f}%" if whole else "-"
+
+
+@cli.group()
+def data():
+    """Inspect the IMDB data: where it is, its statistics, the vocabulary.
+
+    \b
+    Examples:
+      zoo data info
+      zoo data stats --maxlen 400 --format github
+      zoo data vocab --output word_index.json
+      zoo data decode --review test:3
+    """
+
+
+@data.command()
+@data_options
+@seed_option
+@click.option("--batch-size", type=click.IntRange(1), default=None,
+              help="Batch size for the padding-efficiency figures [default: registry.toml's].")
+@download_option
+@format_option()
+@pass_state
+def stats(state, seed, batch_size, download, fmt, **flags):
+    """Review lengths, OOV rate, truncation and padding efficiency, per split.
+
+    Lengths count tokens with the start token. "Reviews affected" compares
+    --long truncate (reviews cut, every split) with --long drop (training
+    reviews removed; validation and test are never dropped from). Padding
+    efficiency is real tokens / processed tokens.
+
+    \b
+    Examples:
+      zoo data stats
+      zoo data stats --maxlen 500 --num-words 10000
+      zoo data stats --data ~/aclImdb --format json
+    """
+    from zoo_core.data import length_percentiles, padding_efficiency
+
+    settings, ds = _load(state, flags, seed, download)
+    config, report = ds.config, ds.report
+    batch_size = batch_size or settings.train.batch_size
+    splits = {name: getattr(ds, name) for name in SPLIT_NAMES}
+
+    overview = [["source", ds.source], ["checksum (sha256)", ds.checksum], ["validation split", report["split"]],
+                ["vocabulary", f"{len(ds.vocab):,} ids (num_words {config.num_words:,})"],
+                ["maxlen / padding / truncating", f"{config.maxlen} / {config.padding} / {config.truncating}"],
+                ["loaded in", f"{report['seconds']:.2f} s ({'cache' if report['cache_hit'] else 'tokenised'})"]]
+
+    percentile_rows = []
+    for name, split in splits.items():
+        p = length_percentiles(split.raw_lengths)
+        mean = float(split.raw_lengths.mean()) if len(split) else 0.0
+        percentile_rows.append([name, len(split), round(mean, 1)] + list(p.values()))
+
+    # What --long drop would remove from train, whichever --long this run uses.
+    would_drop = report["dropped"]["train"] if config.long == "drop" else report["truncated"]["train"]
+    cut_rows = []
+    for name, split in splits.items():
+        raw_tokens = int(split.raw_lengths.sum())
+        lost = report["tokens_lost"][name]
+        truncated = report["truncated"][name]
+        dropped = would_drop if name == "train" else 0
+        cut_rows.append([name, f"{100 * report['oov_rate'][name]:.2f}%", f"{lost:,}", _pct(lost, raw_tokens),
+                         f"{truncated:,} ({_pct(truncated, len(split))})",
+                         f"{dropped:,} dropped" + (f", {truncated:,} cut" if name != "train" else "")])
+
+    efficiency_rows = []
+    for name, split in splits.items():
+        efficiency_rows.append([name] + [
+            f"{100 * padding_efficiency(lengths, batch_size, mode, config.maxlen, seed):.1f}%"
+            for mode, lengths in (("global", split.raw_lengths), ("maxlen", split.lengths),
+                                  ("batch", split.lengths), ("bucket", split.lengths))])
+
+    tables = [
+        ("data", ["what", "value"], overview),
+        ("review length in tokens, before truncation", ["split", "reviews", "mean", "p50", "p75", "p90", "p95",
+                                                        "p99", "max"], percentile_rows),
+        (f"vocabulary and truncation at num_words={config.num_words}, maxlen={config.maxlen}",
+         ["split", "OOV rate", "tokens lost", "lost %", "truncate: reviews cut", "drop: reviews affected"],
+         cut_rows),
+        (f"padding efficiency (real / processed tokens), batch size {batch_size}",
+         ["split", "pad to global max (no cut)", f"pad to maxlen {config.maxlen}", "pad per random batch",
+          "bucketing"], efficiency_rows),
+    ]
+    if report["warnings"] and fmt not in ("json", "csv"):
+        tables[0][2].append(["warnings", "; ".join(report["warnings"])])
+    _echo_tables(tables, fmt)
+
+
+@data.command()
+@data_options
+@seed_option
+@download_option
+@format_option()
+@pass_state
+def info(state, seed, download, fmt, **flags):
+    """Where the data was looked for and found, its checksum, cache file and split sizes.
+
+    \b
+    Examples:
+      zoo data info
+      ZOO_DATA=~/aclImdb zoo data info
+    """
+    from zoo_core.data import candidate_sources, source_kind
+
+    settings = _settings(state)
+    config = data_config(settings, flags)
+    looked = [[str(path), why, "yes" if path.exists() else "no"] for path, why in candidate_sources(config, settings)]
+    settings, ds = _load(state, flags, seed, download)
+    cache = Path(ds.report["cache"])
+    rows = [
+        ["source", ds.source], ["kind", source_kind(Path(ds.source))], ["checksum (sha256)", ds.checksum],
+        ["cache file", f"{cache} ({cache.stat().st_size / 2**20:.1f} MiB)"],
+        ["cache hit", "yes" if ds.report["cache_hit"] else "no (tokenised now)"],
+        ["loaded in", f"{ds.report['seconds']:.2f} s"],
+        ["reviews", ", ".join(f"{name} {len(getattr(ds, name)):,}" for name in SPLIT_NAMES)],
+        ["positive", ", ".join(f"{name} {int(getattr(ds, name).labels.sum()):,}" for name in SPLIT_NAMES)],
+        ["validation split", f"{ds.report['split']} ({config.val_fraction:.0%} of train, seed {seed})"],
+        ["vocabulary", f"{len(ds.vocab):,} ids"],
+    ] + [["warning", w] for w in ds.report["warnings"]]
+    _echo_tables([("looked in", ["path", "from", "exists"], looked), ("data", ["what", "value"], rows)], fmt)
+
+
+@data.command()
+@data_options
+@seed_option
+@click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Write the word index: .json as {word: id}, anything else as TSV id<TAB>word<TAB>count.")
+@click.option("--top", type=click.IntRange(0), default=20, show_default=True,
+              help="Without --output, how many words to show.")
+@download_option
+@format_option()
+@pass_state
+def vocab(state, seed, output, top, download, fmt, **flags):
+    """The vocabulary built from the training split: ids, words and training counts.
+
+    \b
+    Examples:
+      zoo data vocab --top 30
+      zoo data vocab --num-words 10000 --output word_index.json
+      zoo data vocab --output vocab.tsv
+    """
+    _, ds = _load(state, flags, seed, download)
+    words, counts = ds.vocab.words, ds.vocab.counts or [0] * len(ds.vocab)
+    if output is None:
+        rows = [[i, w, c] for i, (w, c) in enumerate(zip(words, counts)) if i < top]
+        click.echo(render(rows, ["id", "word", "train count"], fmt))
+        return
+    path = Path(output)
+    if path.suffix.lower() == ".json":
+        path.write_text(json.dumps(ds.vocab.word_index(), ensure_ascii=False, indent=0), encoding="utf-8")
+    else:
+        path.write_text("".join(f"{i}\t{w}\t{c}\n" for i, (w, c) in enumerate(zip(words, counts))), encoding="utf-8")
+    click.echo(f"wrote {len(words):,} words to {path}", err=True)
+
+
+def _review_ref(ref: str) -> tuple[str, int]:
+    """``"val:3"`` -> ``("val", 3)``; a bare ``"3"`` means the test split."""
+    split_name, _, number = ref.rpartition(":")
+    split_name = split_name or "test"
+    if split_name not in SPLIT_NAMES or not number.isdigit():
+        raise ZooError(f"--review {ref!r}: expected [SPLIT:]N with SPLIT one of {', '.join(SPLIT_NAMES)}")
+    return split_name, int(number)
+
+
+@data.command()
+@click.argument("ids", nargs=-1, type=int)
+@click.option("--review", "reviews", multiple=True, metavar="[SPLIT:]N",
+              help="Show review N of train, val or test (default test) as the model sees it. Repeatable.")
+@click.option("--vocab", "vocab_file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Decode IDS with this vocabulary file (e.g. a saved run's vocab.json) instead of loading data.")
+@data_options
+@seed_option
+@download_option
+@format_option()
+@pass_state
+def decode(state, ids, reviews, vocab_file, seed, download, fmt, **flags):
+    """Turn ids back into words: IDS given on the command line, or reviews of a split.
+
+    Padding and start tokens are skipped; <unk> marks words outside the vocabulary.
+
+    \b
+    Examples:
+      zoo data decode 1 14 22 16 43
+      zoo data decode --review val:0 --review val:1
+      zoo data decode --vocab runs/3fa2/vocab.json 1 14 22
+    """
+    from zoo_core.data import Vocabulary
+
+    if not ids and not reviews:
+        raise ZooError("give ids to decode, or --review [SPLIT:]N")
+    wanted = [_review_ref(ref) for ref in reviews]
+    if vocab_file:
+        if reviews:
+            raise ZooError("--review needs the data; drop --vocab to load it")
+        click.echo(Vocabulary.load(vocab_file).decode(ids))
+        return
+    _, ds = _load(state, flags, seed, download)
+    if ids:
+        click.echo(ds.vocab.decode(ids))
+    rows = []
+    for split_name, i in wanted:
+        split = getattr(ds, split_name)
+        if i >= len(split):
+            raise ZooError(f"--review {split_name}:{i}: the {split_name} split has {len(split):,} reviews")
+        sequence = split.sequence(i)
+        rows.append([split_name, i, int(split.review_ids[i]), "pos" if split.labels[i] else "neg",
+                     f"{len(sequence)}/{int(split.raw_lengths[i])}", ds.vocab.decode(sequence),
+                     " ".join(map(str, np.asarray(sequence)))])
+    if rows:
+        click.echo(render(rows, ["split", "index", "file id", "label", "tokens kept/all", "text", "ids"], fmt))
+
+
+@data.command()
+@click.option("--url", default=None, help="Where from [default: Stanford's aclImdb_v1.tar.gz].")
+@click.option("--sha256", default=None, help="Expected sha256 [default: that of Stanford's archive].")
+@click.option("--size", type=int, default=None, help="Expected size in bytes [default: 84,125,825].")
+@click.option("--dest", type=click.Path(dir_okay=False), default=None,
+              help="Target file [default: ~/.keras/datasets/<name>, which the search path includes].")
+def download(url, sha256, size, dest):
+    """Download Stanford's archive and verify its sha256 and size (needs internet).
+
+    \b
+    Examples:
+      zoo data download
+    """
+    from zoo_core import data as zdata
+
+    custom = url is not None
+    if custom and not sha256:
+        raise ZooError("--url needs --sha256, so the download can be verified")
+    path = zdata.download_imdb(dest, url=url or zdata.IMDB_URL, sha256=sha256 or zdata.IMDB_SHA256,
+                               size=size if (size is not None or custom) else zdata.IMDB_SIZE)
+    click.echo(str(path))
