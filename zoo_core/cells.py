@@ -1,11 +1,29 @@
 """Recurrent cells, written with low-level TF ops only.
 
-A cell follows Sonnet 2's ``RNNCore``: ``__call__(x_t, state) -> (output,
-new_state)`` and ``initial_state(batch_size)``. For speed it is split in two:
-``project_inputs`` computes ``x @ W + b`` for every step at once (one large
-matmul, hoisted out of the time loop; all gates fused), and ``step`` applies the
-recurrence to one projected step. The shared :func:`zoo_core.unroll.unroll`
-runs ``step`` over time with masking, so a new cell only writes its maths.
+A step cell follows Sonnet 2's ``RNNCore``: ``__call__(x_t, state) ->
+(output, new_state)`` and ``initial_state(batch_size)``. For speed it is split
+in two: :meth:`StepCell.project_inputs` computes ``x W + b`` for every step at
+once (one large matmul, hoisted out of the time loop, all gates fused), and
+:meth:`StepCell.step` applies the recurrence to one projected step (one fused
+recurrent matmul where the maths allows). The shared
+:func:`zoo_core.unroll.unroll` runs ``step`` over time with masking, so a new
+cell only writes its maths.
+
+``tanh``, ``irnn``, ``gru`` and ``lstm`` also have a hand-written BPTT
+(``bptt="fused"``, the default): a ``tf.custom_gradient`` whose backward loop
+holds only the ``dh U^T`` recurrence, while ``dU``, the recurrent bias and the
+input gradients are each one large matmul or elementwise op over all steps.
+``bptt="autodiff"`` differentiates the generic loop instead; the tests check
+that both give the same gradients.
+
+Every cell carries a NumPy reference of its step (:meth:`StepCell.numpy_step`)
+and of its whole unroll (:meth:`Cell.reference_unroll`); the registry-driven
+tests compare against them. ``tanh``, ``gru`` and ``lstm`` use Keras' weight
+layout (gate order, biases), so ``keras.layers.SimpleRNN``/``GRU``/``LSTM``
+weights load directly (:meth:`load_keras_weights`).
+
+Wrappers (``stacked``, ``bidirectional``) build their inner cell by name from
+the built-in cells, or from a ``registry`` passed to them.
 
 Shapes: ``[batch, time, dim]`` inputs, ``[batch, units]`` states.
 """
@@ -13,136 +31,1052 @@ Shapes: ``[batch, time, dim]`` inputs, ``[batch, units]`` states.
 from __future__ import annotations
 
 import abc
-from typing import Any
+import dataclasses
+from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from zoo_core.component import Component
 from zoo_core.encoders import DenseSequence, EncodedSequence
+from zoo_core.errors import UnknownNameError, ZooError
 from zoo_core.params import HParam
-from zoo_core.unroll import UnrollResult, unroll
+from zoo_core.unroll import UnrollResult, from_time_major, to_time_major, unroll
 
 INITIALIZERS = ("glorot", "orthogonal", "identity")
 
 
-def make_initializer(name: str, seed: int | None = None) -> keras.initializers.Initializer:
-    """Returns the Keras initializer called ``name`` (one of :data:`INITIALIZERS`)."""
+def make_initializer(name: str, seed: int | None = None):
+    """Returns the initializer called ``name`` (one of :data:`INITIALIZERS`).
+
+    ``identity`` puts an identity matrix in every ``[rows, rows]`` block of a
+    fused ``[rows, k * rows]`` kernel (each gate starts as the identity, as in
+    Le et al. 2015), and ``tf.eye(rows, cols)`` for other shapes.
+    """
     if name == "glorot":
         return keras.initializers.GlorotUniform(seed=seed)
     if name == "orthogonal":
         return keras.initializers.Orthogonal(seed=seed)
     if name == "identity":
-        # Identity on the square part, zeros elsewhere (a [D, k*D] kernel gets k blocks).
+
         def identity(shape, dtype=None):
             rows, cols = shape
-            eye = tf.eye(rows, dtype=dtype or tf.float32)
-            return tf.tile(eye, [1, cols // rows]) if cols % rows == 0 else tf.eye(rows, cols, dtype=dtype or tf.float32)
+            dtype = dtype or tf.float32
+            if cols % rows == 0:
+                return tf.tile(tf.eye(rows, dtype=dtype), [1, cols // rows])
+            return tf.eye(rows, cols, dtype=dtype)
 
         return identity
-    raise ValueError(f"unknown initializer {name!r}")
+    raise ValueError(f"unknown initializer {name!r} (known: {', '.join(INITIALIZERS)})")
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
 
 
 UNITS = HParam("units", int, 64, "hidden units H", low=1, high=8192)
 KERNEL_INIT = HParam("kernel_init", str, "glorot", "input kernel initializer", choices=INITIALIZERS)
 RECURRENT_INIT = HParam("recurrent_init", str, "orthogonal", "recurrent kernel initializer", choices=INITIALIZERS)
+BPTT = HParam("bptt", str, "fused", "gradient: hand-written fused BPTT or autodiff through the loop",
+              choices=("fused", "autodiff"))
 
 
+# ---------------------------------------------------------------------------
+# Bases
+# ---------------------------------------------------------------------------
 class Cell(Component):
-    """Base cell.
+    """Base of every cell: something that runs over a whole masked sequence.
 
     Args:
         input_dim: Size of one input step.
+        dtype: Variable and state dtype (float64 for finite-difference tests).
         **params: The cell's declared hyperparameters.
-
-    Subclasses set ``gates`` (how many ``units``-wide blocks the input
-    projection has) and implement :meth:`step`; the base creates the fused
-    input kernel ``[input_dim, gates * units]`` and bias.
     """
 
     kind = "cell"
-    gates: int = 1
 
-    def __init__(self, input_dim: int, **params):
+    def __init__(self, input_dim: int, *, dtype: tf.DType = tf.float32, **params):
         super().__init__(**params)
         self.input_dim = int(input_dim)
-        self.units = self.params.get("units", 0)
-        if self.units:
-            width = self.gates * self.units
-            init = make_initializer(self.params.get("kernel_init", "glorot"))
-            self.kernel = tf.Variable(init((self.input_dim, width)), name="kernel")
-            self.bias = tf.Variable(tf.zeros([width]), name="bias")
+        self.dtype = tf.as_dtype(dtype)
+
+    @property
+    @abc.abstractmethod
+    def output_size(self) -> int:
+        """Width of one output step."""
+
+    @abc.abstractmethod
+    def unroll(self, inputs: EncodedSequence, mask: tf.Tensor | None, keep_outputs: bool, *,
+               reverse: bool = False, probe: tf.Tensor | None = None) -> UnrollResult:
+        """Runs the cell over a whole sequence.
+
+        Args:
+            inputs: Encoded inputs ``[batch, time, input_dim]``.
+            mask: ``[batch, time]`` bool, True on real tokens; ``None``: all real.
+            keep_outputs: Whether to return every step's output.
+            reverse: Run backward in time (outputs stay in input order).
+            probe: Optional zeros ``[batch, time, output_size]`` added to each real
+                step's output (and the hidden state it feeds forward); the gradient
+                of a loss with respect to it is ``dL/dh_t`` through the whole
+                recurrence (``zoo diagnose``).
+
+        Returns:
+            An :class:`UnrollResult`.
+        """
+
+    def reference_unroll(self, inputs: np.ndarray, mask: np.ndarray | None,
+                         reverse: bool = False) -> tuple[np.ndarray, Any]:
+        """NumPy reference of :meth:`unroll`: ``(outputs [batch, time, out], final_state)``.
+
+        Same masking semantics: a padded step carries state and output unchanged.
+        """
+        raise NotImplementedError(
+            f"cell {self.name!r} ({type(self).__name__}) has no NumPy reference: "
+            "implement numpy_step (a step cell) or reference_unroll (a wrapper)"
+        )
+
+    def new_weight(self, name: str, shape: Sequence[int], initializer) -> tf.Variable:
+        """A trainable variable of this cell's dtype, from a Keras-style initializer."""
+        return tf.Variable(tf.cast(initializer(tuple(shape), dtype=self.dtype), self.dtype), name=name)
+
+
+class StepCell(Cell):
+    """A cell defined by one step; the shared loop unrolls it.
+
+    Subclasses set ``gates`` (how many ``units``-wide blocks the fused input
+    projection has), create their recurrent weights, and implement
+    :meth:`step` and :meth:`numpy_step`. The base creates the fused input
+    kernel ``[input_dim, gates * units]`` and bias ``[gates * units]``.
+    """
+
+    gates: ClassVar[int] = 1
+    input_bias: ClassVar[bool] = True  # False where a later shift makes it redundant
+
+    def __init__(self, input_dim: int, *, dtype: tf.DType = tf.float32, **params):
+        super().__init__(input_dim, dtype=dtype, **params)
+        self.units = self.params["units"]
+        width = self.gates * self.units
+        self.kernel = self.new_weight("kernel", (self.input_dim, width), make_initializer(self.params["kernel_init"]))
+        if self.input_bias:
+            self.bias = self.new_weight("bias", (width,), self.initial_input_bias)
+
+    def initial_input_bias(self, shape, dtype=None) -> tf.Tensor:
+        """The input bias at creation; zeros unless a cell says otherwise (e.g. forget gates)."""
+        return tf.zeros(shape, dtype or self.dtype)
 
     @property
     def output_size(self) -> int:
-        """Width of one output step."""
         return self.units
 
     def initial_state(self, batch_size) -> Any:
         """The zero state; a tensor ``[batch, units]`` unless overridden."""
-        return tf.zeros([batch_size, self.units])
+        return tf.zeros([batch_size, self.units], self.dtype)
 
     def project_inputs(self, inputs: EncodedSequence) -> tf.Tensor:
         """``inputs @ kernel + bias`` for all steps: ``[batch, time, gates * units]``."""
-        return inputs.project(self.kernel) + self.bias
+        projected = inputs.project(self.kernel)
+        return projected + self.bias if self.input_bias else projected
 
     @abc.abstractmethod
     def step(self, projected_t: tf.Tensor, state: Any) -> tuple[tf.Tensor, Any]:
-        """One step from a projected input ``[batch, gates * units]``."""
+        """One step from a projected input ``[batch, gates * units]``: ``(output, new_state)``."""
+
+    def perturb(self, state: Any, delta: tf.Tensor) -> Any:
+        """``state`` with ``delta`` added to its hidden (output) part; see ``probe``."""
+        return state + delta
 
     def __call__(self, x_t: tf.Tensor, state: Any) -> tuple[tf.Tensor, Any]:
         """One step from a raw input ``[batch, input_dim]``: ``(output, new_state)``."""
-        return self.step(tf.matmul(x_t, self.kernel) + self.bias, state)
+        projected = tf.matmul(x_t, self.kernel)
+        return self.step(projected + self.bias if self.input_bias else projected, state)
 
-    def unroll(self, inputs: EncodedSequence, mask: tf.Tensor | None, keep_outputs: bool) -> UnrollResult:
-        """Runs the cell over a whole sequence with the shared masked loop."""
-        batch = tf.shape(mask)[0] if mask is not None else None
+    def fused_unroll(self, projected: tf.Tensor, mask: tf.Tensor | None, keep_outputs: bool,
+                     reverse: bool) -> UnrollResult | None:
+        """A hand-written BPTT of the whole unroll, or ``None`` to use the generic loop."""
+        return None
+
+    def unroll(self, inputs, mask, keep_outputs, *, reverse=False, probe=None):
         projected = self.project_inputs(inputs)
-        if batch is None:
-            batch = tf.shape(projected)[0]
-        return unroll(
-            self.step,
-            projected,
-            mask,
-            self.initial_state(batch),
-            tf.zeros([batch, self.output_size]),
-            keep_outputs,
-        )
+        if probe is None and self.params.get("bptt", "autodiff") == "fused":
+            result = self.fused_unroll(projected, mask, keep_outputs, reverse)
+            if result is not None:
+                return result
+        batch = tf.shape(projected)[0]
+        step = self.step
+        if probe is not None:
+            # Ride the probe along with the projected inputs, so the loop needs no extra input.
+            width = projected.shape[-1]
+            projected = tf.concat([projected, tf.cast(probe, projected.dtype)], axis=-1)
+
+            def step(packed_t, state):
+                output, new_state = self.step(packed_t[:, :width], state)
+                delta = packed_t[:, width:]
+                return output + delta, self.perturb(new_state, delta)
+
+        return unroll(step, projected, mask, self.initial_state(batch),
+                      tf.zeros([batch, self.output_size], self.dtype), keep_outputs, reverse)
+
+    # -- NumPy reference ---------------------------------------------------
+    @staticmethod
+    def numpy_step(params: dict[str, np.ndarray], x_t: np.ndarray, state: Any) -> tuple[np.ndarray, Any]:
+        """NumPy reference of one step from a raw input ``[batch, input_dim]``.
+
+        Args:
+            params: This cell's variables by attribute name (:meth:`numpy_params`).
+            x_t: ``[batch, input_dim]``.
+            state: The state, as NumPy arrays with the structure of :meth:`initial_state`.
+
+        Returns:
+            ``(output [batch, units], new_state)``.
+        """
+        raise NotImplementedError
+
+    def numpy_params(self) -> dict[str, np.ndarray]:
+        """This cell's own variables as NumPy arrays, by attribute name."""
+        return {name: value.numpy() for name, value in vars(self).items() if isinstance(value, tf.Variable)}
+
+    def reference_unroll(self, inputs, mask, reverse=False):
+        if type(self).numpy_step is StepCell.numpy_step:
+            return super().reference_unroll(inputs, mask, reverse)
+        params = self.numpy_params()
+        batch, steps = inputs.shape[:2]
+        mask = np.ones((batch, steps), bool) if mask is None else np.asarray(mask, bool)
+        state = tf.nest.map_structure(lambda s: s.numpy(), self.initial_state(batch))
+        output = np.zeros((batch, self.output_size), inputs.dtype)
+        outputs = np.zeros((batch, steps, self.output_size), inputs.dtype)
+        for t in reversed(range(steps)) if reverse else range(steps):
+            new_output, new_state = self.numpy_step(params, inputs[:, t], state)
+            real = mask[:, t, None]
+            state = tf.nest.map_structure(lambda new, old: np.where(real, new, old), new_state, state)
+            output = np.where(real, new_output, output)
+            outputs[:, t] = output
+        return outputs, state
 
 
-def tanh_step(projected_t, h, recurrent_kernel):
-    """Elman step: ``h_t = tanh(x_t W + b + h_{t-1} U)``.
+# ---------------------------------------------------------------------------
+# Hand-written BPTT kernels (tf.custom_gradient)
+# ---------------------------------------------------------------------------
+def _previous(states_tm: tf.Tensor, initial: tf.Tensor) -> tf.Tensor:
+    """``[h_0, h_1, ..., h_{T-1}]`` from ``[h_1, ..., h_T]`` (time-major) and ``h_0``."""
+    return tf.concat([initial[None], states_tm[:-1]], axis=0)
 
-    Args:
-        projected_t: ``x_t W + b``, ``[batch, units]``.
-        h: ``h_{t-1}``, ``[batch, units]``.
-        recurrent_kernel: ``U``, ``[units, units]``.
+
+def _over_steps(prev_tm: tf.Tensor, grad_tm: tf.Tensor) -> tf.Tensor:
+    """``sum_t prev_t^T grad_t`` as one matmul: ``[T, B, H] x [T, B, G] -> [H, G]``."""
+    return tf.tensordot(prev_tm, grad_tm, axes=[[0, 1], [0, 1]])
+
+
+def _scan(step, inputs_tm, mask_tm, initial: tuple[tf.Tensor, ...]) -> tuple[tf.Tensor, ...]:
+    """Forward loop keeping every state: ``step(x_t, *state) -> new state tuple``.
+
+    Returns the stacked states, one ``[time, batch, units]`` tensor per part.
+    """
+    steps = inputs_tm.shape[0] if inputs_tm.shape[0] is not None else tf.shape(inputs_tm)[0]
+    arrays = tuple(tf.TensorArray(s.dtype, size=steps, element_shape=s.shape) for s in initial)
+
+    def body(t, state, arrays):
+        new = step(inputs_tm[t], *state)
+        if mask_tm is not None:
+            new = tuple(tf.where(mask_tm[t], n, s) for n, s in zip(new, state))
+        return t + 1, new, tuple(a.write(t, n) for a, n in zip(arrays, new))
+
+    _, _, arrays = tf.while_loop(lambda t, *_: t < steps, body, (tf.constant(0), tuple(initial), arrays),
+                                 maximum_iterations=steps)
+    return tuple(a.stack() for a in arrays)
+
+
+def _scan_back(step, per_step: tuple[tf.Tensor, ...], carry: tuple[tf.Tensor, ...], width: int):
+    """Backward loop from the last step to the first.
+
+    ``step(t_slices, *carry) -> (written [batch, width], new carry tuple)``.
 
     Returns:
-        ``h_t`` ``[batch, units]``.
+        The written values stacked ``[time, batch, width]`` and the carry at step 0.
     """
-    return tf.tanh(projected_t + tf.matmul(h, recurrent_kernel))
+    steps = per_step[0].shape[0] if per_step[0].shape[0] is not None else tf.shape(per_step[0])[0]
+    written = tf.TensorArray(per_step[0].dtype, size=steps,
+                             element_shape=tf.TensorShape([per_step[0].shape[1], width]))
+
+    def body(t, carry, written):
+        out, carry = step(tuple(p[t] for p in per_step), *carry)
+        return t - 1, carry, written.write(t, out)
+
+    _, carry, written = tf.while_loop(lambda t, *_: t >= 0, body, (steps - 1, tuple(carry), written),
+                                      maximum_iterations=steps)
+    return written.stack(), carry
 
 
-class TanhCell(Cell):
+def _or_zeros(grad: tf.Tensor | None, like: tf.Tensor) -> tf.Tensor:
+    return tf.zeros_like(like) if grad is None else grad
+
+
+def elman_bptt(inputs_tm, mask_tm, recurrent_kernel, h0, activation: str) -> tf.Tensor:
+    """Elman unroll ``h_t = act(a_t)``, ``a_t = x_t + h_{t-1} U``, with hand-written BPTT.
+
+    Backward: ``da_t = dh_t * act'(a_t)``, ``dh_{t-1} = da_t U^T`` is the only
+    recurrence; ``dU = sum_t h_{t-1}^T da_t`` is one matmul after the loop and
+    ``dx_t = da_t``. A padded step passes ``dh`` straight through.
+
+    Args:
+        inputs_tm: Projected inputs ``[time, batch, H]``.
+        mask_tm: Bool ``[time, batch, 1]`` or ``None``.
+        recurrent_kernel: ``U`` ``[H, H]`` (a tensor, not a variable).
+        h0: ``[batch, H]``.
+        activation: ``"tanh"`` or ``"relu"``.
+
+    Returns:
+        Every state ``[time, batch, H]`` (a padded step repeats the previous one).
+    """
+    act = {"tanh": tf.tanh, "relu": tf.nn.relu}[activation]
+
+    @tf.custom_gradient
+    def scan(inputs_tm, recurrent_kernel, h0):
+        (states,) = _scan(lambda x, h: (act(x + tf.matmul(h, recurrent_kernel)),), inputs_tm, mask_tm, (h0,))
+
+        def grad(d_states):
+            # act'(a_t) from the output: tanh' = 1 - h^2, relu' = [h > 0].
+            slope = 1.0 - tf.square(states) if activation == "tanh" else tf.cast(states > 0, states.dtype)
+            per_step = (d_states, slope)
+            if mask_tm is not None:
+                real = tf.cast(mask_tm, states.dtype)
+                per_step = (d_states, slope * real, 1.0 - real)
+
+            def back(slices, dh_next):
+                dh = slices[0] + dh_next
+                da = dh * slices[1]
+                dh_prev = tf.matmul(da, recurrent_kernel, transpose_b=True)
+                if mask_tm is not None:
+                    dh_prev += dh * slices[2]  # padded step: h_t = h_{t-1}
+                return da, (dh_prev,)
+
+            d_pre, (dh0,) = _scan_back(back, per_step, (tf.zeros_like(h0),), h0.shape[-1])
+            return d_pre, _over_steps(_previous(states, h0), d_pre), dh0
+
+        return states, grad
+
+    return scan(inputs_tm, recurrent_kernel, h0)
+
+
+def gru_bptt(inputs_tm, mask_tm, recurrent_kernel, recurrent_bias, h0) -> tf.Tensor:
+    """Reset-after GRU unroll (see :func:`gru_step`) with hand-written BPTT.
+
+    The forward loop keeps only the states. The backward pass recomputes the
+    gates for all steps at once (one ``[T*B, H] x [H, 3H]`` matmul), folds them
+    into per-step coefficients, and loops only over
+    ``dh_{t-1} = dh_t z_t + (dh_t * c_t) U^T``.
+
+    Args:
+        inputs_tm: Projected inputs ``[time, batch, 3H]`` in ``[z, r, h]`` order.
+        mask_tm: Bool ``[time, batch, 1]`` or ``None``.
+        recurrent_kernel: ``[H, 3H]``; recurrent_bias: ``[3H]``; h0: ``[batch, H]``.
+
+    Returns:
+        Every state ``[time, batch, H]``.
+    """
+
+    @tf.custom_gradient
+    def scan(inputs_tm, recurrent_kernel, recurrent_bias, h0):
+        (states,) = _scan(lambda x, h: (gru_step(x, h, recurrent_kernel, recurrent_bias),),
+                          inputs_tm, mask_tm, (h0,))
+
+        def grad(d_states):
+            prev = _previous(states, h0)
+            x_z, x_r, x_h = tf.split(inputs_tm, 3, axis=-1)
+            m_z, m_r, m_h = tf.split(tf.tensordot(prev, recurrent_kernel, 1) + recurrent_bias, 3, axis=-1)
+            z, r = tf.sigmoid(x_z + m_z), tf.sigmoid(x_r + m_r)
+            n = tf.tanh(x_h + r * m_h)
+            # dh -> pre-activations: h = n + z (h_prev - n).
+            d_z = (prev - n) * z * (1.0 - z)
+            d_n = (1.0 - z) * (1.0 - tf.square(n))
+            d_r = d_n * m_h * r * (1.0 - r)
+            keep = z  # dh_t -> dh_{t-1} directly
+            if mask_tm is not None:
+                real = tf.cast(mask_tm, states.dtype)
+                d_z, d_r, d_n = d_z * real, d_r * real, d_n * real
+                keep = z * real + (1.0 - real)
+            coef_m = tf.concat([d_z, d_r, d_n * r], axis=-1)  # dh -> d(h_prev U + b_r)
+
+            def back(slices, dh_next):
+                d_out, coef, keep_t = slices
+                dh = d_out + dh_next
+                dm = tf.tile(dh, [1, 3]) * coef
+                return dh, (dh * keep_t + tf.matmul(dm, recurrent_kernel, transpose_b=True),)
+
+            dh_all, (dh0,) = _scan_back(back, (d_states, coef_m, keep), (tf.zeros_like(h0),), h0.shape[-1])
+            d_inputs = tf.tile(dh_all, [1, 1, 3]) * tf.concat([d_z, d_r, d_n], axis=-1)
+            d_m = tf.tile(dh_all, [1, 1, 3]) * coef_m
+            return d_inputs, _over_steps(prev, d_m), tf.reduce_sum(d_m, axis=[0, 1]), dh0
+
+        return states, grad
+
+    return scan(inputs_tm, recurrent_kernel, recurrent_bias, h0)
+
+
+def lstm_bptt(inputs_tm, mask_tm, recurrent_kernel, h0, c0) -> tuple[tf.Tensor, tf.Tensor]:
+    """LSTM unroll (see :func:`lstm_step`) with hand-written BPTT.
+
+    The forward loop keeps ``h`` and ``c``; the backward pass recomputes the
+    gates for all steps in one matmul and loops only over
+    ``dc~_t = dc_t + dh_t o_t (1 - tanh^2 c_t)``, ``da_t = [dc~ k_i, dc~ k_f, dc~ k_g, dh k_o]``,
+    ``dh_{t-1} = da_t U^T``, ``dc_{t-1} = dc~_t f_t``.
+
+    Args:
+        inputs_tm: Projected inputs ``[time, batch, 4H]`` in ``[i, f, c, o]`` order.
+        mask_tm: Bool ``[time, batch, 1]`` or ``None``.
+        recurrent_kernel: ``[H, 4H]``; h0, c0: ``[batch, H]``.
+
+    Returns:
+        Every ``h`` and every ``c``, each ``[time, batch, H]``.
+    """
+
+    @tf.custom_gradient
+    def scan(inputs_tm, recurrent_kernel, h0, c0):
+        hs, cs = _scan(lambda x, h, c: lstm_step(x, h, c, recurrent_kernel), inputs_tm, mask_tm, (h0, c0))
+
+        def grad(d_hs, d_cs):
+            d_hs, d_cs = _or_zeros(d_hs, hs), _or_zeros(d_cs, cs)
+            h_prev, c_prev = _previous(hs, h0), _previous(cs, c0)
+            pre = inputs_tm + tf.tensordot(h_prev, recurrent_kernel, 1)
+            a_i, a_f, a_g, a_o = tf.split(pre, 4, axis=-1)
+            i, f, o, g = tf.sigmoid(a_i), tf.sigmoid(a_f), tf.sigmoid(a_o), tf.tanh(a_g)
+            tanh_c = tf.tanh(cs)
+            h_to_c = o * (1.0 - tf.square(tanh_c))  # dh -> dc
+            coef_ifg = tf.concat([g * i * (1.0 - i), c_prev * f * (1.0 - f), i * (1.0 - tf.square(g))], axis=-1)
+            coef_o = tanh_c * o * (1.0 - o)
+            keep_c = f
+            per_step = (d_hs, d_cs, h_to_c, coef_ifg, coef_o, keep_c)
+            if mask_tm is not None:
+                real = tf.cast(mask_tm, hs.dtype)
+                h_to_c, coef_ifg, coef_o = h_to_c * real, coef_ifg * real, coef_o * real
+                keep_c = f * real + (1.0 - real)
+                per_step = (d_hs, d_cs, h_to_c, coef_ifg, coef_o, keep_c, 1.0 - real)
+
+            def back(slices, dh_next, dc_next):
+                dh = slices[0] + dh_next
+                dc = slices[1] + dc_next + dh * slices[2]
+                da = tf.concat([tf.tile(dc, [1, 3]) * slices[3], dh * slices[4]], axis=-1)
+                dh_prev = tf.matmul(da, recurrent_kernel, transpose_b=True)
+                if mask_tm is not None:
+                    dh_prev += dh * slices[6]  # padded step: h_t = h_{t-1}
+                return da, (dh_prev, dc * slices[5])
+
+            zeros = tf.zeros_like(h0)
+            d_pre, (dh0, dc0) = _scan_back(back, per_step, (zeros, zeros), 4 * h0.shape[-1])
+            return d_pre, _over_steps(h_prev, d_pre), dh0, dc0
+
+        return (hs, cs), grad
+
+    return scan(inputs_tm, recurrent_kernel, h0, c0)
+
+
+def _fused_result(states_tm: tf.Tensor, keep_outputs: bool, reverse: bool, final_state: Any) -> UnrollResult:
+    """An :class:`UnrollResult` from time-major states whose output is ``h``."""
+    return UnrollResult(
+        outputs=from_time_major(states_tm, reverse) if keep_outputs else None,
+        last_output=states_tm[-1],
+        final_state=final_state,
+    )
+
+
+# ---------------------------------------------------------------------------
+# Step maths: small pure functions
+# ---------------------------------------------------------------------------
+def elman_step(projected_t, h, recurrent_kernel, activation=tf.tanh):
+    """Elman step: ``h_t = act(x_t W + b + h_{t-1} U)``.
+
+    Args:
+        projected_t: ``x_t W + b``, ``[batch, H]``.
+        h: ``h_{t-1}``, ``[batch, H]``.
+        recurrent_kernel: ``U``, ``[H, H]``.
+        activation: ``tf.tanh`` (Elman) or ``tf.nn.relu`` (IRNN).
+
+    Returns:
+        ``h_t`` ``[batch, H]``.
+    """
+    return activation(projected_t + tf.matmul(h, recurrent_kernel))
+
+
+def gru_step(projected_t, h, recurrent_kernel, recurrent_bias):
+    """Reset-after GRU step (Cho et al. 2014; the form ``keras.layers.GRU`` uses by default).
+
+    ``[m_z, m_r, m_h] = h_{t-1} U + b_r`` (one fused matmul), then
+    ``z = sigmoid(x_z + m_z)``, ``r = sigmoid(x_r + m_r)``,
+    ``n = tanh(x_h + r * m_h)``, ``h_t = z * h_{t-1} + (1 - z) * n``.
+
+    Args:
+        projected_t: ``x_t W + b_x``, ``[batch, 3H]`` in Keras' ``[z, r, h]`` order.
+        h: ``[batch, H]``.
+        recurrent_kernel: ``U`` ``[H, 3H]``.
+        recurrent_bias: ``b_r`` ``[3H]``.
+
+    Returns:
+        ``h_t`` ``[batch, H]``.
+    """
+    units = h.shape[-1]
+    recurrent = tf.matmul(h, recurrent_kernel) + recurrent_bias
+    z_r = tf.sigmoid(projected_t[:, : 2 * units] + recurrent[:, : 2 * units])
+    z, r = z_r[:, :units], z_r[:, units:]
+    n = tf.tanh(projected_t[:, 2 * units:] + r * recurrent[:, 2 * units:])
+    return n + z * (h - n)
+
+
+def lstm_step(projected_t, h, c, recurrent_kernel):
+    """LSTM step (Hochreiter & Schmidhuber 1997, with the forget gate of Gers et al. 2000).
+
+    ``[a_i, a_f, a_c, a_o] = x_t W + b + h_{t-1} U`` (Keras' order, one matmul),
+    ``i, f, o = sigmoid(a_i, a_f, a_o)``, ``g = tanh(a_c)``,
+    ``c_t = f * c_{t-1} + i * g``, ``h_t = o * tanh(c_t)``.
+
+    Args:
+        projected_t: ``[batch, 4H]``; h, c: ``[batch, H]``; recurrent_kernel: ``[H, 4H]``.
+
+    Returns:
+        ``(h_t, c_t)``, each ``[batch, H]``.
+    """
+    units = h.shape[-1]
+    pre = projected_t + tf.matmul(h, recurrent_kernel)
+    gates = tf.sigmoid(pre)  # i, f, (unused), o
+    g = tf.tanh(pre[:, 2 * units: 3 * units])
+    c = gates[:, units: 2 * units] * c + gates[:, :units] * g
+    return gates[:, 3 * units:] * tf.tanh(c), c
+
+
+def layer_norm(values, gain, shift, epsilon: float = 1e-5):
+    """Layer normalisation over the last axis (Ba et al. 2016): ``gain * (a - mean) / std + shift``."""
+    mean, variance = tf.nn.moments(values, axes=[-1], keepdims=True)
+    return gain * (values - mean) * tf.math.rsqrt(variance + epsilon) + shift
+
+
+def ln_tanh_step(projected_t, h, recurrent_kernel, gain, shift):
+    """Layer-normalised Elman step: ``h_t = tanh(LN(x_t W + h_{t-1} U; gain, shift))``.
+
+    Args:
+        projected_t: ``x_t W`` ``[batch, H]`` (no bias: LN's shift replaces it).
+        h: ``[batch, H]``; recurrent_kernel: ``[H, H]``; gain, shift: ``[H]``.
+    """
+    return tf.tanh(layer_norm(projected_t + tf.matmul(h, recurrent_kernel), gain, shift))
+
+
+def mgu_step(projected_t, h, forget_kernel, candidate_kernel):
+    """Minimal gated unit step (Zhou et al. 2016).
+
+    ``f = sigmoid(x_f + h_{t-1} U_f)``, ``n = tanh(x_h + (f * h_{t-1}) U_h)``,
+    ``h_t = (1 - f) * h_{t-1} + f * n``. The two recurrent matmuls cannot fuse:
+    the second needs ``f``.
+
+    Args:
+        projected_t: ``[batch, 2H]`` in ``[f, h]`` order; h: ``[batch, H]``;
+        forget_kernel, candidate_kernel: ``U_f``, ``U_h`` ``[H, H]``.
+    """
+    units = h.shape[-1]
+    f = tf.sigmoid(projected_t[:, :units] + tf.matmul(h, forget_kernel))
+    n = tf.tanh(projected_t[:, units:] + tf.matmul(f * h, candidate_kernel))
+    return h + f * (n - h)
+
+
+def ugrnn_step(projected_t, h, recurrent_kernel):
+    """Update-gate RNN step (Collins, Sohl-Dickstein & Sussillo 2017).
+
+    ``[a_c, a_g] = x_t W + b + h_{t-1} U`` (one matmul), ``c = tanh(a_c)``,
+    ``g = sigmoid(a_g)``, ``h_t = g * h_{t-1} + (1 - g) * c``.
+
+    Args:
+        projected_t: ``[batch, 2H]`` in ``[c, g]`` order; h: ``[batch, H]``; recurrent_kernel: ``[H, 2H]``.
+    """
+    units = h.shape[-1]
+    pre = projected_t + tf.matmul(h, recurrent_kernel)
+    c, g = tf.tanh(pre[:, :units]), tf.sigmoid(pre[:, units:])
+    return c + g * (h - c)
+
+
+def indrnn_step(projected_t, h, recurrent_weight):
+    """Independently recurrent step (Li et al. 2018): ``h_t = relu(x_t W + b + u * h_{t-1})``.
+
+    Each unit sees only its own past (``u`` is a vector ``[H]``), so there is no recurrent matmul.
+    """
+    return tf.nn.relu(projected_t + recurrent_weight * h)
+
+
+def janet_step(projected_t, c, recurrent_kernel, beta: float):
+    """JANET step, the forget-gate-only LSTM (van der Westhuizen & Lasenby 2018).
+
+    ``[s, a_c] = x_t W + b + h_{t-1} U`` (one matmul),
+    ``c_t = sigmoid(s) * c_{t-1} + (1 - sigmoid(s - beta)) * tanh(a_c)``, ``h_t = c_t``.
+
+    Args:
+        projected_t: ``[batch, 2H]`` in ``[f, c]`` order; c: ``[batch, H]``;
+        recurrent_kernel: ``[H, 2H]``; beta: the input gate's shift.
+    """
+    units = c.shape[-1]
+    pre = projected_t + tf.matmul(c, recurrent_kernel)
+    s = pre[:, :units]
+    return tf.sigmoid(s) * c + (1.0 - tf.sigmoid(s - beta)) * tf.tanh(pre[:, units:])
+
+
+# ---------------------------------------------------------------------------
+# Step cells
+# ---------------------------------------------------------------------------
+class TanhCell(StepCell):
     """The Elman RNN (Elman 1990, "Finding structure in time").
 
-    ``h_t = tanh(W x_t + U h_{t-1} + b)``; output and state are ``h_t``.
+    ``h_t = tanh(x_t W + h_{t-1} U + b)``; output and state are ``h_t``.
     Matches ``keras.layers.SimpleRNN`` given the same weights.
     """
 
     name = "tanh"
     description = "Elman RNN: h_t = tanh(x_t W + h_{t-1} U + b)"
+    hparams = (UNITS, KERNEL_INIT, RECURRENT_INIT, BPTT)
+    activation: ClassVar[str] = "tanh"
+
+    def __init__(self, input_dim: int, **params):
+        super().__init__(input_dim, **params)
+        self.recurrent_kernel = self.new_weight("recurrent_kernel", (self.units, self.units),
+                                                make_initializer(self.params["recurrent_init"]))
+
+    def step(self, projected_t, state):
+        h = elman_step(projected_t, state, self.recurrent_kernel, getattr(tf.nn, self.activation))
+        return h, h
+
+    def fused_unroll(self, projected, mask, keep_outputs, reverse):
+        inputs_tm, mask_tm = to_time_major(projected, mask, reverse)
+        h0 = self.initial_state(tf.shape(projected)[0])
+        states = elman_bptt(inputs_tm, mask_tm, tf.convert_to_tensor(self.recurrent_kernel), h0, self.activation)
+        return _fused_result(states, keep_outputs, reverse, states[-1])
+
+    @staticmethod
+    def numpy_step(params, x_t, state):
+        h = np.tanh(x_t @ params["kernel"] + params["bias"] + state @ params["recurrent_kernel"])
+        return h, h
+
+    def keras_weights(self) -> list[np.ndarray]:
+        """``[kernel, recurrent_kernel, bias]``, the order ``SimpleRNN.set_weights`` takes."""
+        return [v.numpy() for v in (self.kernel, self.recurrent_kernel, self.bias)]
+
+    def load_keras_weights(self, weights: Sequence[np.ndarray]) -> None:
+        """Loads ``keras.layers.SimpleRNN.get_weights()``."""
+        for variable, value in zip((self.kernel, self.recurrent_kernel, self.bias), weights, strict=True):
+            variable.assign(value)
+
+
+class IRNNCell(TanhCell):
+    """IRNN (Le, Jaitly & Hinton 2015, "A simple way to initialize recurrent networks of rectified linear units").
+
+    ``h_t = relu(x_t W + h_{t-1} U + b)`` with ``U`` initialised to the identity
+    and ``b`` to zero, so at the start the state is carried forward unchanged.
+    """
+
+    name = "irnn"
+    description = "ReLU RNN with identity recurrent init: h_t = relu(x_t W + h_{t-1} U + b), U_0 = I"
+    hparams = (UNITS, KERNEL_INIT, dataclasses.replace(RECURRENT_INIT, default="identity"), BPTT)
+    activation = "relu"
+
+    @staticmethod
+    def numpy_step(params, x_t, state):
+        h = np.maximum(x_t @ params["kernel"] + params["bias"] + state @ params["recurrent_kernel"], 0.0)
+        return h, h
+
+
+class GRUCell(StepCell):
+    """Gated recurrent unit (Cho et al. 2014), the reset-after form of ``keras.layers.GRU``.
+
+    ``z = sigmoid(x W_z + b_z + h U_z + c_z)``, ``r = sigmoid(x W_r + b_r + h U_r + c_r)``,
+    ``n = tanh(x W_h + b_h + r * (h U_h + c_h))``, ``h_t = z * h_{t-1} + (1 - z) * n``.
+    Gates fused in Keras' ``[z, r, h]`` order with its two biases (input ``b``, recurrent ``c``).
+    """
+
+    name = "gru"
+    description = "GRU (Cho et al. 2014), reset-after as keras.layers.GRU; [z, r, h] gates"
+    hparams = (UNITS, KERNEL_INIT, RECURRENT_INIT, BPTT)
+    gates = 3
+
+    def __init__(self, input_dim: int, **params):
+        super().__init__(input_dim, **params)
+        self.recurrent_kernel = self.new_weight("recurrent_kernel", (self.units, 3 * self.units),
+                                                make_initializer(self.params["recurrent_init"]))
+        self.recurrent_bias = self.new_weight("recurrent_bias", (3 * self.units,), self.initial_input_bias)
+
+    def step(self, projected_t, state):
+        h = gru_step(projected_t, state, self.recurrent_kernel, self.recurrent_bias)
+        return h, h
+
+    def fused_unroll(self, projected, mask, keep_outputs, reverse):
+        inputs_tm, mask_tm = to_time_major(projected, mask, reverse)
+        h0 = self.initial_state(tf.shape(projected)[0])
+        states = gru_bptt(inputs_tm, mask_tm, tf.convert_to_tensor(self.recurrent_kernel),
+                          tf.convert_to_tensor(self.recurrent_bias), h0)
+        return _fused_result(states, keep_outputs, reverse, states[-1])
+
+    @staticmethod
+    def numpy_step(params, x_t, state):
+        x_z, x_r, x_h = np.split(x_t @ params["kernel"] + params["bias"], 3, axis=-1)
+        m_z, m_r, m_h = np.split(state @ params["recurrent_kernel"] + params["recurrent_bias"], 3, axis=-1)
+        z, r = _sigmoid(x_z + m_z), _sigmoid(x_r + m_r)
+        n = np.tanh(x_h + r * m_h)
+        h = z * state + (1.0 - z) * n
+        return h, h
+
+    def keras_weights(self) -> list[np.ndarray]:
+        """``[kernel, recurrent_kernel, bias [2, 3H]]``, the order ``GRU.set_weights`` takes."""
+        bias = np.stack([self.bias.numpy(), self.recurrent_bias.numpy()])
+        return [self.kernel.numpy(), self.recurrent_kernel.numpy(), bias]
+
+    def load_keras_weights(self, weights: Sequence[np.ndarray]) -> None:
+        """Loads ``keras.layers.GRU(reset_after=True).get_weights()``."""
+        kernel, recurrent_kernel, bias = weights
+        self.kernel.assign(kernel)
+        self.recurrent_kernel.assign(recurrent_kernel)
+        self.bias.assign(bias[0])
+        self.recurrent_bias.assign(bias[1])
+
+
+class LSTMCell(StepCell):
+    """Long short-term memory (Hochreiter & Schmidhuber 1997; forget gate: Gers et al. 2000).
+
+    ``i, f, o = sigmoid(x W + h U + b)``, ``g = tanh(x W_c + h U_c + b_c)``,
+    ``c_t = f * c_{t-1} + i * g``, ``h_t = o * tanh(c_t)``; state ``(h, c)``,
+    output ``h``. Keras' ``[i, f, c, o]`` order; forget bias starts at 1
+    (Jozefowicz et al. 2015), as Keras' ``unit_forget_bias``.
+    """
+
+    name = "lstm"
+    description = "LSTM, [i, f, c, o] gates as keras.layers.LSTM, forget bias 1"
+    hparams = (UNITS, KERNEL_INIT, RECURRENT_INIT, BPTT)
+    gates = 4
+
+    def __init__(self, input_dim: int, **params):
+        super().__init__(input_dim, **params)
+        self.recurrent_kernel = self.new_weight("recurrent_kernel", (self.units, 4 * self.units),
+                                                make_initializer(self.params["recurrent_init"]))
+
+    def initial_input_bias(self, shape, dtype=None):
+        units = shape[0] // 4
+        return tf.concat([tf.zeros([units]), tf.ones([units]), tf.zeros([2 * units])], 0)
+
+    def initial_state(self, batch_size):
+        zeros = tf.zeros([batch_size, self.units], self.dtype)
+        return (zeros, zeros)
+
+    def perturb(self, state, delta):
+        h, c = state
+        return (h + delta, c)
+
+    def step(self, projected_t, state):
+        h, c = lstm_step(projected_t, *state, self.recurrent_kernel)
+        return h, (h, c)
+
+    def fused_unroll(self, projected, mask, keep_outputs, reverse):
+        inputs_tm, mask_tm = to_time_major(projected, mask, reverse)
+        h0, c0 = self.initial_state(tf.shape(projected)[0])
+        hs, cs = lstm_bptt(inputs_tm, mask_tm, tf.convert_to_tensor(self.recurrent_kernel), h0, c0)
+        return _fused_result(hs, keep_outputs, reverse, (hs[-1], cs[-1]))
+
+    @staticmethod
+    def numpy_step(params, x_t, state):
+        h, c = state
+        a_i, a_f, a_c, a_o = np.split(x_t @ params["kernel"] + params["bias"] + h @ params["recurrent_kernel"], 4, -1)
+        c = _sigmoid(a_f) * c + _sigmoid(a_i) * np.tanh(a_c)
+        h = _sigmoid(a_o) * np.tanh(c)
+        return h, (h, c)
+
+    def keras_weights(self) -> list[np.ndarray]:
+        """``[kernel, recurrent_kernel, bias]``, the order ``LSTM.set_weights`` takes."""
+        return [v.numpy() for v in (self.kernel, self.recurrent_kernel, self.bias)]
+
+    def load_keras_weights(self, weights: Sequence[np.ndarray]) -> None:
+        """Loads ``keras.layers.LSTM.get_weights()``."""
+        for variable, value in zip((self.kernel, self.recurrent_kernel, self.bias), weights, strict=True):
+            variable.assign(value)
+
+
+class LayerNormTanhCell(StepCell):
+    """Layer-normalised Elman RNN (Ba, Kiros & Hinton 2016, "Layer normalization").
+
+    ``h_t = tanh(gain * (a_t - mean(a_t)) / std(a_t) + shift)`` with
+    ``a_t = x_t W + h_{t-1} U``, statistics over the units of each example.
+    """
+
+    name = "ln-tanh"
+    description = "layer-normalised Elman RNN: h_t = tanh(LN(x_t W + h_{t-1} U))"
     hparams = (UNITS, KERNEL_INIT, RECURRENT_INIT)
+    input_bias = False
+
+    def __init__(self, input_dim: int, **params):
+        super().__init__(input_dim, **params)
+        self.recurrent_kernel = self.new_weight("recurrent_kernel", (self.units, self.units),
+                                                make_initializer(self.params["recurrent_init"]))
+        self.gain = self.new_weight("gain", (self.units,), lambda shape, dtype: tf.ones(shape, dtype))
+        self.shift = self.new_weight("shift", (self.units,), lambda shape, dtype: tf.zeros(shape, dtype))
+
+    def step(self, projected_t, state):
+        h = ln_tanh_step(projected_t, state, self.recurrent_kernel, self.gain, self.shift)
+        return h, h
+
+    @staticmethod
+    def numpy_step(params, x_t, state):
+        a = x_t @ params["kernel"] + state @ params["recurrent_kernel"]
+        normed = (a - a.mean(-1, keepdims=True)) / np.sqrt(a.var(-1, keepdims=True) + 1e-5)
+        h = np.tanh(params["gain"] * normed + params["shift"])
+        return h, h
+
+
+class MGUCell(StepCell):
+    """Minimal gated unit (Zhou, Wu, Zhang & Zhou 2016): a GRU with one gate.
+
+    ``f = sigmoid(x W_f + h U_f + b_f)``, ``n = tanh(x W_h + (f * h) U_h + b_h)``,
+    ``h_t = (1 - f) * h_{t-1} + f * n``.
+    """
+
+    name = "mgu"
+    description = "minimal gated unit: one forget gate, h_t = (1 - f) h + f tanh(x W + (f h) U)"
+    hparams = (UNITS, KERNEL_INIT, RECURRENT_INIT)
+    gates = 2
 
     def __init__(self, input_dim: int, **params):
         super().__init__(input_dim, **params)
         init = make_initializer(self.params["recurrent_init"])
-        self.recurrent_kernel = tf.Variable(init((self.units, self.units)), name="recurrent_kernel")
+        self.forget_kernel = self.new_weight("forget_kernel", (self.units, self.units), init)
+        self.candidate_kernel = self.new_weight("candidate_kernel", (self.units, self.units),
+                                                make_initializer(self.params["recurrent_init"]))
 
     def step(self, projected_t, state):
-        h = tanh_step(projected_t, state, self.recurrent_kernel)
+        h = mgu_step(projected_t, state, self.forget_kernel, self.candidate_kernel)
+        return h, h
+
+    @staticmethod
+    def numpy_step(params, x_t, state):
+        x_f, x_h = np.split(x_t @ params["kernel"] + params["bias"], 2, axis=-1)
+        f = _sigmoid(x_f + state @ params["forget_kernel"])
+        n = np.tanh(x_h + (f * state) @ params["candidate_kernel"])
+        h = (1.0 - f) * state + f * n
         return h, h
 
 
-BUILTIN_CELLS = (TanhCell,)
+class UGRNNCell(StepCell):
+    """Update-gate RNN (Collins, Sohl-Dickstein & Sussillo 2017, "Capacity and trainability in RNNs").
+
+    ``c = tanh(x W_c + h U_c + b_c)``, ``g = sigmoid(x W_g + h U_g + b_g)``,
+    ``h_t = g * h_{t-1} + (1 - g) * c``.
+    """
+
+    name = "ugrnn"
+    description = "update-gate RNN: h_t = g h + (1 - g) tanh(x W + h U), one fused matmul"
+    hparams = (UNITS, KERNEL_INIT, RECURRENT_INIT)
+    gates = 2
+
+    def __init__(self, input_dim: int, **params):
+        super().__init__(input_dim, **params)
+        self.recurrent_kernel = self.new_weight("recurrent_kernel", (self.units, 2 * self.units),
+                                                make_initializer(self.params["recurrent_init"]))
+
+    def step(self, projected_t, state):
+        h = ugrnn_step(projected_t, state, self.recurrent_kernel)
+        return h, h
+
+    @staticmethod
+    def numpy_step(params, x_t, state):
+        a_c, a_g = np.split(x_t @ params["kernel"] + params["bias"] + state @ params["recurrent_kernel"], 2, -1)
+        g = _sigmoid(a_g)
+        h = g * state + (1.0 - g) * np.tanh(a_c)
+        return h, h
+
+
+class IndRNNCell(StepCell):
+    """Independently recurrent neural network (Li, Li, Cook, Zhu & Gao 2018).
+
+    ``h_t = relu(x_t W + b + u * h_{t-1})`` with a recurrent *vector* ``u``
+    ``[H]``, initialised uniformly in ``[0, recurrent_max]``; each unit sees
+    only its own past, so long memories stay trainable.
+    """
+
+    name = "indrnn"
+    description = "IndRNN: h_t = relu(x_t W + u * h_{t-1} + b), u a vector"
+    hparams = (UNITS, KERNEL_INIT,
+               HParam("recurrent_max", float, 1.0, "u starts uniform in [0, recurrent_max]", low=0.0, high=10.0))
+
+    def __init__(self, input_dim: int, **params):
+        super().__init__(input_dim, **params)
+        self.recurrent_weight = self.new_weight(
+            "recurrent_weight", (self.units,), keras.initializers.RandomUniform(0.0, self.params["recurrent_max"]))
+
+    def step(self, projected_t, state):
+        h = indrnn_step(projected_t, state, self.recurrent_weight)
+        return h, h
+
+    @staticmethod
+    def numpy_step(params, x_t, state):
+        h = np.maximum(x_t @ params["kernel"] + params["bias"] + params["recurrent_weight"] * state, 0.0)
+        return h, h
+
+
+class JANETCell(StepCell):
+    """JANET, "just another network" (van der Westhuizen & Lasenby 2018): an LSTM with only a forget gate.
+
+    ``s = x W_f + h U_f + b_f``, ``c_t = sigmoid(s) * c_{t-1} + (1 - sigmoid(s - beta)) * tanh(x W_c + h U_c + b_c)``,
+    ``h_t = c_t``. The forget bias starts chrono-initialised,
+    ``b_f = log(U(1, t_max - 1))`` (Tallec & Ollivier 2018).
+    """
+
+    name = "janet"
+    description = "JANET: forget-gate-only LSTM, c_t = s(f) c + (1 - s(f - beta)) tanh(...), chrono init"
+    hparams = (UNITS, KERNEL_INIT, RECURRENT_INIT,
+               HParam("beta", float, 1.0, "shift between the forget and input gates", low=-10.0, high=10.0),
+               HParam("t_max", float, 200.0, "chrono init: longest dependency expected, in steps", low=2.0, high=1e6))
+    gates = 2
+
+    def __init__(self, input_dim: int, **params):
+        super().__init__(input_dim, **params)
+        self.recurrent_kernel = self.new_weight("recurrent_kernel", (self.units, 2 * self.units),
+                                                make_initializer(self.params["recurrent_init"]))
+
+    def initial_input_bias(self, shape, dtype=None):
+        units = shape[0] // 2
+        uniform = keras.initializers.RandomUniform(1.0, self.params["t_max"] - 1.0)
+        return tf.concat([tf.math.log(uniform((units,), dtype=self.dtype)), tf.zeros([units], self.dtype)], 0)
+
+    def step(self, projected_t, state):
+        c = janet_step(projected_t, state, self.recurrent_kernel, self.params["beta"])
+        return c, c
+
+    def numpy_params(self):
+        return {**super().numpy_params(), "beta": np.float64(self.params["beta"])}
+
+    @staticmethod
+    def numpy_step(params, x_t, state):
+        s, a_c = np.split(x_t @ params["kernel"] + params["bias"] + state @ params["recurrent_kernel"], 2, -1)
+        c = _sigmoid(s) * state + (1.0 - _sigmoid(s - params["beta"])) * np.tanh(a_c)
+        return c, c
+
+
+# ---------------------------------------------------------------------------
+# Wrappers
+# ---------------------------------------------------------------------------
+DEFAULT_INIT = "default"
+INNER_CELL = HParam("cell", str, "gru", "the inner cell's name (a step cell, e.g. tanh, gru, lstm)")
+INNER_KERNEL_INIT = HParam("kernel_init", str, DEFAULT_INIT, "inner cells' input kernel initializer",
+                           choices=(DEFAULT_INIT,) + INITIALIZERS)
+INNER_RECURRENT_INIT = HParam("recurrent_init", str, DEFAULT_INIT, "inner cells' recurrent kernel initializer",
+                              choices=(DEFAULT_INIT,) + INITIALIZERS)
+
+
+def builtin_cell_class(name: str) -> type[Cell]:
+    """The built-in cell class called ``name`` (or one of its aliases)."""
+    for cls in BUILTIN_CELLS:
+        if name == cls.name or name in cls.aliases:
+            return cls
+    raise UnknownNameError("cell", name, [c.name for c in BUILTIN_CELLS])
+
+
+class WrapperCell(Cell):
+    """A cell made of inner cells, built by name.
+
+    Args:
+        input_dim: Size of one input step.
+        registry: Where to look up the inner cell (plugin cells too); the
+            built-in cells when ``None``.
+        dtype: Variable dtype.
+        **params: ``cell``, ``units`` and optional initializers for the inner cells.
+    """
+
+    def __init__(self, input_dim: int, *, registry=None, dtype: tf.DType = tf.float32, **params):
+        super().__init__(input_dim, dtype=dtype, **params)
+        name = self.params["cell"]
+        self.inner_class = registry.get("cell", name).obj if registry is not None else builtin_cell_class(name)
+        if not issubclass(self.inner_class, StepCell):
+            raise ZooError(f"cell {self.name!r}: its inner cell must be a step cell, not the wrapper {name!r}")
+        declared = {p.name for p in self.inner_class.hparams}
+        self.inner_params = {"units": self.params["units"]}
+        for key in ("kernel_init", "recurrent_init"):
+            if self.params[key] != DEFAULT_INIT:
+                if key not in declared:
+                    raise ZooError(f"cell {self.name!r}: inner cell {name!r} has no parameter {key!r}")
+                self.inner_params[key] = self.params[key]
+
+    def make_inner(self, input_dim: int) -> StepCell:
+        return self.inner_class(input_dim, dtype=self.dtype, **self.inner_params)
+
+
+class StackedCell(WrapperCell):
+    """A deep RNN: ``layers`` cells, each reading the outputs of the one below (Graves et al. 2013).
+
+    Unrolled layer by layer: layer ``k`` runs over the whole sequence and its
+    outputs, a :class:`~zoo_core.encoders.DenseSequence`, are layer ``k+1``'s
+    inputs. The final state is the tuple of every layer's final state; the
+    output is the top layer's.
+    """
+
+    name = "stacked"
+    description = "deep RNN: `layers` copies of `cell`, each reading the outputs of the one below"
+    hparams = (HParam("layers", int, 2, "number of stacked layers", low=1, high=32), INNER_CELL, UNITS,
+               INNER_KERNEL_INIT, INNER_RECURRENT_INIT)
+
+    def __init__(self, input_dim: int, **params):
+        super().__init__(input_dim, **params)
+        self.layers = []
+        for _ in range(self.params["layers"]):
+            self.layers.append(self.make_inner(input_dim if not self.layers else self.layers[-1].output_size))
+
+    @property
+    def output_size(self) -> int:
+        return self.layers[-1].output_size
+
+    def unroll(self, inputs, mask, keep_outputs, *, reverse=False, probe=None):
+        states = []
+        for depth, layer in enumerate(self.layers):
+            top = depth == len(self.layers) - 1
+            result = layer.unroll(inputs, mask, keep_outputs or not top, reverse=reverse,
+                                  probe=probe if top else None)
+            states.append(result.final_state)
+            if not top:
+                inputs = DenseSequence(result.outputs)
+        return UnrollResult(result.outputs, result.last_output, tuple(states))
+
+    def reference_unroll(self, inputs, mask, reverse=False):
+        states = []
+        for layer in self.layers:
+            inputs, state = layer.reference_unroll(inputs, mask, reverse)
+            states.append(state)
+        return inputs, tuple(states)
+
+
+class BidirectionalCell(WrapperCell):
+    """A forward and a backward cell, outputs concatenated (Schuster & Paliwal 1997).
+
+    The backward cell runs the same loop with time reversed; because padded
+    steps are no-ops, that is correct for pre- and post-padding alike. Per-step
+    outputs are ``[forward_t, backward_t]`` ``[batch, time, 2H]``; the last
+    output is ``[forward final, backward final]`` (the backward cell's final
+    output is at the first real token).
+    """
+
+    name = "bidirectional"
+    description = "forward + backward `cell`, outputs concatenated [batch, time, 2H]"
+    hparams = (INNER_CELL, UNITS, INNER_KERNEL_INIT, INNER_RECURRENT_INIT)
+
+    def __init__(self, input_dim: int, **params):
+        super().__init__(input_dim, **params)
+        self.forward = self.make_inner(input_dim)
+        self.backward = self.make_inner(input_dim)
+
+    @property
+    def output_size(self) -> int:
+        return self.forward.output_size + self.backward.output_size
+
+    def unroll(self, inputs, mask, keep_outputs, *, reverse=False, probe=None):
+        probes = (None, None) if probe is None else tf.split(probe, [self.forward.output_size,
+                                                                     self.backward.output_size], axis=-1)
+        fwd = self.forward.unroll(inputs, mask, keep_outputs, reverse=reverse, probe=probes[0])
+        bwd = self.backward.unroll(inputs, mask, keep_outputs, reverse=not reverse, probe=probes[1])
+        outputs = tf.concat([fwd.outputs, bwd.outputs], axis=-1) if keep_outputs else None
+        return UnrollResult(outputs, tf.concat([fwd.last_output, bwd.last_output], axis=-1),
+                            (fwd.final_state, bwd.final_state))
+
+    def reference_unroll(self, inputs, mask, reverse=False):
+        fwd_outputs, fwd_state = self.forward.reference_unroll(inputs, mask, reverse)
+        bwd_outputs, bwd_state = self.backward.reference_unroll(inputs, mask, not reverse)
+        return np.concatenate([fwd_outputs, bwd_outputs], axis=-1), (fwd_state, bwd_state)
+
+
+BUILTIN_CELLS = (TanhCell, IRNNCell, GRUCell, LSTMCell, LayerNormTanhCell, MGUCell, UGRNNCell, IndRNNCell,
+                 JANETCell, StackedCell, BidirectionalCell)

@@ -9,6 +9,11 @@ through the loop (backpropagation through time).
 Because padded steps are no-ops, pre-padding, post-padding and no padding give
 the same final state, and reversing time (for a backward direction) needs no
 per-sequence bookkeeping.
+
+The loop compiles under XLA (``tf.function(jit_compile=True)``): its trip
+count is the static time dimension and every buffer has a fixed size.
+:func:`to_time_major` and :func:`from_time_major` are shared with the
+hand-written BPTT kernels in :mod:`zoo_core.cells`.
 """
 
 from __future__ import annotations
@@ -38,6 +43,35 @@ class UnrollResult:
 StepFn = Callable[[tf.Tensor, Any], tuple[tf.Tensor, Any]]
 
 
+def to_time_major(
+    projected: tf.Tensor, mask: tf.Tensor | None, reverse: bool = False
+) -> tuple[tf.Tensor, tf.Tensor | None]:
+    """Turns batch-major inputs and mask into the loop's time-major order.
+
+    Args:
+        projected: ``[batch, time, G]``.
+        mask: ``[batch, time]`` (bool or 0/1), or ``None``.
+        reverse: Also flip time, for a backward direction.
+
+    Returns:
+        ``projected`` as ``[time, batch, G]`` and the mask as bool ``[time, batch, 1]``
+        (``None`` stays ``None``), flipped in time when ``reverse``.
+    """
+    inputs_tm = tf.transpose(projected, [1, 0, 2])
+    mask_tm = None if mask is None else tf.transpose(tf.cast(mask, tf.bool))[:, :, None]
+    if reverse:
+        inputs_tm = tf.reverse(inputs_tm, [0])
+        mask_tm = None if mask_tm is None else tf.reverse(mask_tm, [0])
+    return inputs_tm, mask_tm
+
+
+def from_time_major(outputs_tm: tf.Tensor, reverse: bool = False) -> tf.Tensor:
+    """``[time, batch, units]`` loop outputs -> ``[batch, time, units]`` in input order."""
+    if reverse:
+        outputs_tm = tf.reverse(outputs_tm, [0])
+    return tf.transpose(outputs_tm, [1, 0, 2])
+
+
 def unroll(
     step: StepFn,
     projected: tf.Tensor,
@@ -47,12 +81,13 @@ def unroll(
     keep_outputs: bool,
     reverse: bool = False,
 ) -> UnrollResult:
-    """Runs ``step`` over time.
+    """Runs ``step`` over time; autodiff differentiates through the loop.
 
     Args:
         step: ``(projected_t [batch, G], state) -> (output [batch, units], new_state)``.
         projected: Input projections ``[batch, time, G]``, hoisted out of the loop.
-        mask: ``[batch, time]`` bool, True on real tokens; ``None`` means all real.
+        mask: ``[batch, time]`` bool, True on real tokens; ``None`` means all real
+            (and skips the per-step select entirely).
         initial_state: The cell's initial state (a tensor or nested structure).
         initial_output: ``[batch, units]`` output before the first step (zeros).
         keep_outputs: Whether to return every step's output.
@@ -61,40 +96,29 @@ def unroll(
     Returns:
         An :class:`UnrollResult`.
     """
-    inputs_tm = tf.transpose(projected, [1, 0, 2])  # [time, batch, G]
-    steps = tf.shape(inputs_tm)[0]
-    batch = tf.shape(inputs_tm)[1]
-    if mask is None:
-        mask_tm = tf.ones([steps, batch], tf.bool)
-    else:
-        mask_tm = tf.transpose(tf.cast(mask, tf.bool), [1, 0])
-    if reverse:
-        inputs_tm = tf.reverse(inputs_tm, [0])
-        mask_tm = tf.reverse(mask_tm, [0])
-
+    inputs_tm, mask_tm = to_time_major(projected, mask, reverse)
+    # The static length when known (always under XLA), so the loop has a fixed trip count.
+    steps = inputs_tm.shape[0] if inputs_tm.shape[0] is not None else tf.shape(inputs_tm)[0]
     outputs_ta = tf.TensorArray(
         initial_output.dtype, size=steps if keep_outputs else 0, element_shape=initial_output.shape
     )
 
     def body(t, state, output, outputs_ta):
         new_output, new_state = step(inputs_tm[t], state)
-        real = mask_tm[t][:, None]  # [batch, 1]
-        # On a padded step keep the previous state and output unchanged.
-        state = tf.nest.map_structure(lambda new, old: tf.where(real, new, old), new_state, state)
-        output = tf.where(real, new_output, output)
+        if mask_tm is not None:
+            # On a padded step keep the previous state and output unchanged.
+            real = mask_tm[t]  # [batch, 1]
+            new_state = tf.nest.map_structure(lambda new, old: tf.where(real, new, old), new_state, state)
+            new_output = tf.where(real, new_output, output)
         if keep_outputs:
-            outputs_ta = outputs_ta.write(t, output)
-        return t + 1, state, output, outputs_ta
+            outputs_ta = outputs_ta.write(t, new_output)
+        return t + 1, new_state, new_output, outputs_ta
 
     _, final_state, last_output, outputs_ta = tf.while_loop(
         lambda t, *_: t < steps,
         body,
         (tf.constant(0), initial_state, initial_output, outputs_ta),
+        maximum_iterations=steps,  # lets the gradient loop preallocate its stacks (XLA needs it)
     )
-    outputs = None
-    if keep_outputs:
-        outputs = outputs_ta.stack()  # [time, batch, units]
-        if reverse:
-            outputs = tf.reverse(outputs, [0])
-        outputs = tf.transpose(outputs, [1, 0, 2])
+    outputs = from_time_major(outputs_ta.stack(), reverse) if keep_outputs else None
     return UnrollResult(outputs=outputs, last_output=last_output, final_state=final_state)

@@ -1,0 +1,200 @@
+"""Training throughput: the zoo's low-level cells against Keras' own RNN layers (issue 6).
+
+For each cell (``tanh``, ``gru``, ``lstm``) and hidden size (64, 128) it builds,
+in one process, the zoo model ``embedding -> cell -> last -> sigmoid1`` and
+the same model from ``keras.layers.Embedding`` + ``SimpleRNN``/``GRU``/``LSTM``
++ ``Dense(1)``, trains both with Adam on the same random token batches
+(batch 64, length 200, vocabulary 20000, embedding 64), and after a warm-up
+times them in interleaved rounds. Both use the same ``tf.function`` training
+step (tape, binary cross-entropy from logits, ``Adam.apply_gradients``), so the
+comparison isolates the layers. It prints the median training tokens/s of each
+and the median per-round ratio zoo/keras.
+
+Keras is measured as it runs by default on a CPU (no XLA; ``--keras-jit``
+compiles its step too). The zoo side uses its default hand-written BPTT
+(``--bptt autodiff`` for the generic loop) and XLA with ``--jit``.
+
+Reproduce (from the checkout; minutes on 2 shared cores)::
+
+    python benchmarks/throughput.py --jit              # the six ratios
+    python benchmarks/throughput.py --quick --jit      # fewer rounds and steps
+    python benchmarks/throughput.py --cells gru --units 64 --bptt autodiff --rounds 3
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout without installing
+
+import click  # noqa: E402
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from zoo_core.config import ModelSpec  # noqa: E402
+from zoo_core.model import Classifier  # noqa: E402
+from zoo_core.registry import build_registry  # noqa: E402
+from zoo_core.tables import format_option, render  # noqa: E402
+
+KERAS_LAYERS = {"tanh": keras.layers.SimpleRNN, "gru": keras.layers.GRU, "lstm": keras.layers.LSTM}
+
+
+@dataclass
+class Contender:
+    """One model, its compiled training step and its per-round throughputs."""
+
+    label: str
+    train_step: tf.types.experimental.PolymorphicFunction
+    tokens_per_sec: list[float] = field(default_factory=list)
+
+
+def make_train_step(model, variables, loss_fn, jit: bool):
+    """A ``tf.function`` training step: logits, loss, gradients, one Adam update.
+
+    Args:
+        model: ``(ids [batch, time], mask or None) -> logits [batch, 1]``.
+        variables: What the optimizer updates.
+        loss_fn: ``(labels [batch], logits) -> scalar``.
+        jit: Compile the step with XLA.
+    """
+    optimizer = keras.optimizers.Adam(1e-3)
+    optimizer.build(variables)
+
+    @tf.function(jit_compile=jit, reduce_retracing=True)
+    def train_step(ids, mask, labels):
+        with tf.GradientTape() as tape:
+            loss = loss_fn(labels, model(ids, mask))
+        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        return loss
+
+    return train_step
+
+
+def zoo_contender(registry, cell: str, units: int, args) -> Contender:
+    spec = ModelSpec("embedding", cell, "last", "sigmoid1",
+                     params={"encoder": {"dim": args["embed"]}, "cell": {"units": units, "bptt": args["bptt"]}})
+    model = Classifier(spec, registry, args["vocab"])
+    step = make_train_step(lambda ids, mask: model(ids, mask, training=True), model.trainable_variables,
+                           model.loss, args["jit"])
+    return Contender("zoo", step)
+
+
+def keras_contender(cell: str, units: int, args) -> Contender:
+    model = keras.Sequential([
+        keras.Input((args["length"],), dtype="int32"),
+        keras.layers.Embedding(args["vocab"], args["embed"], mask_zero=args["mask"]),
+        KERAS_LAYERS[cell](units),
+        keras.layers.Dense(1),
+    ])
+    bce = keras.losses.BinaryCrossentropy(from_logits=True)
+    step = make_train_step(lambda ids, mask: model(ids, training=True), model.trainable_variables,
+                           lambda labels, logits: bce(tf.cast(labels, tf.float32)[:, None], logits),
+                           args["keras_jit"])
+    return Contender("keras", step)
+
+
+def random_batches(args, count: int, seed: int = 0) -> list[tuple[tf.Tensor, tf.Tensor | None, tf.Tensor, int]]:
+    """``count`` batches of random token ids; with ``--mask``, random lengths pre-padded with 0.
+
+    Returns:
+        ``(ids [batch, time], mask or None, labels [batch], real tokens)`` per batch.
+    """
+    rng = np.random.default_rng(seed)
+    batch, length = args["batch"], args["length"]
+    out = []
+    for _ in range(count):
+        ids = rng.integers(3, args["vocab"], size=(batch, length), dtype=np.int32)
+        mask = None
+        if args["mask"]:
+            lengths = rng.integers(length // 2, length + 1, size=batch)
+            mask = np.arange(length)[None, :] >= (length - lengths)[:, None]  # pre-padding
+            ids = np.where(mask, ids, 0).astype(np.int32)
+        labels = rng.integers(0, 2, size=batch, dtype=np.int32)
+        real = int(mask.sum()) if mask is not None else batch * length
+        out.append((tf.constant(ids), None if mask is None else tf.constant(mask), tf.constant(labels), real))
+    return out
+
+
+def time_steps(contender: Contender, batches, steps: int) -> float:
+    """Runs ``steps`` training steps; returns real training tokens per second."""
+    tokens = 0
+    start = time.perf_counter()
+    for i in range(steps):
+        ids, mask, labels, real = batches[i % len(batches)]
+        loss = contender.train_step(ids, mask, labels)
+        tokens += real
+    float(loss)  # wait for the last step
+    return tokens / (time.perf_counter() - start)
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--cells", default="tanh,gru,lstm", show_default=True, help="Comma-separated: tanh, gru, lstm.")
+@click.option("--units", default="64,128", show_default=True, help="Comma-separated hidden sizes.")
+@click.option("--batch", default=64, show_default=True)
+@click.option("--length", default=200, show_default=True)
+@click.option("--vocab", default=20000, show_default=True)
+@click.option("--embed", default=64, show_default=True)
+@click.option("--rounds", default=5, show_default=True, help="Interleaved timed rounds.")
+@click.option("--steps", default=20, show_default=True, help="Training steps per model per round.")
+@click.option("--warmup", default=3, show_default=True, help="Untimed steps per model first (tracing, XLA).")
+@click.option("--quick", is_flag=True, help="3 rounds of 8 steps: a run of a few minutes.")
+@click.option("--jit/--no-jit", default=False, show_default=True, help="Compile the zoo step with XLA.")
+@click.option("--keras-jit/--no-keras-jit", default=False, show_default=True,
+              help="Compile the Keras step with XLA too (Keras' CPU default is off).")
+@click.option("--bptt", type=click.Choice(["fused", "autodiff"]), default="fused", show_default=True,
+              help="The zoo cells' gradient: hand-written BPTT or autodiff through the loop.")
+@click.option("--mask/--no-mask", default=False, show_default=True,
+              help="Random lengths, pre-padded, masked on both sides (Keras: mask_zero).")
+@click.option("--seed", default=0, show_default=True)
+@format_option()
+def main(cells, units, quick, seed, fmt, **args):
+    """Training tokens/s of zoo cells against keras.layers.SimpleRNN/GRU/LSTM, and their ratio."""
+    if quick:
+        args["rounds"], args["steps"] = 3, 8
+    keras.utils.set_random_seed(seed)
+    registry = build_registry()
+    configs = [(c.strip(), int(u)) for c in cells.split(",") for u in units.split(",")]
+    unknown = sorted({c for c, _ in configs} - set(KERAS_LAYERS))
+    if unknown:
+        raise click.BadParameter(f"no Keras reference for {unknown[0]!r}", param_hint="--cells")
+    batches = random_batches(args, count=4, seed=seed)
+
+    pairs = {}
+    for cell, size in configs:
+        pair = (zoo_contender(registry, cell, size, args), keras_contender(cell, size, args))
+        for contender in pair:
+            start = time.perf_counter()
+            time_steps(contender, batches, args["warmup"])
+            click.echo(f"warm-up {contender.label} {cell}{size}: {time.perf_counter() - start:.1f}s", err=True)
+        pairs[cell, size] = pair
+
+    for round_index in range(args["rounds"]):
+        for cell, size in configs:
+            # Alternate who goes first, so slow drifts in machine load hit both alike.
+            order = pairs[cell, size] if round_index % 2 == 0 else pairs[cell, size][::-1]
+            for contender in order:
+                contender.tokens_per_sec.append(time_steps(contender, batches, args["steps"]))
+        click.echo(f"round {round_index + 1}/{args['rounds']} done", err=True)
+
+    rows = []
+    for (cell, size), (zoo, ref) in pairs.items():
+        ratios = [z / k for z, k in zip(zoo.tokens_per_sec, ref.tokens_per_sec)]
+        rows.append([f"{cell}{size}", round(statistics.median(zoo.tokens_per_sec) / 1e3),
+                     round(statistics.median(ref.tokens_per_sec) / 1e3), round(statistics.median(ratios), 2),
+                     f"{min(ratios):.2f}-{max(ratios):.2f}"])
+    setup = (f"batch {args['batch']}, length {args['length']}, vocab {args['vocab']}, embedding {args['embed']}, "
+             f"Adam; zoo: bptt={args['bptt']}, jit={args['jit']}; keras: jit={args['keras_jit']}; "
+             f"mask={args['mask']}; {args['rounds']} rounds x {args['steps']} steps")
+    click.echo(setup)
+    click.echo(render(rows, ["cell", "zoo ktok/s", "keras ktok/s", "median ratio", "ratio range"], fmt))
+
+
+if __name__ == "__main__":
+    main()

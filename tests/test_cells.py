@@ -1,0 +1,301 @@
+"""Every registered cell against references, driven by the registry.
+
+A newly registered cell gets the NumPy-reference, finite-difference gradient,
+eager/``tf.function``/XLA and masking-invariance tests automatically. Sizes are
+tiny (batch 3, time 6, input 4, units 3) so the whole module stays fast.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from zoo_core.cells import StackedCell, make_initializer
+from zoo_core.encoders import DenseSequence
+from zoo_core.errors import ZooError
+
+BATCH, TIME, INPUT_DIM, UNITS = 3, 6, 4, 3
+# Row 0 pre-padded, row 1 post-padded, row 2 full length.
+MASK = np.array([[0, 0, 1, 1, 1, 1], [1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 1]], bool)
+
+
+def pytest_generate_tests(metafunc):
+    if "cell_name" in metafunc.fixturenames:
+        from zoo_core.registry import build_registry
+
+        metafunc.parametrize("cell_name", build_registry().list("cell"))
+
+
+def make_cell(registry, name, dtype=tf.float64, seed=0, input_dim=INPUT_DIM, **params):
+    """Builds cell ``name`` at tiny size with every variable randomised (biases and gains too)."""
+    cls = registry.get("cell", name).obj
+    if "units" in {p.name for p in cls.hparams}:
+        params.setdefault("units", UNITS)
+    cell = cls(input_dim, dtype=dtype, **params)
+    rng = np.random.default_rng(seed)
+    for variable in cell.trainable_variables:
+        variable.assign(rng.normal(scale=0.5, size=variable.shape))
+    return cell
+
+
+def random_inputs(dtype=np.float64, seed=1, batch=BATCH, time=TIME):
+    return np.random.default_rng(seed).normal(size=(batch, time, INPUT_DIM)).astype(dtype)
+
+
+def flat(structure):
+    return [np.asarray(x) for x in tf.nest.flatten(structure)]
+
+
+def unroll_loss(cell, inputs, mask, probe=None, reverse=False):
+    """A scalar touching every output and every part of the final state, with fixed random weights."""
+    result = cell.unroll(DenseSequence(inputs), mask, keep_outputs=True, reverse=reverse, probe=probe)
+    rng = np.random.default_rng(7)
+    loss = tf.reduce_sum(result.outputs * rng.normal(size=result.outputs.shape))
+    for part in tf.nest.flatten(result.final_state):
+        loss += tf.reduce_sum(part * rng.normal(size=part.shape))
+    return loss + tf.reduce_sum(result.last_output * rng.normal(size=result.last_output.shape))
+
+
+# -- forward: NumPy reference -------------------------------------------------
+@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
+def test_matches_numpy_reference(registry, cell_name, reverse):
+    cell = make_cell(registry, cell_name)
+    inputs = random_inputs()
+    try:
+        want_outputs, want_state = cell.reference_unroll(inputs, MASK, reverse=reverse)
+    except NotImplementedError as err:
+        pytest.fail(f"cell {cell_name!r} has no NumPy reference: {err}")
+    result = cell.unroll(DenseSequence(tf.constant(inputs)), tf.constant(MASK), keep_outputs=True, reverse=reverse)
+    np.testing.assert_allclose(result.outputs, want_outputs, atol=1e-10, err_msg="per-step outputs")
+    for got, want in zip(flat(result.final_state), flat(want_state), strict=True):
+        np.testing.assert_allclose(got, want, atol=1e-10, err_msg="final state")
+
+
+@pytest.mark.parametrize("wrapper", ["stacked", "bidirectional"])
+@pytest.mark.parametrize("inner", ["tanh", "lstm", "indrnn"])
+def test_wrappers_match_numpy_reference_for_other_inner_cells(registry, wrapper, inner):
+    cell = make_cell(registry, wrapper, cell=inner)
+    inputs = random_inputs()
+    want_outputs, want_state = cell.reference_unroll(inputs, MASK)
+    result = cell.unroll(DenseSequence(tf.constant(inputs)), tf.constant(MASK), keep_outputs=True)
+    np.testing.assert_allclose(result.outputs, want_outputs, atol=1e-10)
+    for got, want in zip(flat(result.final_state), flat(want_state), strict=True):
+        np.testing.assert_allclose(got, want, atol=1e-10)
+
+
+def test_single_step_call_matches_numpy_step(registry):
+    for name in ("tanh", "gru", "lstm", "janet"):
+        cell = make_cell(registry, name)
+        x_t = random_inputs()[:, 0]
+        state = tf.nest.map_structure(lambda s: s + 0.3, cell.initial_state(BATCH))
+        output, new_state = cell(tf.constant(x_t), state)
+        np_state = tf.nest.map_structure(lambda s: s.numpy(), state)
+        want_output, want_state = cell.numpy_step(cell.numpy_params(), x_t, np_state)
+        np.testing.assert_allclose(output, want_output, atol=1e-12, err_msg=name)
+        for got, want in zip(flat(new_state), flat(want_state), strict=True):
+            np.testing.assert_allclose(got, want, atol=1e-12, err_msg=name)
+
+
+# -- masking ------------------------------------------------------------------
+def test_masking_invariance(registry, cell_name):
+    """Pre-padding, post-padding and no padding give the same final state and last output.
+
+    The padded steps hold random inputs, so the test fails if masking relied on zero inputs.
+    """
+    cell = make_cell(registry, cell_name)
+    real, pad = 5, 3
+    rng = np.random.default_rng(3)
+    inputs = rng.normal(size=(BATCH, real, INPUT_DIM))
+    filler = rng.normal(size=(BATCH, pad, INPUT_DIM))
+    ones, zeros = np.ones((BATCH, real), bool), np.zeros((BATCH, pad), bool)
+    variants = {
+        "none": (inputs, None),
+        "pre": (np.concatenate([filler, inputs], 1), np.concatenate([zeros, ones], 1)),
+        "post": (np.concatenate([inputs, filler], 1), np.concatenate([ones, zeros], 1)),
+    }
+    results = {k: cell.unroll(DenseSequence(tf.constant(x)), None if m is None else tf.constant(m), True)
+               for k, (x, m) in variants.items()}
+    base = results["none"]
+    for padding in ("pre", "post"):
+        got = results[padding]
+        for a, b in zip(flat(got.final_state), flat(base.final_state), strict=True):
+            np.testing.assert_allclose(a, b, atol=1e-12, err_msg=f"{padding}-padding final state")
+        np.testing.assert_allclose(got.last_output, base.last_output, atol=1e-12, err_msg=f"{padding} last output")
+        real_steps = got.outputs.numpy()[variants[padding][1]].reshape(BATCH, real, -1)
+        np.testing.assert_allclose(real_steps, base.outputs, atol=1e-12, err_msg=f"{padding} outputs at real steps")
+
+
+# -- gradients ----------------------------------------------------------------
+def test_gradients_match_finite_differences(registry, cell_name):
+    """Eager and tf.function gradients against central differences along a random direction (float64).
+
+    Checked for the inputs, the probe and every variable, under a mask with pre- and post-padded rows.
+    """
+    cell = make_cell(registry, cell_name)
+    inputs = tf.Variable(random_inputs())
+    probe = tf.Variable(tf.zeros([BATCH, TIME, cell.output_size], tf.float64))
+    mask = tf.constant(MASK)
+    targets = [inputs, probe] + list(cell.trainable_variables)
+
+    def loss_and_grads():
+        with tf.GradientTape() as tape:
+            loss = unroll_loss(cell, inputs, mask, probe=probe)
+        return loss, tape.gradient(loss, targets)
+
+    compiled = tf.function(loss_and_grads)
+    rng = np.random.default_rng(11)
+    eps = 1e-6
+    for mode, (_, grads) in {"eager": loss_and_grads(), "tf.function": compiled()}.items():
+        for target, grad in zip(targets, grads, strict=True):
+            assert grad is not None, f"{mode}: no gradient for {target.name}"
+            direction = rng.normal(size=target.shape)
+            start = target.numpy()
+            target.assign(start + eps * direction)
+            up = float(compiled()[0])
+            target.assign(start - eps * direction)
+            down = float(compiled()[0])
+            target.assign(start)
+            numeric = (up - down) / (2 * eps)
+            analytic = float(tf.reduce_sum(tf.convert_to_tensor(grad) * direction))
+            assert analytic == pytest.approx(numeric, rel=1e-5, abs=1e-7), f"{mode}: {target.name}"
+
+
+def test_probe_gradient_is_zero_at_padded_steps(registry, cell_name):
+    cell = make_cell(registry, cell_name)
+    probe = tf.zeros([BATCH, TIME, cell.output_size], tf.float64)
+    with tf.GradientTape() as tape:
+        tape.watch(probe)
+        loss = unroll_loss(cell, tf.constant(random_inputs()), tf.constant(MASK), probe=probe)
+    grad = tape.gradient(loss, probe).numpy()
+    assert np.all(grad[~MASK] == 0)
+    assert np.all(np.abs(grad[MASK]).sum(-1) > 0)
+
+
+def cells_with_fused_bptt(registry):
+    return [n for n in registry.list("cell") if "bptt" in {p.name for p in registry.get("cell", n).obj.hparams}]
+
+
+@pytest.mark.parametrize("name", ["tanh", "irnn", "gru", "lstm"])
+@pytest.mark.parametrize("masked", [False, True], ids=["unmasked", "masked"])
+@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
+def test_fused_bptt_equals_autodiff(registry, name, masked, reverse):
+    assert name in cells_with_fused_bptt(registry)
+    inputs = tf.constant(random_inputs())
+    mask = tf.constant(MASK) if masked else None
+    grads = {}
+    for bptt in ("fused", "autodiff"):
+        cell = make_cell(registry, name, bptt=bptt)
+        with tf.GradientTape() as tape:
+            tape.watch(inputs)
+            loss = unroll_loss(cell, inputs, mask, reverse=reverse)
+        grads[bptt] = tape.gradient(loss, [inputs] + list(cell.trainable_variables))
+    for fused, auto in zip(grads["fused"], grads["autodiff"], strict=True):
+        np.testing.assert_allclose(fused, auto, rtol=1e-10, atol=1e-12)
+
+
+def test_eager_matches_xla(registry, cell_name):
+    """Outputs and gradients agree eagerly and compiled with XLA (float32); tf.function is checked above."""
+    cell = make_cell(registry, cell_name, dtype=tf.float32)
+    inputs = tf.constant(random_inputs(np.float32))
+    mask = tf.constant(MASK)
+
+    def forward_backward():
+        with tf.GradientTape() as tape:
+            tape.watch(inputs)
+            loss = unroll_loss(cell, inputs, mask)
+        return [loss] + tape.gradient(loss, [inputs] + list(cell.trainable_variables))
+
+    eager = forward_backward()
+    for got, want in zip(tf.function(forward_backward, jit_compile=True)(), eager, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+# -- Keras references ----------------------------------------------------------
+KERAS_LAYERS = {"tanh": keras.layers.SimpleRNN, "gru": keras.layers.GRU, "lstm": keras.layers.LSTM}
+
+
+@pytest.mark.parametrize("name", sorted(KERAS_LAYERS))
+@pytest.mark.parametrize("padding", ["pre", "post"])
+def test_matches_keras_layer(registry, name, padding):
+    """Same weights as keras.layers.SimpleRNN/GRU/LSTM: same states, outputs and gradients (float32)."""
+    units, batch, time = 5, 4, 7
+    lengths = np.array([7, 5, 3, 1])
+    steps = np.arange(time)[None, :]
+    mask = steps >= time - lengths[:, None] if padding == "pre" else steps < lengths[:, None]
+    inputs = tf.constant(np.random.default_rng(5).normal(size=(batch, time, INPUT_DIM)).astype(np.float32))
+    layer = KERAS_LAYERS[name](units, return_sequences=True, return_state=True)
+    layer(inputs)  # builds random weights
+    cell = registry.create("cell", name, INPUT_DIM, units=units)
+    cell.load_keras_weights(layer.get_weights())
+    np.testing.assert_array_equal(cell.keras_weights()[-1], layer.get_weights()[-1])
+    weights = tf.constant(np.random.default_rng(6).normal(size=(batch, time, units)).astype(np.float32) * mask[..., None])
+
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(inputs)
+        keras_outputs, *keras_state = layer(inputs, mask=tf.constant(mask))
+        result = cell.unroll(DenseSequence(inputs), tf.constant(mask), keep_outputs=True)
+        # Only real steps count: Keras leaves its own values at padded steps.
+        keras_loss = tf.reduce_sum(keras_outputs * weights) + tf.reduce_sum(keras_state[-1])
+        zoo_loss = tf.reduce_sum(result.outputs * weights) + tf.reduce_sum(tf.nest.flatten(result.final_state)[-1])
+    np.testing.assert_allclose(result.outputs.numpy()[mask], keras_outputs.numpy()[mask], atol=1e-5)
+    for got, want in zip(flat(result.final_state), keras_state, strict=True):
+        np.testing.assert_allclose(got, want, atol=1e-5)
+    keras_grads = tape.gradient(keras_loss, [inputs] + layer.trainable_variables)
+    zoo_grads = tape.gradient(zoo_loss, [inputs, cell.kernel, cell.recurrent_kernel])
+    np.testing.assert_allclose(zoo_grads[0].numpy()[mask], keras_grads[0].numpy()[mask], atol=1e-4)
+    np.testing.assert_allclose(zoo_grads[1], keras_grads[1], atol=1e-4)
+    np.testing.assert_allclose(zoo_grads[2], keras_grads[2], atol=1e-4)
+
+
+# -- construction ---------------------------------------------------------------
+def test_initializers():
+    np.testing.assert_array_equal(make_initializer("identity")((3, 6)), np.tile(np.eye(3), [1, 2]))
+    orthogonal = make_initializer("orthogonal", seed=1)((4, 4)).numpy()
+    np.testing.assert_allclose(orthogonal @ orthogonal.T, np.eye(4), atol=1e-5)
+    with pytest.raises(ValueError, match="unknown initializer"):
+        make_initializer("zeros")
+
+
+def test_cell_specific_initial_values(registry):
+    assert np.array_equal(registry.create("cell", "irnn", 4, units=3).recurrent_kernel.numpy(), np.eye(3))
+    lstm_bias = registry.create("cell", "lstm", 4, units=3).bias.numpy()
+    np.testing.assert_array_equal(lstm_bias, [0, 0, 0, 1, 1, 1, 0, 0, 0, 0, 0, 0])
+    tanh = registry.create("cell", "tanh", 4, units=3, recurrent_init="identity")
+    np.testing.assert_array_equal(tanh.recurrent_kernel.numpy(), np.eye(3))
+    janet_forget = registry.create("cell", "janet", 4, units=50, t_max=20.0).bias.numpy()[:50]
+    assert np.all((janet_forget >= 0) & (janet_forget <= np.log(19.0))) and janet_forget.std() > 0
+
+
+def test_wrappers_build_their_inner_cells(registry):
+    stacked = registry.create("cell", "stacked", 4, layers=3, cell="lstm", units=5, recurrent_init="identity")
+    assert [layer.name for layer in stacked.layers] == ["lstm"] * 3
+    assert [layer.input_dim for layer in stacked.layers] == [4, 5, 5]
+    np.testing.assert_array_equal(stacked.layers[1].recurrent_kernel.numpy()[:, :5], np.eye(5))
+    bidirectional = registry.create("cell", "bidirectional", 4, cell="gru", units=5)
+    assert bidirectional.output_size == 10
+    assert len(bidirectional.trainable_variables) == 2 * len(registry.create("cell", "gru", 4).trainable_variables)
+    # With a registry the inner cell may come from any plugin.
+    assert StackedCell(4, registry=registry, cell="ugrnn", units=2).layers[0].name == "ugrnn"
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"cell": "grux"}, "unknown cell 'grux'; did you mean 'gru'"),
+    ({"cell": "stacked"}, "must be a step cell"),
+    ({"cell": "indrnn", "recurrent_init": "identity"}, "has no parameter 'recurrent_init'"),
+])
+def test_wrapper_errors_are_one_line(registry, params, message):
+    with pytest.raises(ZooError, match=message):
+        registry.create("cell", "bidirectional", 4, **params)
+
+
+def test_bidirectional_last_output_is_forward_final_and_backward_first(registry):
+    cell = make_cell(registry, "bidirectional", cell="tanh")
+    inputs = tf.constant(random_inputs())
+    result = cell.unroll(DenseSequence(inputs), tf.constant(MASK), keep_outputs=True)
+    forward = cell.forward.unroll(DenseSequence(inputs), tf.constant(MASK), True)
+    backward = cell.backward.unroll(DenseSequence(inputs), tf.constant(MASK), True, reverse=True)
+    first_real = MASK.argmax(axis=1)
+    np.testing.assert_allclose(result.last_output[:, :UNITS], forward.last_output)
+    np.testing.assert_allclose(result.last_output[:, UNITS:], backward.outputs.numpy()[np.arange(BATCH), first_real])
