@@ -346,6 +346,17 @@ def test_keras_npz_round_trip_decodes_back_to_the_words(tmp_path):
     assert ds.test.labels.tolist() == [1, 0]
 
 
+def test_adding_a_word_index_beside_the_npz_refreshes_the_cache(tmp_path):
+    npz = tmp_path / "imdb.npz"
+    write_keras_npz(npz, NPZ_TRAIN, NPZ_TEST, [1, 0, 1, 0], [1, 0])
+    (tmp_path / "imdb_word_index.json").rename(tmp_path / "later.json")
+    unnamed = load(npz, tmp_path, val_fraction=0.0)
+    assert unnamed.vocab.decode([4]) == "<4>"  # words named by their Keras id
+    (tmp_path / "later.json").rename(tmp_path / "imdb_word_index.json")
+    named = load(npz, tmp_path, val_fraction=0.0)
+    assert named.report["cache_hit"] is False and named.vocab.decode([4]) in ("bad", "good")
+
+
 def test_keras_npz_ids_match_keras_load_data(tmp_path, monkeypatch, capsys):
     pytest.importorskip("keras")
     from keras.src.datasets import imdb as keras_imdb

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import numpy as np
@@ -96,3 +97,17 @@ def test_decode_ids_and_reviews(tiny_imdb_archive, reference, tmp_path):
     assert offline.stdout.strip() == reference.vocab.decode(ids)
     too_far = zoo("data", "decode", "--data", str(tiny_imdb_archive), "--review", "999")
     assert too_far.exit_code == 2 and "999" in too_far.output
+    bad_ref = zoo("data", "decode", "--data", str(tiny_imdb_archive), "--review", "dev:1")
+    assert bad_ref.exit_code == 2 and "[SPLIT:]N" in bad_ref.output
+
+
+def test_download_command_verifies_what_it_fetches(tiny_imdb_archive, tmp_path):
+    sha = hashlib.sha256(tiny_imdb_archive.read_bytes()).hexdigest()
+    dest = tmp_path / "got.tar.gz"
+    ok = zoo("data", "download", "--url", tiny_imdb_archive.as_uri(), "--sha256", sha, "--dest", str(dest))
+    assert ok.exit_code == 0 and ok.stdout.strip() == str(dest) and dest.read_bytes() == tiny_imdb_archive.read_bytes()
+    bad = zoo("data", "download", "--url", tiny_imdb_archive.as_uri(), "--sha256", "0" * 64,
+              "--dest", str(tmp_path / "bad.tar.gz"))
+    assert bad.exit_code == 2 and "sha256" in bad.output and not (tmp_path / "bad.tar.gz").exists()
+    unverified = zoo("data", "download", "--url", tiny_imdb_archive.as_uri())
+    assert unverified.exit_code == 2 and "--sha256" in unverified.output

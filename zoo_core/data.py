@@ -80,6 +80,8 @@ def tokenize(text: str) -> list[str]:
     then a token is either a run of letters and digits, with apostrophes allowed
     inside it (``don't``, ``it's``), or any other single non-space character
     (``.``, ``!``, ``-``, ``'``). Letters are Unicode letters (``café`` is one word).
+    The pipeline then prepends the start token (id 1) to every review, as Keras
+    does; it counts in the review's length.
 
     >>> tokenize("It's GREAT.<br /><br />10/10!")
     ["it's", 'great', '.', '10', '/', '10', '!']
@@ -710,19 +712,8 @@ def _write_atomic(path: Path, write) -> None:
         raise
 
 
-def source_checksum(path: Path, cache_dir: Path) -> str:
-    """sha256 of a source file, remembered by (path, size, mtime) so it is computed once.
-
-    A folder gets a fingerprint of its files' names, sizes and modification times.
-    """
-    path = path.resolve()
-    if path.is_dir():
-        root = _stanford_root(path) or path
-        digest = hashlib.sha256()
-        for file in sorted(_stanford_files(root)):
-            stat = file.stat()
-            digest.update(f"{file.relative_to(root).as_posix()}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
-        return "folder-" + digest.hexdigest()
+def _remembered_sha256(path: Path, cache_dir: Path) -> str:
+    """sha256 of a file, remembered in ``cache_dir/checksums.json`` by (path, size, mtime)."""
     stat = path.stat()
     key = f"{path}|{stat.st_size}|{stat.st_mtime_ns}"
     memo_file = cache_dir / "checksums.json"
@@ -738,9 +729,31 @@ def source_checksum(path: Path, cache_dir: Path) -> str:
     return memo[key]
 
 
+def source_checksum(path: Path, cache_dir: Path) -> str:
+    """sha256 of a source file, computed once per (path, size, mtime).
+
+    A folder gets a fingerprint of its files' names, sizes and modification times;
+    an ``imdb.npz`` also depends on the word index beside it, which names its words.
+    """
+    path = path.resolve()
+    if path.is_dir():
+        root = _stanford_root(path) or path
+        digest = hashlib.sha256()
+        for file in sorted(_stanford_files(root)):
+            stat = file.stat()
+            digest.update(f"{file.relative_to(root).as_posix()}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
+        return "folder-" + digest.hexdigest()
+    checksum = _remembered_sha256(path, cache_dir)
+    word_index = path.with_name("imdb_word_index.json")
+    if source_kind(path) == "npz" and word_index.is_file():
+        checksum += "+index-" + _remembered_sha256(word_index, cache_dir)[:16]
+    return checksum
+
+
 def cache_file(cache_dir: Path, checksum: str) -> Path:
     """The cache file of a source: keyed on its checksum and the tokenizer's version."""
-    return Path(cache_dir) / f"imdb-{checksum[-24:]}-v{CACHE_VERSION}.npz"
+    key = hashlib.sha256(checksum.encode()).hexdigest()[:24]
+    return Path(cache_dir) / f"imdb-{key}-v{CACHE_VERSION}.npz"
 
 
 def load_corpus(path: Path, cache_dir: Path, progress: bool = True) -> tuple[Corpus, dict]:
