@@ -10,6 +10,7 @@ import click
 from zoo_core.cli import cli, pass_state
 from zoo_core.cli.options import ALL_FLAGS, build_run_spec, component_options, data_options, pick, train_options
 from zoo_core.config import RunSpec
+from zoo_core.errors import ZooError
 from zoo_core.tables import format_option, render
 
 EXIT_NAN = 1
@@ -47,6 +48,29 @@ def score_rows(result) -> list[list]:
             for name, m in (("validation", result.val), ("test", result.test))]
 
 
+def strict_json(value):
+    """``value`` with NaN and infinities as None and NumPy scalars as Python numbers (strict JSON)."""
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(v) for v in value]
+    if hasattr(value, "item"):  # a NumPy scalar
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _saver():
+    try:
+        from zoo_core.runs import save_run
+    except ModuleNotFoundError as err:
+        if err.name != "zoo_core.runs":
+            raise
+        raise ZooError("--save needs zoo_core.runs, which this installation lacks") from None
+    return save_run
+
+
 @cli.command()
 @click.argument("model", required=False, metavar="[MODEL]")
 @component_options
@@ -82,6 +106,7 @@ def train(state, model, encoder, cell, aggregator, head, set_values, seed, save_
     components = {"encoder": encoder, "cell": cell, "aggregator": aggregator, "head": head}
     registry = state.registry
     run = build_run_spec(registry, model, components, set_values, pick(flags, ALL_FLAGS), seed)
+    save_run = _saver() if save_dir else None  # fail before training, not after
     text = fmt not in ("json", "csv")
     if text:
         click.echo(render(describe_run(run), ["", ""], "plain"))
@@ -95,13 +120,11 @@ def train(state, model, encoder, cell, aggregator, head, set_values, seed, save_
     classifier, result = train_model(run, registry, dataset, progress=not quiet)
 
     if save_dir:
-        from zoo_core.runs import save_run
-
         save_run(save_dir, classifier, dataset.vocab, run, result)
         click.echo(f"saved to {save_dir}", err=True)
 
     if fmt == "json":
-        click.echo(json.dumps(result.to_dict(), indent=2, default=float))
+        click.echo(json.dumps(strict_json(result.to_dict()), indent=2))
     elif fmt == "csv":
         click.echo(render(epoch_rows(result.history), EPOCH_HEADERS, fmt))
     else:

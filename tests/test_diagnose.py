@@ -1,0 +1,155 @@
+"""``zoo diagnose``: per-step gradient norms against a hand-written NumPy BPTT, for every cell, and the CLI."""
+
+from __future__ import annotations
+
+import functools
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from click.testing import CliRunner
+
+from zoo_core.cli import cli
+from zoo_core.config import ModelSpec
+from zoo_core.diagnose import GradientProfile, plot, profile, sample_steps, table
+from zoo_core.model import Classifier
+from zoo_core.registry import build_registry
+
+VOCAB = 15
+
+
+@functools.cache
+def _collection_registry():
+    return build_registry()
+
+
+def pad(seqs, steps, padding):
+    ids = np.zeros((len(seqs), steps), np.int32)
+    mask = np.zeros((len(seqs), steps), bool)
+    for row, seq in enumerate(seqs):
+        span = slice(steps - len(seq), steps) if padding == "pre" else slice(0, len(seq))
+        ids[row, span], mask[row, span] = seq, True
+    return ids, mask
+
+
+def tiny_batch(padding="pre", steps=8, seed=0):
+    rng = np.random.default_rng(seed)
+    seqs = [rng.integers(3, VOCAB, n) for n in (8, 5, 2, 6)]
+    ids, mask = pad(seqs, steps, padding)
+    return SimpleNamespace(ids=ids, mask=mask, labels=np.array([1, 0, 1, 0], np.int32))
+
+
+def tiny_model(registry, cell="tanh", aggregator="last", seed=0, scale=0.6):
+    declared = {p.name for p in registry.get("cell", cell).obj.hparams}
+    params = {"encoder": {"dim": 3}, "cell": {"units": 4} if "units" in declared else {}}
+    spec = ModelSpec("embedding", cell, aggregator, "sigmoid1", params=params)
+    model = Classifier(spec, registry, VOCAB)
+    rng = np.random.default_rng(seed)
+    for v in model.trainable_variables:  # random weights, so every path carries gradient
+        v.assign(rng.normal(0, scale, v.shape).astype(np.float32))
+    return model
+
+
+def numpy_elman_grads(model, batch, aggregator):
+    """Hand-written BPTT for embedding -> tanh -> (last | mean-states) -> sigmoid1: ||dL_i/dh_t||."""
+    table_ = model.encoder.table.numpy()
+    kernel, bias = model.cell.kernel.numpy(), model.cell.bias.numpy()
+    recurrent = model.cell.recurrent_kernel.numpy()
+    head_kernel, head_bias = model.head.kernel.numpy()[:, 0], model.head.bias.numpy()[0]
+    norms = np.zeros(batch.ids.shape)
+    for i, (ids, real) in enumerate(zip(batch.ids, batch.mask)):
+        steps = np.flatnonzero(real)  # real steps are contiguous under pre- or post-padding
+        h = np.zeros(recurrent.shape[0])
+        states = {}
+        for t in steps:
+            h = np.tanh(table_[ids[t]] @ kernel + bias + h @ recurrent)
+            states[t] = h
+        if aggregator == "last":
+            z = states[steps[-1]] @ head_kernel + head_bias
+        else:
+            z = np.mean([states[t] for t in steps], axis=0) @ head_kernel + head_bias
+        dz = 1 / (1 + np.exp(-z)) - batch.labels[i]  # dBCE/dlogit
+        carried = np.zeros_like(h)  # dL/dh_t arriving from step t+1 through U
+        for t in steps[::-1]:
+            direct = dz * head_kernel * (1.0 if aggregator == "last" and t == steps[-1] else 0.0)
+            if aggregator == "mean-states":
+                direct = dz * head_kernel / len(steps)
+            grad = direct + carried
+            norms[i, t] = np.linalg.norm(grad)
+            carried = (grad * (1 - states[t] ** 2)) @ recurrent.T
+    return norms
+
+
+@pytest.mark.parametrize("padding", ["pre", "post"])
+@pytest.mark.parametrize("aggregator", ["last", "mean-states"])
+def test_gradient_norms_match_a_numpy_bptt(registry, aggregator, padding):
+    model = tiny_model(registry, aggregator=aggregator)
+    batch = tiny_batch(padding)
+    got = profile(model, batch)
+    np.testing.assert_allclose(got.norms, numpy_elman_grads(model, batch, aggregator), rtol=1e-4, atol=1e-7)
+
+
+@pytest.mark.parametrize("cell", _collection_registry().list("cell"))
+def test_every_cell_gives_a_profile(registry, cell):
+    model = tiny_model(registry, cell=cell, scale=0.3)
+    batch = tiny_batch("pre")
+    got = profile(model, batch)
+    assert got.norms.shape == batch.ids.shape and np.all(np.isfinite(got.norms))
+    assert np.all(got.norms[~batch.mask] == 0)  # padded steps have no h_t of their own
+    assert np.all(got.norms[:, -1] > 0)  # the last step feeds the loss directly
+    # The zero probe does not change the forward pass.
+    logits = model(tf.constant(batch.ids), tf.constant(batch.mask))
+    assert got.loss == pytest.approx(float(model.loss(tf.constant(batch.labels), logits)), rel=1e-5)
+
+
+def test_profile_statistics():
+    norms = np.array([[0.0, 1.0, 2.0, 4.0], [0.0, 0.0, 6.0, 8.0]])
+    real = norms > 0
+    p = GradientProfile("m", norms, real, loss=0.5)
+    np.testing.assert_allclose(p.mean(), [np.nan, 1.0, 4.0, 6.0])
+    np.testing.assert_allclose(p.quantile(0.5), [np.nan, 1.0, 4.0, 6.0])
+    assert p.decay() == pytest.approx(1.0 / 6.0)
+
+
+def test_sample_steps_spreads_rows_and_keeps_both_ends():
+    chosen = sample_steps(200, 20)
+    assert chosen[0] == 0 and chosen[-1] == 199 and len(chosen) == 20
+    assert chosen == sorted(set(chosen))
+    assert sample_steps(5, 20) == [0, 1, 2, 3, 4]
+
+
+def test_table_rows_and_plot(tmp_path):
+    rng = np.random.default_rng(0)
+    real = np.ones((3, 30), bool)
+    real[0, :10] = False
+    profiles = [GradientProfile(name, rng.random((3, 30)) * real, real, 0.7) for name in ("tanh", "gru")]
+    headers, rows = table(profiles, rows=5)
+    assert headers == ["t", "real", "tanh", "gru"]
+    assert [r[0] for r in rows] == [1, 8, 15, 23, 30]
+    assert rows[0][1] == 2 and rows[-1][1] == 3
+    assert rows[-1][2] == pytest.approx(profiles[0].mean()[-1], rel=1e-3)
+    path = plot(profiles, tmp_path / "sub" / "grads.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cli_compares_cells_and_writes_a_png(tiny_imdb_archive, tmp_path):
+    png = tmp_path / "grads.png"
+    result = CliRunner().invoke(cli, [
+        "diagnose", "--cell", "tanh,gru", "--steps", "20", "--batch-size", "6", "--set", "cell.units=8",
+        "--data", str(tiny_imdb_archive), "--output", str(png), "--rows", "5",
+    ], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    header = next(line for line in result.stdout.splitlines() if line.split()[:2] == ["t", "real"])
+    assert header.split() == ["t", "real", "tanh", "gru"]
+    rows = [line.split() for line in result.stdout.splitlines() if line.split() and line.split()[0].isdigit()]
+    assert [r[0] for r in rows] == [str(t + 1) for t in sample_steps(20, 5)]
+    assert "first/last real step" in result.stdout
+    assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_cli_bad_cell_is_one_line(tiny_imdb_archive):
+    result = CliRunner().invoke(cli, ["diagnose", "--cell", "tanh,grux", "--data", str(tiny_imdb_archive)])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [result.output.strip()]
+    assert "unknown cell 'grux'" in result.output
