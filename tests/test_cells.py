@@ -51,11 +51,14 @@ def flat(structure):
 def unroll_loss(cell, inputs, mask, probe=None, reverse=False):
     """A scalar touching every output and every part of the final state, with fixed random weights."""
     result = cell.unroll(DenseSequence(inputs), mask, keep_outputs=True, reverse=reverse, probe=probe)
-    rng = np.random.default_rng(7)
-    loss = tf.reduce_sum(result.outputs * rng.normal(size=result.outputs.shape))
-    for part in tf.nest.flatten(result.final_state):
-        loss += tf.reduce_sum(part * rng.normal(size=part.shape))
-    return loss + tf.reduce_sum(result.last_output * rng.normal(size=result.last_output.shape))
+    parts = [result.outputs, result.last_output] + tf.nest.flatten(result.final_state)
+    return sum(tf.reduce_sum(part * fixed_weights(part, offset)) for offset, part in enumerate(parts))
+
+
+def fixed_weights(like, offset):
+    """Deterministic pseudo-random weights shaped like ``like`` (also under XLA, also for unknown shapes)."""
+    index = tf.cast(tf.reshape(tf.range(tf.size(like)), tf.shape(like)), like.dtype)
+    return tf.sin(index * 2.3 + float(offset))
 
 
 # -- forward: NumPy reference -------------------------------------------------
@@ -201,14 +204,17 @@ def test_eager_matches_xla(registry, cell_name):
     inputs = tf.constant(random_inputs(np.float32))
     mask = tf.constant(MASK)
 
-    def forward_backward():
+    def forward_backward(inputs, mask):
         with tf.GradientTape() as tape:
             tape.watch(inputs)
             loss = unroll_loss(cell, inputs, mask)
         return [loss] + tape.gradient(loss, [inputs] + list(cell.trainable_variables))
 
-    eager = forward_backward()
-    for got, want in zip(tf.function(forward_backward, jit_compile=True)(), eager, strict=True):
+    eager = forward_backward(inputs, mask)
+    # As the training step compiles it: batch and time unknown until called.
+    signature = [tf.TensorSpec([None, None, INPUT_DIM], tf.float32), tf.TensorSpec([None, None], tf.bool)]
+    for got, want in zip(tf.function(forward_backward, jit_compile=True, input_signature=signature)(inputs, mask),
+                         eager, strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
