@@ -184,3 +184,85 @@ def runs(state, patterns, statuses, fmt, results_path):
     db = _open_db(state, results_path)
     records = [r for r in db.runs(list(statuses) or None) if lb.matches(r, patterns)]
     _emit(lb.runs_table(records, fmt), fmt, None)
+
+
+def _load(state, run_ref: str, results_path):
+    """``(model, vocab, run_spec, run_id)`` for a run id, id prefix, ``best`` or a saved-run folder."""
+    from zoo_core.runs import load_run, resolve_run
+
+    folder = Path(run_ref).expanduser()
+    if (folder / "run.json").is_file():  # a saved run's folder, e.g. from `zoo train --save DIR`
+        directory, run_id = folder, folder.name
+    else:
+        directory, run_id = resolve_run(run_ref, _open_db(state, results_path), _settings(state))
+    model, vocab, run = load_run(directory, state.registry)
+    return model, vocab, run, run_id
+
+
+def _shorten(text: str, width: int = 60) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+@cli.command()
+@click.argument("run_ref", metavar="RUN")
+@click.argument("texts", nargs=-1)
+@click.option("--file", "file_path", metavar="FILE", help="Reviews to score, one per line (- reads stdin).")
+@format_option()
+@results_option
+@pass_state
+def predict(state, run_ref, texts, file_path, fmt, results_path):
+    """P(positive) and the label of each review, from a saved run.
+
+    RUN is a run id (any unique prefix; see `zoo runs`), `best` (the top of the
+    leaderboard) or a saved run's folder.
+
+    \b
+    Examples:
+      zoo predict best "A wonderful, moving film."
+      zoo predict 3fa2 "Dull." "Loved it!" --format json
+      zoo predict best --file reviews.txt --format csv
+    """
+    from zoo_core.runs import read_reviews
+
+    reviews = list(texts) + (read_reviews(file_path) if file_path else [])
+    if not reviews:
+        raise ZooError("nothing to predict: give review texts or --file FILE")
+    model, vocab, run, run_id = _load(state, run_ref, results_path)
+    from zoo_core.runs import predict_proba
+
+    probs = predict_proba(model, vocab, run, reviews)
+    numeric = fmt in ("csv", "json")
+    rows = [[text if numeric else _shorten(text), round(float(p), 4), "positive" if p >= 0.5 else "negative"]
+            for text, p in zip(reviews, probs)]
+    click.echo(f"run {run_id}: {run.model.label}, seed {run.seed}", err=True)
+    click.echo(render(rows, ["review", "p_positive", "label"], fmt))
+
+
+@cli.command()
+@click.argument("run_ref", metavar="RUN")
+@click.option("--data", "data_path", metavar="PATH",
+              help="Labelled reviews: an IMDB archive or aclImdb/ folder (its test split), or a .tsv/.csv of "
+                   "label<TAB>text rows. Default: the IMDB test split from the run's data source.")
+@format_option()
+@results_option
+@pass_state
+def evaluate(state, run_ref, data_path, fmt, results_path):
+    """Score a saved run on labelled reviews: accuracy, loss and AUC.
+
+    \b
+    Examples:
+      zoo evaluate best
+      zoo evaluate 3fa2 --data my_reviews.tsv
+    """
+    from zoo_core.data import find_source, read_labelled
+    from zoo_core.runs import TextSplit, check_labelled_file
+    from zoo_core.training import evaluate as score
+
+    model, vocab, run, run_id = _load(state, run_ref, results_path)
+    path = data_path or find_source(run.data, _settings(state), progress=False)
+    check_labelled_file(path)
+    texts, labels = read_labelled(path)
+    metrics = score(model, TextSplit(texts, labels, vocab, run), run)
+    rows = [[run_id, run.model.label, str(path), len(texts)] + [round(metrics[m], 4) for m in ("accuracy", "loss", "auc")]]
+    click.echo(render(rows, ["run", "model", "data", "reviews", "accuracy", "loss", "auc"], fmt))

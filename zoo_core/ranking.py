@@ -1,0 +1,239 @@
+"""The rank loop: train many (spec, seed) runs under identical settings, record and save each.
+
+:func:`plan_runs` turns patterns and presets into RunSpecs; :func:`rank` trains
+the ones the results database has not seen finish, claiming each atomically so
+two ``zoo rank`` processes can share the work, and saves every finished run
+under ``settings.runs_dir / <run id>``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+import sys
+import time
+import traceback
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+import click
+
+from zoo_core.config import KINDS, ModelSpec, RunSpec
+from zoo_core.errors import ZooError
+from zoo_core.results import FAILED, INTERRUPTED, ResultsDB
+
+DEFAULT_PRESET = "quick"
+
+
+# -- planning -------------------------------------------------------------------
+def _preset_set_values(section: str, values: Mapping[str, Any]) -> list[str]:
+    """A preset's ``[presets.X.data]`` table as ``--set data.key=value`` items."""
+    return [f"{section}.{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in values.items()]
+
+
+def _applies(registry, spec: ModelSpec, item: str) -> bool:
+    """Whether ``--set kind.name=value`` names a hyperparameter of ``spec``'s component of that kind."""
+    section, _, rest = item.partition(".")
+    if section not in KINDS:
+        return True  # data.* and train.* apply to every run
+    name = rest.partition("=")[0].strip()
+    cls = registry.get(section, spec.component(section)).obj
+    return any(p.name == name for p in cls.hparams)
+
+
+def _models(registry, patterns: Sequence[str], preset: str | None) -> tuple[list[ModelSpec], list[str]]:
+    """The model specs to rank and the preset's ``--set`` items."""
+    specs: list[ModelSpec] = []
+    preset_sets: list[str] = []
+    if preset or not patterns:
+        chosen = registry.preset(preset or DEFAULT_PRESET)
+        specs.extend(registry.expand_preset(chosen))
+        preset_sets = _preset_set_values("data", chosen.data) + _preset_set_values("train", chosen.train)
+    for pattern in patterns:
+        names = registry.list("model", pattern)
+        if not names:
+            registry.get("model", pattern)  # raises, naming the closest models
+        specs.extend(registry.model(n) for n in names)
+    return specs, preset_sets
+
+
+def plan_runs(registry, patterns: Sequence[str], preset: str | None, seeds: Iterable[int],
+              set_values: Sequence[str], flags: Mapping[str, Any]) -> list[RunSpec]:
+    """Every (spec, seed) to rank, seed-major (all models with the first seed first), without duplicates.
+
+    A preset's data and train overrides apply under ``--set`` and flags. A
+    component ``--set`` (e.g. ``encoder.dim=32``) applies to the models whose
+    component has that hyperparameter, and is an error if none has it.
+
+    Raises:
+        ZooError: unknown model, preset, or a ``--set`` that fits no model.
+    """
+    from zoo_core.cli.options import build_run_spec, parse_set_values
+
+    parse_set_values(set_values)  # reject malformed items before anything else
+    specs, preset_sets = _models(registry, patterns, preset)
+    if not specs:
+        raise ZooError("nothing to rank: the preset lists no models")
+    for item in set_values:
+        if not any(_applies(registry, s, item) for s in specs):
+            raise ZooError(f"--set {item}: none of the {len(specs)} models to rank has that hyperparameter")
+    per_spec = []
+    for spec in specs:
+        items = preset_sets + [i for i in set_values if _applies(registry, spec, i)]
+        per_spec.append((spec, items))
+    runs: list[RunSpec] = []
+    seen: set[str] = set()
+    for seed in seeds:
+        for spec, items in per_spec:
+            run = build_run_spec(registry, None, {}, items, flags, seed=seed, base_model=spec)
+            if run.key() not in seen:
+                seen.add(run.key())
+                runs.append(run)
+    return runs
+
+
+# -- the loop -------------------------------------------------------------------
+@dataclasses.dataclass
+class RankOutcome:
+    """What one ``zoo rank`` did."""
+
+    planned: int = 0
+    trained: list[str] = dataclasses.field(default_factory=list)  # run ids finished now
+    skipped: int = 0  # finished before, or being trained by another process
+    failed: list[str] = dataclasses.field(default_factory=list)
+    interrupted: bool = False
+
+    def summary(self, path) -> str:
+        text = (f"{len(self.trained)} trained, {self.skipped} skipped (finished before or running elsewhere), "
+                f"{len(self.failed)} failed, of {self.planned} runs; results in {path}")
+        if self.interrupted:
+            text = "interrupted: " + text + "; run the same command again to resume"
+        return text
+
+
+def format_duration(seconds: float) -> str:
+    """``42s``, ``3m05s``, ``1h02m``."""
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+class Progress:
+    """Overall progress: run i of n, elapsed, and the time left estimated from this session's runs."""
+
+    def __init__(self, total: int, to_train: int, echo: Callable[[str], None]):
+        self.total, self.to_train, self.echo = total, to_train, echo
+        self.start = time.monotonic()
+        self.durations: list[float] = []
+
+    def eta(self) -> str:
+        if not self.durations:
+            return "time left: estimated after the first run"
+        left = max(self.to_train - len(self.durations), 0) * statistics.fmean(self.durations)
+        return f"about {format_duration(left)} left"
+
+    def starting(self, index: int, run: RunSpec) -> None:
+        elapsed = format_duration(time.monotonic() - self.start)
+        self.echo(f"[{index}/{self.total}] {run.model.label} seed {run.seed}: training "
+                  f"(elapsed {elapsed}, {self.eta()})")
+
+    def skipped(self, index: int, run: RunSpec) -> None:
+        self.echo(f"[{index}/{self.total}] {run.model.label} seed {run.seed}: skipped, finished before "
+                  "or running elsewhere")
+
+    def finished(self, run_id: str, result: Any, seconds: float) -> None:
+        self.durations.append(seconds)
+        test = result.test or {}
+        self.echo(f"    {result.status}: test accuracy {test.get('accuracy', float('nan')):.4f}, "
+                  f"{result.params:,} params, {format_duration(seconds)}, run {run_id}")
+
+
+def rank(runs: Sequence[RunSpec], registry, db: ResultsDB, *, progress: bool = True,
+         echo: Callable[[str], None] | None = None, load_dataset: Callable | None = None,
+         train: Callable | None = None) -> RankOutcome:
+    """Trains each run that has not finished in ``db``, records it and saves it.
+
+    Data is loaded once per distinct DataConfig (with seed 0, so every run of
+    every seed sees the same split). A run that raises is marked ``failed``
+    and the loop goes on; Ctrl-C marks the current run ``interrupted`` and
+    stops, keeping everything that finished.
+
+    Args:
+        runs: From :func:`plan_runs`.
+        registry: Builds the models.
+        db: Where runs are claimed and recorded.
+        progress: Show per-epoch progress from training and data loading.
+        echo: Where progress lines go (default: stderr).
+        load_dataset, train: Stand-ins for :func:`zoo_core.data.load_dataset`
+            and :func:`zoo_core.training.train` (tests).
+    """
+    from zoo_core.runs import save_run
+
+    if load_dataset is None:
+        from zoo_core.data import load_dataset
+    if train is None:
+        from zoo_core.training import train
+    echo = echo or (lambda line: click.echo(line, err=True))
+    settings = registry.settings
+    finished_before = db.finished_keys()
+    outcome = RankOutcome(planned=len(runs))
+    meter = Progress(len(runs), sum(r.key() not in finished_before for r in runs), echo)
+    datasets: dict[Any, Any] = {}
+
+    for index, run in enumerate(runs, start=1):
+        run_id = None
+        try:
+            run_id = db.claim(run)
+            if run_id is None:
+                outcome.skipped += 1
+                meter.skipped(index, run)
+                continue
+            meter.starting(index, run)
+            if run.data not in datasets:
+                try:
+                    datasets[run.data] = load_dataset(run.data, settings, seed=0, progress=progress)
+                except BaseException:
+                    db.mark(run_id, FAILED, "its data could not be loaded")
+                    run_id = None
+                    raise
+            dataset = datasets[run.data]
+            started = time.monotonic()
+            try:
+                model, result = train(run, registry, dataset, progress=progress)
+            except Exception as err:  # noqa: BLE001 - one broken model must not end the ranking
+                message = f"{type(err).__name__}: {err}".replace("\n", " ")
+                db.mark(run_id, FAILED, message)
+                outcome.failed.append(run_id)
+                echo(f"    failed: {message}")
+                if not isinstance(err, ZooError):
+                    traceback.print_exc(file=sys.stderr)
+                continue
+            if result.status == "interrupted":
+                raise KeyboardInterrupt
+            run_dir = settings.runs_dir / run_id
+            save_run(run_dir, model, dataset.vocab, run, result)
+            db.finish(run_id, result, run_dir=run_dir, data_checksum=getattr(dataset, "checksum", ""))
+            outcome.trained.append(run_id)
+            meter.finished(run_id, result, time.monotonic() - started)
+        except KeyboardInterrupt:
+            if run_id is not None:
+                db.mark(run_id, INTERRUPTED, "interrupted (Ctrl-C or SIGTERM) before it finished")
+            outcome.interrupted = True
+            echo("interrupted")
+            break
+    return outcome
+
+
+def leaderboard_of(db: ResultsDB, runs: Sequence[RunSpec], fmt: str, defaults: RunSpec):
+    """The leaderboard of the specs in ``runs`` (other results in ``db`` left out), or None if none finished."""
+    from zoo_core import leaderboard as lb
+    from zoo_core.results import group_key
+
+    wanted = {group_key(r) for r in runs}
+    records = [r for r in db.finished() if r.group_key in wanted]
+    if not records:
+        return None
+    return lb.leaderboard(lb.group_runs(records), "test_accuracy", fmt, defaults)
