@@ -64,3 +64,19 @@ def test_installed_plugin_model_trains(plugin_site, tiny_imdb_archive, tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "embedding/leaky/mean-states/sigmoid1" in result.stdout
     assert "test" in result.stdout.lower() and "accuracy" in result.stdout.lower()
+
+
+def test_installed_plugin_cell_gets_the_registry_driven_tests(plugin_site):
+    """The plugin's cell is picked up by the cell and component tests without any test code of its own."""
+    tests = Path(__file__).parent
+    environ = {**os.environ, "PYTHONPATH": os.pathsep.join([str(plugin_site), str(tests.parent)]),
+               "TF_CPP_MIN_LOG_LEVEL": "3"}
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "leaky",
+         str(tests / "test_cells.py"), str(tests / "test_components.py")],
+        capture_output=True, text=True, env=environ, timeout=600, cwd=tests.parent,
+    )
+    assert result.returncode == 0, result.stdout[-3000:]
+    summary = result.stdout.strip().splitlines()[-1]
+    passed = int(summary.split(" passed")[0].split()[-1])
+    assert passed >= 6 and "failed" not in summary, summary

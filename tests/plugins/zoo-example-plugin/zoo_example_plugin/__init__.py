@@ -4,14 +4,14 @@ import numpy as np
 import tensorflow as tf
 
 import zoo_core
-from zoo_core.cells import KERNEL_INIT, RECURRENT_INIT, UNITS, Cell, make_initializer
+from zoo_core.cells import KERNEL_INIT, RECURRENT_INIT, UNITS, StepCell, make_initializer
 from zoo_core.config import ModelSpec
 from zoo_core.params import HParam
 
 __version__ = "0.2.0"
 
 
-class LeakyCell(Cell):
+class LeakyCell(StepCell):
     """A leaky-integrator tanh RNN (Jaeger et al. 2007, "Optimization and
     applications of echo state networks with leaky-integrator neurons").
 
@@ -24,18 +24,18 @@ class LeakyCell(Cell):
 
     def __init__(self, input_dim, **params):
         super().__init__(input_dim, **params)
-        init = make_initializer(self.params["recurrent_init"])
-        self.recurrent_kernel = tf.Variable(init((self.units, self.units)), name="recurrent_kernel")
+        # The base created the fused input kernel [input_dim, units] and bias.
+        self.recurrent_kernel = self.new_weight("recurrent_kernel", (self.units, self.units),
+                                                make_initializer(self.params["recurrent_init"]))
 
     def step(self, projected_t, state):
         leak = self.params["leak"]
         h = (1.0 - leak) * state + leak * tf.tanh(projected_t + tf.matmul(state, self.recurrent_kernel))
         return h, h
 
-    @staticmethod
-    def numpy_step(weights, params, x_t, h):
-        """NumPy reference of one step (used by the zoo's registry-driven tests)."""
-        leak = params["leak"]
+    def numpy_step(self, weights, x_t, h):
+        """NumPy reference of one step; the zoo's registry-driven tests compare against it."""
+        leak = self.params["leak"]
         pre = x_t @ weights["kernel"] + weights["bias"] + h @ weights["recurrent_kernel"]
         new = (1.0 - leak) * h + leak * np.tanh(pre)
         return new, new
