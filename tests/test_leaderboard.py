@@ -173,3 +173,12 @@ def test_leaderboard_does_not_import_tensorflow(db_path):
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "gru" in done.stdout
+
+
+def test_plot_labels_drop_shared_components_and_merge_overlapping_points(db_path):
+    groups = lb.group_runs(ResultsDB(db_path).finished())
+    labels = lb.short_labels(groups)
+    assert "one-hot/tanh/last" in labels and all(not label.endswith("sigmoid1") for label in labels)
+    assert lb.colour_kind(groups) == "cell"
+    merged = lb.cluster_labels([(0.0, 0.5, "a"), (0.01, 0.5, "b"), (1.0, 0.5, "c")], (0.0, 1.0), (0.0, 1.0))
+    assert sorted(text for _, _, text in merged) == ["a\nb", "c"]

@@ -293,46 +293,121 @@ def _round(value: float | None, digits: int = TEXT_DIGITS) -> float | int | None
 
 
 # -- plots --------------------------------------------------------------------
+def short_labels(groups: Sequence[Group]) -> list[str]:
+    """Labels without the components every plotted spec shares (a named model keeps its name)."""
+    combos = [[getattr(g.spec.model, k) for k in KINDS] for g in groups]
+    varying = [i for i in range(len(KINDS)) if len({c[i] for c in combos}) > 1] or list(range(len(KINDS)))
+    return [g.spec.model.name or "/".join(c[i] for i in varying) for g, c in zip(groups, combos)]
+
+
+def colour_kind(groups: Sequence[Group]) -> str:
+    """The component kind to colour points by: the first of cell, aggregator, encoder, head that varies."""
+    for kind in ("cell", "aggregator", "encoder", "head"):
+        if len({getattr(g.spec.model, kind) for g in groups}) > 1:
+            return kind
+    return "cell"
+
+
+def cluster_labels(points: Sequence[tuple[float, float, str]], x_range: tuple[float, float],
+                   y_range: tuple[float, float], near: float = 0.03) -> list[tuple[float, float, str]]:
+    """Merges the labels of points closer than ``near`` (a fraction of each axis) into one multi-line label."""
+    clusters: list[list[Any]] = []
+    width = (x_range[1] - x_range[0]) or 1.0
+    height = (y_range[1] - y_range[0]) or 1.0
+    for x, y, label in sorted(points, key=lambda p: (-p[1], p[0])):
+        for cluster in clusters:
+            if abs(cluster[0] - x) / width < near and abs(cluster[1] - y) / height < near:
+                cluster[2].append(label)
+                break
+        else:
+            clusters.append([x, y, [label]])
+    return [(x, y, "\n".join(labels)) for x, y, labels in clusters]
+
+
+# Where a label may go relative to its point: (dx, dy) in points and alignment, first that fits wins.
+LABEL_SPOTS = ((6, 0, "left"), (-6, 0, "right"), (6, 10, "left"), (6, -10, "left"), (-6, 10, "right"),
+               (-6, -10, "right"), (0, 18, "center"), (0, -18, "center"))
+
+
+def place_labels(ax, texts: Sequence[tuple[float, float, str]]) -> None:
+    """Annotates points, moving each label around its point until it stays inside the axes and overlaps no
+    label already placed."""
+    renderer = ax.figure.canvas.get_renderer()
+    frame = ax.get_window_extent(renderer)
+    placed = []
+    for x, y, text in texts:
+        for dx, dy, align in LABEL_SPOTS:
+            note = ax.annotate(text, (x, y), textcoords="offset points", xytext=(dx, dy), fontsize=7,
+                               ha=align, va="center")
+            box = note.get_window_extent(renderer)
+            inside = frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
+            if inside and not any(box.overlaps(other) for other in placed):
+                break
+            note.remove()
+        else:  # crowded everywhere: keep the first spot
+            note = ax.annotate(text, (x, y), textcoords="offset points", xytext=LABEL_SPOTS[0][:2], fontsize=7,
+                               ha=LABEL_SPOTS[0][2], va="center")
+            box = note.get_window_extent(renderer)
+        placed.append(box)
+
+
 def plot(groups: Sequence[Group], path: str | Path, title: str = "") -> Path:
     """Draws test accuracy against parameters and against training time to a PNG.
 
     Each spec is one point (mean over seeds, with a ±1 std bar when it has
-    several seeds), coloured by cell and labelled with its model name.
+    several seeds), coloured by the component that varies (see
+    :func:`colour_kind`) and labelled with what tells it apart; labels of
+    points that overlap are stacked into one.
     """
+    import math
+
     import matplotlib
 
     matplotlib.use("Agg")  # files only: no display needed
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
 
     points = [g for g in groups if g.stat("test_accuracy").mean is not None]
     if not points:
         raise ZooError("nothing to plot: no finished run has a test accuracy")
-    cells = sorted({g.spec.model.cell for g in points})
-    colours = {c: plt.get_cmap("tab10")(i % 10) for i, c in enumerate(cells)}
-    fig, axes = plt.subplots(1, 2, figsize=(14, 6), sharey=True)
+    labels = short_labels(points)
+    kind = colour_kind(points)
+    options = sorted({getattr(g.spec.model, kind) for g in points})
+    colours = {o: plt.get_cmap("tab10")(i % 10) for i, o in enumerate(options)}
+    fig, axes = plt.subplots(1, 2, figsize=(14, 6.5), sharey=True)
+    labelled = []  # (axes, [(x, y, text)]) placed once the layout is final
     for ax, (attribute, xlabel) in zip(axes, (("params", "trainable parameters"), ("wall_time", "training time (s)"))):
-        ax.set_title(f"test accuracy vs {xlabel}")
-        for group in points:
+        drawn = []
+        for group, label in zip(points, labels):
             x = group.stat(attribute).mean
             if x is None:
                 continue
             acc = group.stat("test_accuracy")
-            ax.errorbar(x, acc.mean, yerr=acc.std or 0.0, fmt="o", color=colours[group.spec.model.cell],
+            ax.errorbar(x, acc.mean, yerr=acc.std or 0.0, fmt="o", color=colours[getattr(group.spec.model, kind)],
                         capsize=3, markersize=6)
-            ax.annotate(group.label, (x, acc.mean), textcoords="offset points", xytext=(5, 4), fontsize=7)
-        xs = [g.stat(attribute).mean for g in points if g.stat(attribute).mean]
-        spread = max(xs) / min(xs) if xs and min(xs) > 0 else 1.0
-        if spread > 10:  # log only where the values span orders of magnitude
+            drawn.append((x, acc.mean, label))
+        xs = [x for x, _, _ in drawn]
+        log = bool(xs) and min(xs) > 0 and max(xs) / min(xs) > 10  # log only across orders of magnitude
+        if log:
             ax.set_xscale("log")
-            xlabel += " (log scale)"
-        ax.margins(x=0.25)  # room for the labels right of the rightmost points
-        ax.set_xlabel(xlabel)
+        if drawn:
+            to_axis = math.log10 if log else float
+            ys = [y for _, y, _ in drawn]
+            merged = cluster_labels([(to_axis(x), y, t) for x, y, t in drawn],
+                                    (to_axis(min(xs)), to_axis(max(xs))), (min(ys), max(ys)))
+            labelled.append((ax, [(10 ** x if log else x, y, t) for x, y, t in merged]))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 100 else f"{v:g}"))
+        ax.margins(x=0.3, y=0.08)  # room for the labels right of the rightmost points
+        ax.set_title(f"test accuracy vs {xlabel}")
+        ax.set_xlabel(xlabel + (" (log scale)" if log else ""))
         ax.grid(True, which="both", alpha=0.3)
     axes[0].set_ylabel("test accuracy (mean over seeds, ±1 std)")
-    handles = [plt.Line2D([], [], marker="o", linestyle="", color=colours[c], label=c) for c in cells]
-    axes[1].legend(handles=handles, title="cell", loc="best")
+    handles = [plt.Line2D([], [], marker="o", linestyle="", color=colours[o], label=o) for o in options]
+    axes[1].legend(handles=handles, title=kind, loc="best")
     fig.suptitle(title or f"rnn-zoo leaderboard: {len(points)} specs")
     fig.tight_layout()
+    for ax, texts in labelled:
+        place_labels(ax, texts)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)

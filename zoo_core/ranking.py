@@ -195,9 +195,8 @@ def rank(runs: Sequence[RunSpec], registry, db: ResultsDB, *, progress: bool = T
             if run.data not in datasets:
                 try:
                     datasets[run.data] = load_dataset(run.data, settings, seed=0, progress=progress)
-                except BaseException:
+                except Exception:  # a Ctrl-C here goes on to mark the run interrupted
                     db.mark(run_id, FAILED, "its data could not be loaded")
-                    run_id = None
                     raise
             dataset = datasets[run.data]
             started = time.monotonic()
