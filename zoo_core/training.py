@@ -343,6 +343,9 @@ def train(run: RunSpec, registry: Registry, dataset, *, progress: bool = True) -
     optimizer = make_optimizer(run.train)
     optimizer.build(variables)  # slot variables must exist before the step is traced
     train_step = make_train_step(model, optimizer, run)
+    if run.train.jit and run.data.batching == "bucket":
+        _echo(progress, "note: XLA compiles once per batch shape, so bucketed batches of many lengths "
+                        "compile many times; padded batches compile at most twice")
 
     history: list[dict] = []
     best_epoch, best_score, best_weights, best_val = 0, None, None, {}

@@ -99,9 +99,10 @@ def train(state, model, encoder, cell, aggregator, head, set_values, seed, save_
       zoo train elman-onehot                         # a named model from `zoo models`
       zoo train gru-mean --set cell.units=128 --set encoder.dropout=0.2 --lr 3e-4
       zoo train gru-mean --limit 2000 --epochs 1     # a quick try on 2000 reviews
-      zoo train lstm-last --batching bucket --jit --save runs/lstm-last
+      zoo train lstm-last --batching bucket --save runs/lstm-last  # reload: zoo evaluate ./runs/lstm-last
       zoo train gru-mean --set train.patience=3 --set train.monitor=val_accuracy --epochs 20
-      zoo train gru-mean --set train.weight_decay=0.01 --set train.clip_norm=1 --set train.deterministic=true
+      zoo train gru-mean --jit --set train.weight_decay=0.01 --set train.clip_norm=1
+      zoo train gru-mean --optimizer rmsprop --seed 3 --set train.deterministic=true
     """
     components = {"encoder": encoder, "cell": cell, "aggregator": aggregator, "head": head}
     registry = state.registry
