@@ -278,3 +278,17 @@ def test_result_serialises_to_plain_data(registry):
     data = result.to_dict()
     assert RunSpec.from_dict(data["run"]) == dataclasses.replace(result.run)
     assert data["history"][0]["epoch"] == 1 and data["status"] == "completed"
+
+
+@pytest.mark.parametrize("batching", ["padded", "bucket"])
+def test_trains_on_the_data_pipeline(registry, tiny_imdb_archive, batching):
+    from zoo_core.data import load_dataset
+
+    data = DataConfig(source=str(tiny_imdb_archive), maxlen=30, batching=batching)
+    dataset = load_dataset(data, registry.settings, progress=False)
+    run = tiny_run(epochs=2, batch_size=8, data=data, patience=0)
+    model, result = train(run, registry, dataset, progress=False)
+    assert result.status == "completed" and len(result.history) == 2
+    assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
+    assert result.test == pytest.approx(evaluate(model, dataset.test, run), rel=1e-5)
+    assert result.tokens_per_sec > 0
