@@ -121,13 +121,15 @@ def test_ctrl_c_stops_a_real_run_cleanly_with_exit_130(tiny_imdb_archive, tmp_pa
                "--data", str(tiny_imdb_archive), *TINY]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
+        seen = []
         for line in process.stderr:  # wait until training is under way
+            seen.append(line)
             if line.startswith("epoch 2:"):
                 break
         process.send_signal(signal.SIGINT)
         out, err = process.communicate(timeout=120)
     finally:
         process.kill()
-    assert process.returncode == 130, err
+    assert process.returncode == 130, "".join(seen) + out + err
     assert "status: interrupted" in out and "Traceback" not in err
     assert "test" in out and "validation" in out
