@@ -197,6 +197,15 @@ def test_evaluate_on_an_empty_split_gives_nans(registry):
     assert all(math.isnan(v) for v in evaluate(model, TinySplit(0, seed=0), run).values())
 
 
+def test_auc_is_undefined_when_one_class_is_missing(registry):
+    run = tiny_run()
+    model = Classifier(run.model, registry, VOCAB)
+    split = TinySplit(10, seed=0)
+    split.labels[:] = 1
+    got = evaluate(model, split, run)
+    assert math.isnan(got["auc"]) and math.isfinite(got["accuracy"]) and math.isfinite(got["loss"])
+
+
 def one_step(registry, run, batch):
     """One compiled training step on a freshly built model (same seed, same initial weights)."""
     keras.utils.set_random_seed(0)

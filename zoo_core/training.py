@@ -212,14 +212,18 @@ def evaluate(model: Classifier, split, run: RunSpec) -> dict[str, float]:
     step = _eval_step(model, run.data.mask, run.train.jit)
     accuracy = keras.metrics.BinaryAccuracy()
     auc = keras.metrics.AUC(num_thresholds=AUC_THRESHOLDS)
-    loss_sum, count = 0.0, 0
+    loss_sum, count, positives = 0.0, 0, 0
     for batch in split.batches(max(run.train.batch_size, MIN_EVAL_BATCH)):
         loss, probs = step(batch.ids, batch.mask, batch.labels)
         accuracy.update_state(batch.labels, probs)
         auc.update_state(batch.labels, probs)
         loss_sum += float(loss) * len(batch.labels)
         count += len(batch.labels)
-    return {"accuracy": float(accuracy.result()), "loss": loss_sum / count, "auc": float(auc.result())}
+        positives += int(np.sum(batch.labels))
+    # AUC ranks positives against negatives: undefined when one class is missing.
+    both_classes = 0 < positives < count
+    return {"accuracy": float(accuracy.result()), "loss": loss_sum / count,
+            "auc": float(auc.result()) if both_classes else math.nan}
 
 
 def _improved(value: float, best: float | None, monitor: str) -> bool:
