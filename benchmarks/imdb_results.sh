@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Full-IMDB experiments behind docs/RESULTS.md. Every step is a `zoo` command,
+# resumable (zoo rank skips finished runs), writing into $OUT (default results/).
+#
+#   bash benchmarks/imdb_results.sh [STEP ...]     # steps: grid questions quality grid-seeds best memory diagnose tables
+#
+# Each results database is a separate file, so each table compares like with like.
+set -euo pipefail
+OUT=${OUT:-results}
+mkdir -p "$OUT"
+zoo() { python3 -m zoo_core.cli "$@"; }
+log() { echo "== $(date +%H:%M:%S) $*" >&2; }
+
+# The seed grid at the seed's settings (20k words, maxlen 200, pre-padding, 3 epochs with early stopping).
+grid() { log grid seed 0; zoo rank --preset seed-grid --seeds 1 --results "$OUT/seed-grid.sqlite"; }
+grid_seeds() { log grid seeds 0-2; zoo rank --preset seed-grid --seeds 3 --results "$OUT/seed-grid.sqlite"; }
+
+# The seed's questions, one seed each, on the embedding/tanh baseline unless said otherwise.
+questions() {
+  local q="$OUT/questions.sqlite" base=(--encoder embedding --cell tanh --head sigmoid1)
+  # Q4/Q5: pre- vs post-padding with the last-step output, masking on and off (and GRU, whose gates can forget padding).
+  for cell in tanh gru; do
+    for padding in pre post; do
+      for mask in --mask --no-mask; do
+        log "padding $cell $padding $mask"
+        zoo rank "embedding/$cell/last/sigmoid1" --padding "$padding" "$mask" --results "$q"
+      done
+    done
+  done
+  # Q6: every aggregator that uses all time steps.
+  for agg in mean-probs max-states attention; do
+    log "aggregator $agg"; zoo rank "embedding/tanh/$agg/sigmoid1" --results "$q"
+  done
+  # Q2: truncate vs drop over-long training reviews.
+  log "long drop"; zoo rank "embedding/gru/mean-states/sigmoid1" --long drop --results "$q"
+  log "long truncate"; zoo rank "embedding/gru/mean-states/sigmoid1" --long truncate --results "$q"
+  # Q1: padded vs bucketed batches (epoch time and padding efficiency).
+  log "bucket"; zoo rank "embedding/gru/mean-states/sigmoid1" --batching bucket --results "$q"
+}
+
+# Quality: the strongest models at longer maxlen with bucketing (bucketing keeps long maxlen affordable).
+quality() {
+  local q="$OUT/quality.sqlite"
+  log "quality bigru"
+  zoo rank "embedding/bidirectional/max-states/sigmoid1" --maxlen 500 --batching bucket --epochs 4 \
+    --set cell.cell=gru --set encoder.dropout=0.3 --results "$q"
+  log "quality tanh"
+  zoo rank "embedding/tanh/mean-states/sigmoid1" --maxlen 500 --batching bucket --epochs 4 \
+    --set encoder.dropout=0.3 --results "$q"
+}
+
+# The seed grid again at better settings.
+best() { log best grid; zoo rank --preset seed-grid --maxlen 500 --batching bucket --results "$OUT/best-grid.sqlite"; }
+
+# Q3: peak memory of one-hot vs embedding (one epoch each, full data).
+memory() {
+  for enc in one-hot embedding; do
+    log "memory $enc"
+    /usr/bin/time -v python3 -m zoo_core.cli train --encoder "$enc" --cell tanh --aggregator last --head softmax2 \
+      --epochs 1 > "$OUT/memory-$enc.txt" 2> "$OUT/memory-$enc.err"
+    grep -E "Maximum resident|Elapsed" "$OUT/memory-$enc.err" >> "$OUT/memory-$enc.txt"
+  done
+}
+
+# Vanishing gradients: ||dL/dh_t|| for tanh, irnn, gru and lstm on one real batch.
+diagnose() { log diagnose; zoo diagnose --cell tanh,irnn,gru,lstm --output docs/grad_norms.png > "$OUT/diagnose.txt"; }
+
+tables() {
+  for db in seed-grid questions quality best-grid; do
+    [ -f "$OUT/$db.sqlite" ] || continue
+    zoo leaderboard --results "$OUT/$db.sqlite" --format github > "$OUT/$db.md"
+    for kind in encoder aggregator head; do
+      zoo leaderboard --results "$OUT/$db.sqlite" --by "$kind" --format github > "$OUT/$db-by-$kind.md"
+    done
+  done
+  zoo leaderboard --results "$OUT/seed-grid.sqlite" --plot docs/seed_grid.png --format github > /dev/null || true
+}
+
+steps=("$@")
+[ ${#steps[@]} -gt 0 ] || steps=(grid questions quality grid-seeds best memory diagnose tables)
+for step in "${steps[@]}"; do "${step//-/_}"; done
