@@ -6,22 +6,14 @@ import json
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
 from tests.imdb_fixtures import NEGATIVE, POSITIVE
-from zoo_core.cli import cli
+from tests.cli_helpers import TINY_RANK, zoo
 from zoo_core.config import ModelSpec, RunSpec
 from zoo_core.errors import ZooError
 from zoo_core.results import ResultsDB
 
-TINY = ["--limit", "40", "--epochs", "1", "--maxlen", "20", "--set", "cell.units=4", "--set", "encoder.dim=4"]
 
-
-def zoo(*args: str, expect: int = 0):
-    result = CliRunner().invoke(cli, list(args))
-    if result.exit_code != expect:
-        raise AssertionError(f"zoo {' '.join(args)} exited {result.exit_code}:\n{result.output}") from result.exception
-    return result
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +24,7 @@ def ranked(tmp_path_factory, tiny_imdb_archive):
     with pytest.MonkeyPatch.context() as env:
         env.setenv("XDG_DATA_HOME", str(home / "share"))
         env.setenv("XDG_CACHE_HOME", str(home / "cache"))
-        zoo("rank", "elman-last", "lstm-last", *TINY, "--data", str(tiny_imdb_archive), "--results", str(db_path))
+        zoo("rank", "elman-last", "lstm-last", *TINY_RANK, "--data", str(tiny_imdb_archive), "--results", str(db_path))
     return db_path
 
 

@@ -10,23 +10,14 @@ import sys
 import time
 
 import pytest
-from click.testing import CliRunner
 
+from tests.cli_helpers import TINY_RANK, zoo
 from zoo_core import ranking
-from zoo_core.cli import cli
-from zoo_core.config import KINDS
 from zoo_core.results import ResultsDB
 
-TINY = ["--limit", "40", "--epochs", "1", "--maxlen", "20", "--set", "cell.units=4", "--set", "encoder.dim=4"]
 SEED_GRID = {(e, "tanh", a, h) for e in ("one-hot", "embedding") for a in ("last", "mean-states", "mean-logits")
              for h in ("softmax2", "sigmoid1")}
 
-
-def zoo(*args: str, expect: int = 0):
-    result = CliRunner().invoke(cli, list(args))
-    if result.exit_code != expect:
-        raise AssertionError(f"zoo {' '.join(args)} exited {result.exit_code}:\n{result.output}") from result.exception
-    return result
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +28,7 @@ def seed_grid(tmp_path_factory, tiny_imdb_archive):
         env.setenv("XDG_DATA_HOME", str(home / "share"))
         env.setenv("XDG_CACHE_HOME", str(home / "cache"))
         db_path = home / "results.sqlite"
-        args = ["rank", "--preset", "seed-grid", *TINY, "--data", str(tiny_imdb_archive), "--results", str(db_path)]
+        args = ["rank", "--preset", "seed-grid", *TINY_RANK, "--data", str(tiny_imdb_archive), "--results", str(db_path)]
         result = zoo(*args)
     return {"db": db_path, "args": args, "output": result.output, "home": home}
 
@@ -156,7 +147,7 @@ def test_ctrl_c_keeps_finished_runs_and_a_rerun_redoes_only_the_rest(registry, t
 
 def _rank_process(archive, db_path, tmp_path, seeds: int = 2):
     env = dict(os.environ, XDG_DATA_HOME=str(tmp_path / "share"), XDG_CACHE_HOME=str(tmp_path / "cache"))
-    args = ["rank", "elman-last", "--seeds", str(seeds), *TINY, "--data", str(archive), "--results", str(db_path)]
+    args = ["rank", "elman-last", "--seeds", str(seeds), *TINY_RANK, "--data", str(archive), "--results", str(db_path)]
     return subprocess.Popen([sys.executable, "-c", "from zoo_core.cli import main; main()", *args], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True), args
 

@@ -1,0 +1,19 @@
+"""Running ``zoo`` in-process for the CLI tests."""
+
+from __future__ import annotations
+
+from click.testing import CliRunner, Result
+
+from zoo_core.cli import cli
+
+# Tiny models on tiny data: a rank or train in a second or two.
+TINY_RANK = ["--limit", "40", "--epochs", "1", "--maxlen", "20", "--set", "cell.units=4", "--set", "encoder.dim=4"]
+
+
+def zoo(*args, expect: int | None = 0) -> Result:
+    """Invokes ``zoo ARGS``; with ``expect``, fails the test (showing the output) on another exit status."""
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    if expect is not None and result.exit_code != expect:
+        raise AssertionError(
+            f"zoo {' '.join(map(str, args))} exited {result.exit_code}:\n{result.output}") from result.exception
+    return result
