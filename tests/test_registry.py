@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from zoo_core.cli import cli
 from zoo_core.config import ModelSpec, RunSpec
 from zoo_core.errors import DuplicateNameError, UnknownNameError, ZooError
-from zoo_core.registry import Registry, build_registry
+from zoo_core.registry import build_registry
 from zoo_core.settings import load_settings
 
 ROOT = Path(__file__).resolve().parent.parent

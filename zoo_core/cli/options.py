@@ -7,7 +7,6 @@ A flag overrides ``--set``, which overrides the named model and
 from __future__ import annotations
 
 import dataclasses
-import functools
 from collections.abc import Iterable, Mapping
 from typing import Any
 
