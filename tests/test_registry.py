@@ -131,6 +131,8 @@ def test_every_preset_expands_to_valid_specs(registry):
     assert len({s.combo for s in grid}) == 12
     with pytest.raises(UnknownNameError, match="unknown preset 'seed-gird'; did you mean 'seed-grid'"):
         registry.preset("seed-gird")
+    with pytest.raises(UnknownNameError, match=r"^unknown preset 'nope'; known: quick, seed-grid \(presets live in"):
+        registry.preset("nope")
 
 
 # -- plugins --------------------------------------------------------------------

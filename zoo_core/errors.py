@@ -28,6 +28,8 @@ class UnknownNameError(ZooError, KeyError):
         message = f"unknown {kind} {name!r}"
         if close:
             message += f"; did you mean {', '.join(repr(c) for c in close)}?"
+        elif 0 < len(self.known) <= 8:  # short lists are worth showing whole
+            message += f"; known: {', '.join(self.known)}"
         if hint:
             message += f" ({hint})"
         super().__init__(message)
