@@ -2,7 +2,7 @@
 
 A step cell follows Sonnet 2's ``RNNCore``: ``__call__(x_t, state) ->
 (output, new_state)`` and ``initial_state(batch_size)``. For speed it is split
-in two: :meth:`StepCell.project_inputs` computes ``x W + b`` for every step at
+in two: :func:`time_major_projection` computes ``x W + b`` for every step at
 once (one large matmul, hoisted out of the time loop, all gates fused), and
 :meth:`StepCell.step` applies the recurrence to one projected step (one fused
 recurrent matmul where the maths allows). The shared
@@ -10,11 +10,13 @@ recurrent matmul where the maths allows). The shared
 cell only writes its maths.
 
 ``tanh``, ``irnn``, ``gru`` and ``lstm`` also have a hand-written BPTT
-(``bptt="fused"``, the default): a ``tf.custom_gradient`` whose backward loop
-holds only the ``dh U^T`` recurrence, while ``dU``, the recurrent bias and the
-input gradients are each one large matmul or elementwise op over all steps.
-``bptt="autodiff"`` differentiates the generic loop instead; the tests check
-that both give the same gradients.
+(``bptt="fused"``, the default): a ``tf.custom_gradient`` whose forward loop
+also saves how ``dh_t`` maps to each gate's pre-activation gradient, so the
+backward loop holds one small matmul per step (the ``dh U^T`` recurrence),
+while ``dU`` is one large matmul over all steps and ``dW`` and the input
+gradient come from the hoisted projection's two large matmuls. Autodiff
+through the generic loop (``bptt="autodiff"``) does three small matmuls per
+step instead; the tests check that both give the same gradients.
 
 Every cell carries a NumPy reference of its step (:meth:`StepCell.numpy_step`)
 and of its whole unroll (:meth:`Cell.reference_unroll`); the registry-driven
@@ -40,7 +42,7 @@ import numpy as np
 import tensorflow as tf
 
 from zoo_core.component import Component
-from zoo_core.encoders import DenseSequence, EncodedSequence
+from zoo_core.encoders import DenseSequence, EncodedSequence, OneHotSequence
 from zoo_core.errors import UnknownNameError, ZooError
 from zoo_core.params import HParam
 from zoo_core.unroll import UnrollResult, from_time_major, to_time_major, unroll
@@ -142,6 +144,25 @@ class Cell(Component):
         return tf.Variable(tf.cast(initializer(tuple(shape), dtype=self.dtype), self.dtype), name=name)
 
 
+def time_major_projection(inputs: EncodedSequence, kernel: tf.Tensor, bias: tf.Tensor | None) -> tf.Tensor:
+    """``inputs @ kernel + bias`` laid out time-major: ``[time, batch, units]``.
+
+    The loops run over time-major steps. Transposing the narrow inputs (token ids,
+    or ``[batch, time, dim]`` values) costs less than transposing the projection,
+    which is ``gates`` times wider; other encodings transpose the projection.
+    """
+    if isinstance(inputs, OneHotSequence):
+        projected = OneHotSequence(tf.transpose(inputs.ids), inputs.dim).project(kernel)
+    elif isinstance(inputs, DenseSequence):
+        values = tf.transpose(inputs.values, [1, 0, 2])  # [time, batch, dim]
+        flat = tf.matmul(tf.reshape(values, [-1, inputs.dim]), kernel)  # one large matmul
+        projected = tf.reshape(flat, tf.concat([tf.shape(values)[:2], [kernel.shape[-1]]], 0))
+        projected.set_shape(values.shape[:2].concatenate([kernel.shape[-1]]))
+    else:
+        projected = tf.transpose(inputs.project(kernel), [1, 0, 2])
+    return projected if bias is None else projected + bias
+
+
 class StepCell(Cell):
     """A cell defined by one step; the shared loop unrolls it.
 
@@ -174,11 +195,6 @@ class StepCell(Cell):
         """The zero state; a tensor ``[batch, units]`` unless overridden."""
         return tf.zeros([batch_size, self.units], self.dtype)
 
-    def project_inputs(self, inputs: EncodedSequence) -> tf.Tensor:
-        """``inputs @ kernel + bias`` for all steps: ``[batch, time, gates * units]``."""
-        projected = inputs.project(self.kernel)
-        return projected + self.bias if self.input_bias else projected
-
     @abc.abstractmethod
     def step(self, projected_t: tf.Tensor, state: Any) -> tuple[tf.Tensor, Any]:
         """One step from a projected input ``[batch, gates * units]``: ``(output, new_state)``."""
@@ -192,23 +208,28 @@ class StepCell(Cell):
         projected = tf.matmul(x_t, self.kernel)
         return self.step(projected + self.bias if self.input_bias else projected, state)
 
-    def fused_unroll(self, projected: tf.Tensor, mask: tf.Tensor | None, keep_outputs: bool,
+    def fused_unroll(self, projected_tm: tf.Tensor, mask: tf.Tensor | None, keep_outputs: bool,
                      reverse: bool) -> UnrollResult | None:
-        """A hand-written BPTT of the whole unroll, or ``None`` to use the generic loop."""
+        """A hand-written BPTT of the whole unroll, or ``None`` to use the generic loop.
+
+        Args:
+            projected_tm: Time-major input projections ``[time, batch, gates * units]``.
+            mask, keep_outputs, reverse: As for :meth:`unroll`.
+        """
         return None
 
     def unroll(self, inputs, mask, keep_outputs, *, reverse=False, probe=None):
-        projected = self.project_inputs(inputs)
+        projected = time_major_projection(inputs, self.kernel, self.bias if self.input_bias else None)
         if probe is None and self.params.get("bptt", "autodiff") == "fused":
             result = self.fused_unroll(projected, mask, keep_outputs, reverse)
             if result is not None:
                 return result
-        batch = tf.shape(projected)[0]
+        batch = tf.shape(projected)[1]
         step = self.step
         if probe is not None:
             # Ride the probe along with the projected inputs, so the loop needs no extra input.
             width = projected.shape[-1]
-            projected = tf.concat([projected, tf.cast(probe, projected.dtype)], axis=-1)
+            projected = tf.concat([projected, tf.transpose(tf.cast(probe, projected.dtype), [1, 0, 2])], axis=-1)
 
             def step(packed_t, state):
                 output, new_state = self.step(packed_t[:, :width], state)
@@ -216,7 +237,7 @@ class StepCell(Cell):
                 return output + delta, self.perturb(new_state, delta)
 
         return unroll(step, projected, mask, self.initial_state(batch),
-                      tf.zeros([batch, self.output_size], self.dtype), keep_outputs, reverse)
+                      tf.zeros([batch, self.output_size], self.dtype), keep_outputs, reverse, time_major=True)
 
     # -- NumPy reference ---------------------------------------------------
     @staticmethod
@@ -224,7 +245,8 @@ class StepCell(Cell):
         """NumPy reference of one step from a raw input ``[batch, input_dim]``.
 
         Args:
-            params: This cell's variables by attribute name (:meth:`numpy_params`).
+            params: This cell's variables by attribute name, and any hyperparameter
+                its maths needs (:meth:`numpy_params`).
             x_t: ``[batch, input_dim]``.
             state: The state, as NumPy arrays with the structure of :meth:`initial_state`.
 
@@ -265,59 +287,49 @@ def _previous(states_tm: tf.Tensor, initial: tf.Tensor) -> tf.Tensor:
 
 def _over_steps(prev_tm: tf.Tensor, grad_tm: tf.Tensor) -> tf.Tensor:
     """``sum_t prev_t^T grad_t`` as one matmul: ``[T, B, H] x [T, B, G] -> [H, G]``."""
-    return tf.tensordot(prev_tm, grad_tm, axes=[[0, 1], [0, 1]])
+    return tf.matmul(tf.reshape(prev_tm, [-1, prev_tm.shape[-1]]), tf.reshape(grad_tm, [-1, grad_tm.shape[-1]]),
+                     transpose_a=True)
 
 
-def _scan(step, inputs_tm, mask_tm, initial: tuple[tf.Tensor, ...]) -> tuple[tf.Tensor, ...]:
-    """Forward loop keeping every state: ``step(x_t, *state) -> new state tuple``.
+def _loop(step, steps, carry: tuple, widths: Sequence[int], like: tf.Tensor, backward: bool = False):
+    """A ``tf.while_loop`` over time collecting what each step writes in TensorArrays.
 
-    Returns the stacked states, one ``[time, batch, units]`` tensor per part.
-    """
-    steps = inputs_tm.shape[0] if inputs_tm.shape[0] is not None else tf.shape(inputs_tm)[0]
-    arrays = tuple(tf.TensorArray(s.dtype, size=steps, element_shape=s.shape) for s in initial)
-
-    def body(t, state, arrays):
-        new = step(inputs_tm[t], *state)
-        if mask_tm is not None:
-            new = tuple(tf.where(mask_tm[t], n, s) for n, s in zip(new, state))
-        return t + 1, new, tuple(a.write(t, n) for a, n in zip(arrays, new))
-
-    _, _, arrays = tf.while_loop(lambda t, *_: t < steps, body, (tf.constant(0), tuple(initial), arrays),
-                                 maximum_iterations=steps)
-    return tuple(a.stack() for a in arrays)
-
-
-def _scan_back(step, per_step: tuple[tf.Tensor, ...], carry: tuple[tf.Tensor, ...], width: int):
-    """Backward loop from the last step to the first.
-
-    ``step(t_slices, *carry) -> (written [batch, width], new carry tuple)``.
+    Args:
+        step: ``(t, *carry) -> (new carry tuple, written tuple)``; ``written[k]`` is
+            ``[batch, widths[k]]``.
+        steps: Number of steps (static when known).
+        carry: The initial carry, a tuple of tensors.
+        widths: Width of each written value.
+        like: A ``[batch, ...]`` tensor giving the batch size and dtype.
+        backward: Run ``t = steps - 1 .. 0``.
 
     Returns:
-        The written values stacked ``[time, batch, width]`` and the carry at step 0.
+        The final carry and one TensorArray per written value. A later loop reads
+        them step by step (``.read(t)``) without the copy ``.stack()`` makes.
     """
-    steps = per_step[0].shape[0] if per_step[0].shape[0] is not None else tf.shape(per_step[0])[0]
-    written = tf.TensorArray(per_step[0].dtype, size=steps,
-                             element_shape=tf.TensorShape([per_step[0].shape[1], width]))
+    arrays = tuple(tf.TensorArray(like.dtype, size=steps, element_shape=[like.shape[0], w]) for w in widths)
 
-    def body(t, carry, written):
-        out, carry = step(tuple(p[t] for p in per_step), *carry)
-        return t - 1, carry, written.write(t, out)
+    def body(t, carry, arrays):
+        carry, written = step(t, *carry)
+        return (t - 1 if backward else t + 1), carry, tuple(a.write(t, w) for a, w in zip(arrays, written))
 
-    _, carry, written = tf.while_loop(lambda t, *_: t >= 0, body, (steps - 1, tuple(carry), written),
-                                      maximum_iterations=steps)
-    return written.stack(), carry
+    start = steps - 1 if backward else 0
+    _, carry, arrays = tf.while_loop(lambda t, *_: t >= 0 if backward else t < steps, body,
+                                     (tf.convert_to_tensor(start), tuple(carry), arrays), maximum_iterations=steps)
+    return carry, arrays
 
 
-def _or_zeros(grad: tf.Tensor | None, like: tf.Tensor) -> tf.Tensor:
-    return tf.zeros_like(like) if grad is None else grad
+def _steps(inputs_tm: tf.Tensor):
+    return inputs_tm.shape[0] if inputs_tm.shape[0] is not None else tf.shape(inputs_tm)[0]
 
 
 def elman_bptt(inputs_tm, mask_tm, recurrent_kernel, h0, activation: str) -> tf.Tensor:
     """Elman unroll ``h_t = act(a_t)``, ``a_t = x_t + h_{t-1} U``, with hand-written BPTT.
 
     Backward: ``da_t = dh_t * act'(a_t)``, ``dh_{t-1} = da_t U^T`` is the only
-    recurrence; ``dU = sum_t h_{t-1}^T da_t`` is one matmul after the loop and
-    ``dx_t = da_t``. A padded step passes ``dh`` straight through.
+    recurrence (one small matmul per step); ``dU = sum_t h_{t-1}^T da_t`` is one
+    large matmul after the loop and ``dx_t = da_t``. A padded step passes ``dh``
+    straight through.
 
     Args:
         inputs_tm: Projected inputs ``[time, batch, H]``.
@@ -330,28 +342,34 @@ def elman_bptt(inputs_tm, mask_tm, recurrent_kernel, h0, activation: str) -> tf.
         Every state ``[time, batch, H]`` (a padded step repeats the previous one).
     """
     act = {"tanh": tf.tanh, "relu": tf.nn.relu}[activation]
+    units, steps = h0.shape[-1], _steps(inputs_tm)
 
     @tf.custom_gradient
     def scan(inputs_tm, recurrent_kernel, h0):
-        (states,) = _scan(lambda x, h: (act(x + tf.matmul(h, recurrent_kernel)),), inputs_tm, mask_tm, (h0,))
+        def forward(t, h):
+            new = act(inputs_tm[t] + tf.matmul(h, recurrent_kernel))
+            if mask_tm is not None:
+                new = tf.where(mask_tm[t], new, h)
+            return (new,), (new,)
+
+        _, (states,) = _loop(forward, steps, (h0,), [units], h0)
+        states = states.stack()
 
         def grad(d_states):
-            # act'(a_t) from the output: tanh' = 1 - h^2, relu' = [h > 0].
-            slope = 1.0 - tf.square(states) if activation == "tanh" else tf.cast(states > 0, states.dtype)
-            per_step = (d_states, slope)
-            if mask_tm is not None:
-                real = tf.cast(mask_tm, states.dtype)
-                per_step = (d_states, slope * real, 1.0 - real)
+            def backward(t, dh_next):
+                dh = d_states[t] + dh_next
+                h = states[t]
+                # act'(a_t) from the output: tanh' = 1 - h^2, relu' = [h > 0].
+                da = dh * (1.0 - h * h) if activation == "tanh" else tf.where(h > 0, dh, tf.zeros_like(dh))
+                if mask_tm is None:
+                    return (tf.matmul(da, recurrent_kernel, transpose_b=True),), (da,)
+                da = tf.where(mask_tm[t], da, tf.zeros_like(da))
+                # A padded step copied h_{t-1}: its gradient flows straight back.
+                dh_prev = tf.where(mask_tm[t], tf.matmul(da, recurrent_kernel, transpose_b=True), dh)
+                return (dh_prev,), (da,)
 
-            def back(slices, dh_next):
-                dh = slices[0] + dh_next
-                da = dh * slices[1]
-                dh_prev = tf.matmul(da, recurrent_kernel, transpose_b=True)
-                if mask_tm is not None:
-                    dh_prev += dh * slices[2]  # padded step: h_t = h_{t-1}
-                return da, (dh_prev,)
-
-            d_pre, (dh0,) = _scan_back(back, per_step, (tf.zeros_like(h0),), h0.shape[-1])
+            (dh0,), (d_pre,) = _loop(backward, steps, (tf.zeros_like(h0),), [units], h0, backward=True)
+            d_pre = d_pre.stack()
             return d_pre, _over_steps(_previous(states, h0), d_pre), dh0
 
         return states, grad
@@ -362,10 +380,11 @@ def elman_bptt(inputs_tm, mask_tm, recurrent_kernel, h0, activation: str) -> tf.
 def gru_bptt(inputs_tm, mask_tm, recurrent_kernel, recurrent_bias, h0) -> tf.Tensor:
     """Reset-after GRU unroll (see :func:`gru_step`) with hand-written BPTT.
 
-    The forward loop keeps only the states. The backward pass recomputes the
-    gates for all steps at once (one ``[T*B, H] x [H, 3H]`` matmul), folds them
-    into per-step coefficients, and loops only over
-    ``dh_{t-1} = dh_t z_t + (dh_t * c_t) U^T``.
+    The forward loop also saves, per step, how ``dh_t`` maps to the gradients of
+    the pre-activations (``coef``) and to ``dh_{t-1}`` directly (``z``). The
+    backward loop then needs one small matmul per step,
+    ``dh_{t-1} = dh_t z_t + (dh_t * coef_t) U^T``; ``dU`` and the recurrent bias
+    are one large matmul and one sum after it.
 
     Args:
         inputs_tm: Projected inputs ``[time, batch, 3H]`` in ``[z, r, h]`` order.
@@ -375,39 +394,44 @@ def gru_bptt(inputs_tm, mask_tm, recurrent_kernel, recurrent_bias, h0) -> tf.Ten
     Returns:
         Every state ``[time, batch, H]``.
     """
+    units, steps = h0.shape[-1], _steps(inputs_tm)
 
     @tf.custom_gradient
     def scan(inputs_tm, recurrent_kernel, recurrent_bias, h0):
-        (states,) = _scan(lambda x, h: (gru_step(x, h, recurrent_kernel, recurrent_bias),),
-                          inputs_tm, mask_tm, (h0,))
+        def forward(t, h):
+            x = inputs_tm[t]
+            m = tf.matmul(h, recurrent_kernel) + recurrent_bias
+            z_r = tf.sigmoid(x[:, : 2 * units] + m[:, : 2 * units])
+            z, r = z_r[:, :units], z_r[:, units:]
+            m_h = m[:, 2 * units:]
+            n = tf.tanh(x[:, 2 * units:] + r * m_h)
+            new = n + z * (h - n)
+            # dh -> d(pre-activations) of h = n + z (h_prev - n).
+            one_minus_z = 1.0 - z
+            d_n = one_minus_z * (1.0 - n * n)
+            d_z_r = tf.concat([(h - n) * z * one_minus_z, d_n * m_h * r * (1.0 - r)], axis=1)
+            if mask_tm is not None:
+                real = tf.cast(mask_tm[t], h.dtype)
+                new = tf.where(mask_tm[t], new, h)
+                d_n, d_z_r = d_n * real, d_z_r * real
+                z = z * real + (1.0 - real)  # a padded step copies h_{t-1}
+            coef_m = tf.concat([d_z_r, d_n * r], axis=1)  # dh -> d(h_prev U + b_r)
+            return (new,), (new, coef_m, d_n, z)
+
+        _, (states, coef_m, coef_n, keep) = _loop(forward, steps, (h0,), [units, 3 * units, units, units], h0)
+        states = states.stack()
 
         def grad(d_states):
-            prev = _previous(states, h0)
-            x_z, x_r, x_h = tf.split(inputs_tm, 3, axis=-1)
-            m_z, m_r, m_h = tf.split(tf.tensordot(prev, recurrent_kernel, 1) + recurrent_bias, 3, axis=-1)
-            z, r = tf.sigmoid(x_z + m_z), tf.sigmoid(x_r + m_r)
-            n = tf.tanh(x_h + r * m_h)
-            # dh -> pre-activations: h = n + z (h_prev - n).
-            d_z = (prev - n) * z * (1.0 - z)
-            d_n = (1.0 - z) * (1.0 - tf.square(n))
-            d_r = d_n * m_h * r * (1.0 - r)
-            keep = z  # dh_t -> dh_{t-1} directly
-            if mask_tm is not None:
-                real = tf.cast(mask_tm, states.dtype)
-                d_z, d_r, d_n = d_z * real, d_r * real, d_n * real
-                keep = z * real + (1.0 - real)
-            coef_m = tf.concat([d_z, d_r, d_n * r], axis=-1)  # dh -> d(h_prev U + b_r)
+            def backward(t, dh_next):
+                dh = d_states[t] + dh_next
+                d_m = tf.tile(dh, [1, 3]) * coef_m.read(t)
+                d_x = tf.concat([d_m[:, : 2 * units], dh * coef_n.read(t)], axis=1)
+                return (dh * keep.read(t) + tf.matmul(d_m, recurrent_kernel, transpose_b=True),), (d_m, d_x)
 
-            def back(slices, dh_next):
-                d_out, coef, keep_t = slices
-                dh = d_out + dh_next
-                dm = tf.tile(dh, [1, 3]) * coef
-                return dh, (dh * keep_t + tf.matmul(dm, recurrent_kernel, transpose_b=True),)
-
-            dh_all, (dh0,) = _scan_back(back, (d_states, coef_m, keep), (tf.zeros_like(h0),), h0.shape[-1])
-            d_inputs = tf.tile(dh_all, [1, 1, 3]) * tf.concat([d_z, d_r, d_n], axis=-1)
-            d_m = tf.tile(dh_all, [1, 1, 3]) * coef_m
-            return d_inputs, _over_steps(prev, d_m), tf.reduce_sum(d_m, axis=[0, 1]), dh0
+            (dh0,), (d_m, d_x) = _loop(backward, steps, (tf.zeros_like(h0),), [3 * units, 3 * units], h0,
+                                       backward=True)
+            d_m = d_m.stack()
+            return d_x.stack(), _over_steps(_previous(states, h0), d_m), tf.reduce_sum(d_m, axis=[0, 1]), dh0
 
         return states, grad
 
@@ -417,10 +441,11 @@ def gru_bptt(inputs_tm, mask_tm, recurrent_kernel, recurrent_bias, h0) -> tf.Ten
 def lstm_bptt(inputs_tm, mask_tm, recurrent_kernel, h0, c0) -> tuple[tf.Tensor, tf.Tensor]:
     """LSTM unroll (see :func:`lstm_step`) with hand-written BPTT.
 
-    The forward loop keeps ``h`` and ``c``; the backward pass recomputes the
-    gates for all steps in one matmul and loops only over
-    ``dc~_t = dc_t + dh_t o_t (1 - tanh^2 c_t)``, ``da_t = [dc~ k_i, dc~ k_f, dc~ k_g, dh k_o]``,
-    ``dh_{t-1} = da_t U^T``, ``dc_{t-1} = dc~_t f_t``.
+    The forward loop also saves, per step, ``dh -> dc`` (``o (1 - tanh^2 c)``),
+    ``dc -> d[a_i, a_f, a_c]`` and ``dh -> da_o`` (``coef``) and ``f``. The
+    backward loop then needs one small matmul per step:
+    ``dc~_t = dc_t + dh_t h2c_t``, ``da_t = [dc~_t, dc~_t, dc~_t, dh_t] * coef_t``,
+    ``dh_{t-1} = da_t U^T``, ``dc_{t-1} = dc~_t f_t``; ``dU`` is one large matmul after it.
 
     Args:
         inputs_tm: Projected inputs ``[time, batch, 4H]`` in ``[i, f, c, o]`` order.
@@ -430,41 +455,47 @@ def lstm_bptt(inputs_tm, mask_tm, recurrent_kernel, h0, c0) -> tuple[tf.Tensor, 
     Returns:
         Every ``h`` and every ``c``, each ``[time, batch, H]``.
     """
+    units, steps = h0.shape[-1], _steps(inputs_tm)
 
     @tf.custom_gradient
     def scan(inputs_tm, recurrent_kernel, h0, c0):
-        hs, cs = _scan(lambda x, h, c: lstm_step(x, h, c, recurrent_kernel), inputs_tm, mask_tm, (h0, c0))
+        def forward(t, h, c):
+            pre = inputs_tm[t] + tf.matmul(h, recurrent_kernel)
+            gates = tf.sigmoid(pre)
+            i, f, o = gates[:, :units], gates[:, units: 2 * units], gates[:, 3 * units:]
+            g = tf.tanh(pre[:, 2 * units: 3 * units])
+            new_c = f * c + i * g
+            tanh_c = tf.tanh(new_c)
+            new_h = o * tanh_c
+            h_to_c = o * (1.0 - tanh_c * tanh_c)
+            coef = tf.concat([g * i * (1.0 - i), c * f * (1.0 - f), i * (1.0 - g * g), tanh_c * o * (1.0 - o)], axis=1)
+            if mask_tm is not None:
+                real = tf.cast(mask_tm[t], h.dtype)
+                new_h, new_c = tf.where(mask_tm[t], new_h, h), tf.where(mask_tm[t], new_c, c)
+                h_to_c, coef = h_to_c * real, coef * real
+                f = f * real + (1.0 - real)  # a padded step copies c_{t-1}
+            return (new_h, new_c), (new_h, new_c, h_to_c, coef, f)
+
+        _, (hs, cs, h_to_c, coef, keep_c) = _loop(forward, steps, (h0, c0), [units, units, units, 4 * units, units],
+                                                  h0)
+        hs, cs = hs.stack(), cs.stack()
 
         def grad(d_hs, d_cs):
-            d_hs, d_cs = _or_zeros(d_hs, hs), _or_zeros(d_cs, cs)
-            h_prev, c_prev = _previous(hs, h0), _previous(cs, c0)
-            pre = inputs_tm + tf.tensordot(h_prev, recurrent_kernel, 1)
-            a_i, a_f, a_g, a_o = tf.split(pre, 4, axis=-1)
-            i, f, o, g = tf.sigmoid(a_i), tf.sigmoid(a_f), tf.sigmoid(a_o), tf.tanh(a_g)
-            tanh_c = tf.tanh(cs)
-            h_to_c = o * (1.0 - tf.square(tanh_c))  # dh -> dc
-            coef_ifg = tf.concat([g * i * (1.0 - i), c_prev * f * (1.0 - f), i * (1.0 - tf.square(g))], axis=-1)
-            coef_o = tanh_c * o * (1.0 - o)
-            keep_c = f
-            per_step = (d_hs, d_cs, h_to_c, coef_ifg, coef_o, keep_c)
-            if mask_tm is not None:
-                real = tf.cast(mask_tm, hs.dtype)
-                h_to_c, coef_ifg, coef_o = h_to_c * real, coef_ifg * real, coef_o * real
-                keep_c = f * real + (1.0 - real)
-                per_step = (d_hs, d_cs, h_to_c, coef_ifg, coef_o, keep_c, 1.0 - real)
-
-            def back(slices, dh_next, dc_next):
-                dh = slices[0] + dh_next
-                dc = slices[1] + dc_next + dh * slices[2]
-                da = tf.concat([tf.tile(dc, [1, 3]) * slices[3], dh * slices[4]], axis=-1)
-                dh_prev = tf.matmul(da, recurrent_kernel, transpose_b=True)
+            def backward(t, dh_next, dc_next):
+                dh = d_hs[t] + dh_next if d_hs is not None else dh_next
+                dc = dc_next + dh * h_to_c.read(t)
+                if d_cs is not None:
+                    dc += d_cs[t]
+                d_pre = tf.concat([tf.tile(dc, [1, 3]), dh], axis=1) * coef.read(t)
+                dh_prev = tf.matmul(d_pre, recurrent_kernel, transpose_b=True)
                 if mask_tm is not None:
-                    dh_prev += dh * slices[6]  # padded step: h_t = h_{t-1}
-                return da, (dh_prev, dc * slices[5])
+                    dh_prev = tf.where(mask_tm[t], dh_prev, dh)  # a padded step copied h_{t-1}
+                return (dh_prev, dc * keep_c.read(t)), (d_pre,)
 
             zeros = tf.zeros_like(h0)
-            d_pre, (dh0, dc0) = _scan_back(back, per_step, (zeros, zeros), 4 * h0.shape[-1])
-            return d_pre, _over_steps(h_prev, d_pre), dh0, dc0
+            (dh0, dc0), (d_pre,) = _loop(backward, steps, (zeros, zeros), [4 * units], h0, backward=True)
+            d_pre = d_pre.stack()
+            return d_pre, _over_steps(_previous(hs, h0), d_pre), dh0, dc0
 
         return (hs, cs), grad
 
@@ -639,9 +670,9 @@ class TanhCell(StepCell):
         h = elman_step(projected_t, state, self.recurrent_kernel, getattr(tf.nn, self.activation))
         return h, h
 
-    def fused_unroll(self, projected, mask, keep_outputs, reverse):
-        inputs_tm, mask_tm = to_time_major(projected, mask, reverse)
-        h0 = self.initial_state(tf.shape(projected)[0])
+    def fused_unroll(self, projected_tm, mask, keep_outputs, reverse):
+        inputs_tm, mask_tm = to_time_major(projected_tm, mask, reverse, time_major=True)
+        h0 = self.initial_state(tf.shape(projected_tm)[1])
         states = elman_bptt(inputs_tm, mask_tm, tf.convert_to_tensor(self.recurrent_kernel), h0, self.activation)
         return _fused_result(states, keep_outputs, reverse, states[-1])
 
@@ -701,9 +732,9 @@ class GRUCell(StepCell):
         h = gru_step(projected_t, state, self.recurrent_kernel, self.recurrent_bias)
         return h, h
 
-    def fused_unroll(self, projected, mask, keep_outputs, reverse):
-        inputs_tm, mask_tm = to_time_major(projected, mask, reverse)
-        h0 = self.initial_state(tf.shape(projected)[0])
+    def fused_unroll(self, projected_tm, mask, keep_outputs, reverse):
+        inputs_tm, mask_tm = to_time_major(projected_tm, mask, reverse, time_major=True)
+        h0 = self.initial_state(tf.shape(projected_tm)[1])
         states = gru_bptt(inputs_tm, mask_tm, tf.convert_to_tensor(self.recurrent_kernel),
                           tf.convert_to_tensor(self.recurrent_bias), h0)
         return _fused_result(states, keep_outputs, reverse, states[-1])
@@ -766,9 +797,9 @@ class LSTMCell(StepCell):
         h, c = lstm_step(projected_t, *state, self.recurrent_kernel)
         return h, (h, c)
 
-    def fused_unroll(self, projected, mask, keep_outputs, reverse):
-        inputs_tm, mask_tm = to_time_major(projected, mask, reverse)
-        h0, c0 = self.initial_state(tf.shape(projected)[0])
+    def fused_unroll(self, projected_tm, mask, keep_outputs, reverse):
+        inputs_tm, mask_tm = to_time_major(projected_tm, mask, reverse, time_major=True)
+        h0, c0 = self.initial_state(tf.shape(projected_tm)[1])
         hs, cs = lstm_bptt(inputs_tm, mask_tm, tf.convert_to_tensor(self.recurrent_kernel), h0, c0)
         return _fused_result(hs, keep_outputs, reverse, (hs[-1], cs[-1]))
 

@@ -44,20 +44,21 @@ StepFn = Callable[[tf.Tensor, Any], tuple[tf.Tensor, Any]]
 
 
 def to_time_major(
-    projected: tf.Tensor, mask: tf.Tensor | None, reverse: bool = False
+    projected: tf.Tensor, mask: tf.Tensor | None, reverse: bool = False, time_major: bool = False
 ) -> tuple[tf.Tensor, tf.Tensor | None]:
-    """Turns batch-major inputs and mask into the loop's time-major order.
+    """Turns inputs and mask into the loop's time-major order.
 
     Args:
-        projected: ``[batch, time, G]``.
+        projected: ``[batch, time, G]``, or ``[time, batch, G]`` when ``time_major``.
         mask: ``[batch, time]`` (bool or 0/1), or ``None``.
         reverse: Also flip time, for a backward direction.
+        time_major: ``projected`` is already time-major.
 
     Returns:
         ``projected`` as ``[time, batch, G]`` and the mask as bool ``[time, batch, 1]``
         (``None`` stays ``None``), flipped in time when ``reverse``.
     """
-    inputs_tm = tf.transpose(projected, [1, 0, 2])
+    inputs_tm = projected if time_major else tf.transpose(projected, [1, 0, 2])
     mask_tm = None if mask is None else tf.transpose(tf.cast(mask, tf.bool))[:, :, None]
     if reverse:
         inputs_tm = tf.reverse(inputs_tm, [0])
@@ -80,31 +81,38 @@ def unroll(
     initial_output: tf.Tensor,
     keep_outputs: bool,
     reverse: bool = False,
+    time_major: bool = False,
 ) -> UnrollResult:
     """Runs ``step`` over time; autodiff differentiates through the loop.
 
     Args:
         step: ``(projected_t [batch, G], state) -> (output [batch, units], new_state)``.
-        projected: Input projections ``[batch, time, G]``, hoisted out of the loop.
+        projected: Input projections ``[batch, time, G]`` (``[time, batch, G]`` when
+            ``time_major``), hoisted out of the loop.
         mask: ``[batch, time]`` bool, True on real tokens; ``None`` means all real
             (and skips the per-step select entirely).
         initial_state: The cell's initial state (a tensor or nested structure).
         initial_output: ``[batch, units]`` output before the first step (zeros).
         keep_outputs: Whether to return every step's output.
         reverse: Run from the last step to the first (outputs stay in input order).
+        time_major: ``projected`` is already time-major.
 
     Returns:
-        An :class:`UnrollResult`.
+        An :class:`UnrollResult`; its outputs are batch-major ``[batch, time, units]``.
     """
-    inputs_tm, mask_tm = to_time_major(projected, mask, reverse)
+    inputs_tm, mask_tm = to_time_major(projected, mask, reverse, time_major)
     # The static length when known (always under XLA), so the loop has a fixed trip count.
     steps = inputs_tm.shape[0] if inputs_tm.shape[0] is not None else tf.shape(inputs_tm)[0]
     outputs_ta = tf.TensorArray(
         initial_output.dtype, size=steps if keep_outputs else 0, element_shape=initial_output.shape
     )
 
+    # Read steps through a TensorArray: the gradient of indexing a captured tensor
+    # (inputs_tm[t]) would build a dense [time, batch, G] zeros tensor at every step.
+    inputs_ta = tf.TensorArray(inputs_tm.dtype, size=steps, element_shape=inputs_tm.shape[1:]).unstack(inputs_tm)
+
     def body(t, state, output, outputs_ta):
-        new_output, new_state = step(inputs_tm[t], state)
+        new_output, new_state = step(inputs_ta.read(t), state)
         if mask_tm is not None:
             # On a padded step keep the previous state and output unchanged.
             real = mask_tm[t]  # [batch, 1]
