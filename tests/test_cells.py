@@ -13,7 +13,7 @@ import pytest
 import tensorflow as tf
 
 from zoo_core.cells import StackedCell, make_initializer
-from zoo_core.encoders import DenseSequence
+from zoo_core.encoders import DenseSequence, EncodedSequence, OneHotSequence
 from zoo_core.errors import ZooError
 
 BATCH, TIME, INPUT_DIM, UNITS = 3, 6, 4, 3
@@ -130,35 +130,69 @@ def test_masking_invariance(registry, cell_name):
         np.testing.assert_allclose(real_steps, base.outputs, atol=1e-12, err_msg=f"{padding} outputs at real steps")
 
 
+def test_dropping_outputs_keeps_last_output_and_state(registry, cell_name):
+    cell = make_cell(registry, cell_name)
+    inputs, mask = DenseSequence(tf.constant(random_inputs())), tf.constant(MASK)
+    kept = cell.unroll(inputs, mask, keep_outputs=True)
+    dropped = cell.unroll(inputs, mask, keep_outputs=False)
+    assert dropped.outputs is None
+    np.testing.assert_allclose(dropped.last_output, kept.last_output, atol=1e-12)
+    for a, b in zip(flat(dropped.final_state), flat(kept.final_state), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["tanh", "gru", "mgu"])
+def test_one_hot_and_custom_encodings_match_dense(registry, name):
+    """The time-major projection's shortcuts (one-hot gather, dense matmul) and its generic fallback agree."""
+    vocab = 7
+    ids = tf.constant(np.random.default_rng(4).integers(0, vocab, size=(BATCH, TIME)), tf.int32)
+    cell = make_cell(registry, name, input_dim=vocab)
+    dense = cell.unroll(DenseSequence(tf.one_hot(ids, vocab, dtype=tf.float64)), tf.constant(MASK), True)
+    one_hot = cell.unroll(OneHotSequence(ids, vocab), tf.constant(MASK), True)
+
+    class PlainOneHot(EncodedSequence):  # only the abstract interface
+        dim = vocab
+
+        def project(self, kernel):
+            return tf.gather(kernel, ids)
+
+    generic = cell.unroll(PlainOneHot(), tf.constant(MASK), True)
+    for result in (one_hot, generic):
+        np.testing.assert_allclose(result.outputs, dense.outputs, atol=1e-12)
+
+
 # -- gradients ----------------------------------------------------------------
 def test_gradients_match_finite_differences(registry, cell_name):
     """Eager and tf.function gradients against central differences along a random direction (float64).
 
-    Checked for the inputs, the probe and every variable, under a mask with pre- and post-padded rows.
+    Checked for the inputs and every variable (through the cell's default path, e.g. its
+    hand-written BPTT) and for the probe, under a mask with pre- and post-padded rows.
     """
     cell = make_cell(registry, cell_name)
     inputs = tf.Variable(random_inputs())
     probe = tf.Variable(tf.zeros([BATCH, TIME, cell.output_size], tf.float64))
     mask = tf.constant(MASK)
-    targets = [inputs, probe] + list(cell.trainable_variables)
+    checks = [(inputs, False), (probe, True)] + [(v, False) for v in cell.trainable_variables]
 
     def loss_and_grads():
-        with tf.GradientTape() as tape:
-            loss = unroll_loss(cell, inputs, mask, probe=probe)
-        return loss, tape.gradient(loss, targets)
+        with tf.GradientTape(persistent=True) as tape:
+            plain = unroll_loss(cell, inputs, mask)
+            probed = unroll_loss(cell, inputs, mask, probe=probe)
+        grads = [tape.gradient(probed if use_probe else plain, target) for target, use_probe in checks]
+        return plain, probed, grads
 
     compiled = tf.function(loss_and_grads)
     rng = np.random.default_rng(11)
     eps = 1e-6
-    for mode, (_, grads) in {"eager": loss_and_grads(), "tf.function": compiled()}.items():
-        for target, grad in zip(targets, grads, strict=True):
+    for mode, (_, _, grads) in {"eager": loss_and_grads(), "tf.function": compiled()}.items():
+        for (target, use_probe), grad in zip(checks, grads, strict=True):
             assert grad is not None, f"{mode}: no gradient for {target.name}"
             direction = rng.normal(size=target.shape)
             start = target.numpy()
             target.assign(start + eps * direction)
-            up = float(compiled()[0])
+            up = float(compiled()[1 if use_probe else 0])
             target.assign(start - eps * direction)
-            down = float(compiled()[0])
+            down = float(compiled()[1 if use_probe else 0])
             target.assign(start)
             numeric = (up - down) / (2 * eps)
             analytic = float(tf.reduce_sum(tf.convert_to_tensor(grad) * direction))

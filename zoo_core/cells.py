@@ -307,7 +307,9 @@ def _loop(step, steps, carry: tuple, widths: Sequence[int], like: tf.Tensor, bac
         The final carry and one TensorArray per written value. A later loop reads
         them step by step (``.read(t)``) without the copy ``.stack()`` makes.
     """
-    arrays = tuple(tf.TensorArray(like.dtype, size=steps, element_shape=[like.shape[0], w]) for w in widths)
+    # clear_after_read=False: a persistent tape may run the backward loop (which reads them) twice.
+    arrays = tuple(tf.TensorArray(like.dtype, size=steps, element_shape=[like.shape[0], w], clear_after_read=False)
+                   for w in widths)
 
     def body(t, carry, arrays):
         carry, written = step(t, *carry)
