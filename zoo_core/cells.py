@@ -218,6 +218,7 @@ class StepCell(Cell):
         """
         return None
 
+    @tf.autograph.experimental.do_not_convert  # explicit tf.while_loops: nothing to convert, faster tracing
     def unroll(self, inputs, mask, keep_outputs, *, reverse=False, probe=None):
         projected = time_major_projection(inputs, self.kernel, self.bias if self.input_bias else None)
         if probe is None and self.params.get("bptt", "autodiff") == "fused":
@@ -1054,6 +1055,7 @@ class StackedCell(WrapperCell):
     def output_size(self) -> int:
         return self.layers[-1].output_size
 
+    @tf.autograph.experimental.do_not_convert  # explicit tf.while_loops: nothing to convert, faster tracing
     def unroll(self, inputs, mask, keep_outputs, *, reverse=False, probe=None):
         states = []
         for depth, layer in enumerate(self.layers):
@@ -1096,6 +1098,7 @@ class BidirectionalCell(WrapperCell):
     def output_size(self) -> int:
         return self.forward.output_size + self.backward.output_size
 
+    @tf.autograph.experimental.do_not_convert  # explicit tf.while_loops: nothing to convert, faster tracing
     def unroll(self, inputs, mask, keep_outputs, *, reverse=False, probe=None):
         probes = (None, None) if probe is None else tf.split(probe, [self.forward.output_size,
                                                                      self.backward.output_size], axis=-1)

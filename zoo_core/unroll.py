@@ -73,6 +73,7 @@ def from_time_major(outputs_tm: tf.Tensor, reverse: bool = False) -> tf.Tensor:
     return tf.transpose(outputs_tm, [1, 0, 2])
 
 
+@tf.autograph.experimental.do_not_convert  # an explicit tf.while_loop: nothing to convert, faster tracing
 def unroll(
     step: StepFn,
     projected: tf.Tensor,
