@@ -124,6 +124,17 @@ def test_unknown_name_lists_closest_names_and_how_to_list_all(registry):
         registry.get("model", "gru-maen")
 
 
+def test_models_matching_names_patterns_and_literal_combinations(registry):
+    assert [s.name for s in registry.models_matching("elman-*")] == ["elman-last", "elman-onehot"]
+    assert {s.name for s in registry.models_matching("*/tanh/last/*")} == {"elman-last", "elman-onehot"}
+    (mix,) = registry.models_matching("one-hot/tanh/mean-states/sigmoid")  # not a named model; aliases resolve
+    assert mix.combo == "one-hot/tanh/mean-states/sigmoid1" and mix.name == ""
+    with pytest.raises(UnknownNameError, match="unknown cell 'tahn'; did you mean 'tanh'"):
+        registry.models_matching("one-hot/tahn/last/sigmoid1")
+    with pytest.raises(UnknownNameError, match="unknown model 'elman-lats'; did you mean 'elman-last'"):
+        registry.models_matching("elman-lats")
+
+
 def test_every_preset_expands_to_valid_specs(registry):
     grid = registry.expand_preset(registry.preset("seed-grid"))
     assert len(grid) == 12

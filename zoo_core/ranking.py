@@ -50,10 +50,7 @@ def _models(registry, patterns: Sequence[str], preset: str | None) -> tuple[list
         specs.extend(registry.expand_preset(chosen))
         preset_sets = _preset_set_values("data", chosen.data) + _preset_set_values("train", chosen.train)
     for pattern in patterns:
-        names = registry.list("model", pattern)
-        if not names:
-            registry.get("model", pattern)  # raises, naming the closest models
-        specs.extend(registry.model(n) for n in names)
+        specs.extend(registry.models_matching(pattern))
     return specs, preset_sets
 
 

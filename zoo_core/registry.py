@@ -173,11 +173,29 @@ class Registry:
                 spec = ModelSpec(*combo, params={k: dict(v) for k, v in preset.params.items()})
                 specs.append(self.validate_spec(spec))
         for pattern in preset.models:
-            matched = self.list("model", pattern)
-            if not matched:
-                self.get("model", pattern)  # raises with the closest names
-            specs.extend(self.model(n) for n in matched)
+            specs.extend(self.models_matching(pattern))
         return specs
+
+    def models_matching(self, pattern: str) -> list[ModelSpec]:
+        """Named models matching ``pattern``, or the ad-hoc mix it spells out.
+
+        ``pattern`` is a model name, an fnmatch pattern on names or
+        combinations (``'*/gru/*'``), or a literal combination
+        ``encoder/cell/aggregator/head`` of registered components, which need
+        not be a named model.
+
+        Raises:
+            UnknownNameError: nothing matches; names the closest models, or
+                the unknown component of a combination.
+        """
+        names = self.list("model", pattern)
+        if names:
+            return [self.model(n) for n in names]
+        parts = pattern.split("/")
+        if len(parts) == len(KINDS) and not any(ch in pattern for ch in "*?["):
+            return [self.validate_spec(ModelSpec(*parts))]
+        self.get("model", pattern)  # raises with the closest names
+        return []
 
     # -- plugins ------------------------------------------------------
     def load_plugins(self, modules: Iterable[str], only: Sequence[str] | None = None,

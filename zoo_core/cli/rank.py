@@ -67,8 +67,9 @@ def _emit(table, fmt: str, output: str | None) -> None:
 def rank(state, patterns, preset, seeds, results_path, dry_run, fmt, seed, set_values, **flags):
     """Train every matching model once per seed under identical settings, and rank them.
 
-    PATTERN is a named model or an fnmatch pattern on names or on
-    encoder/cell/aggregator/head. With no PATTERN and no --preset it ranks the
+    PATTERN is a named model, an fnmatch pattern on names or on
+    encoder/cell/aggregator/head, or any mix of registered components spelled
+    out as encoder/cell/aggregator/head. With no PATTERN and no --preset it ranks the
     `quick` preset. Results go to the results database; runs that already
     finished there are skipped, so after Ctrl-C or a crash the same command
     resumes where it stopped.
@@ -78,6 +79,7 @@ def rank(state, patterns, preset, seeds, results_path, dry_run, fmt, seed, set_v
       zoo rank                                        # the quick preset
       zoo rank --preset seed-grid --limit 2000 --epochs 1
       zoo rank 'gru*' '*/lstm/*' --seeds 3
+    zoo rank embedding/gru/max-states/sigmoid1 one-hot/lstm/last/softmax2
       zoo rank --preset seed-grid --set cell.units=32 --results grid.sqlite
     """
     from zoo_core import ranking
