@@ -359,16 +359,18 @@ def elman_bptt(inputs_tm, mask_tm, recurrent_kernel, h0, activation: str) -> tf.
         states = states.stack()
 
         def grad(d_states):
+            kernel_t = tf.transpose(recurrent_kernel)  # once, not a transposed matmul per step
+
             def backward(t, dh_next):
                 dh = d_states[t] + dh_next
                 h = states[t]
                 # act'(a_t) from the output: tanh' = 1 - h^2, relu' = [h > 0].
                 da = dh * (1.0 - h * h) if activation == "tanh" else tf.where(h > 0, dh, tf.zeros_like(dh))
                 if mask_tm is None:
-                    return (tf.matmul(da, recurrent_kernel, transpose_b=True),), (da,)
+                    return (tf.matmul(da, kernel_t),), (da,)
                 da = tf.where(mask_tm[t], da, tf.zeros_like(da))
                 # A padded step copied h_{t-1}: its gradient flows straight back.
-                dh_prev = tf.where(mask_tm[t], tf.matmul(da, recurrent_kernel, transpose_b=True), dh)
+                dh_prev = tf.where(mask_tm[t], tf.matmul(da, kernel_t), dh)
                 return (dh_prev,), (da,)
 
             (dh0,), (d_pre,) = _loop(backward, steps, (tf.zeros_like(h0),), [units], h0, backward=True)
@@ -425,11 +427,13 @@ def gru_bptt(inputs_tm, mask_tm, recurrent_kernel, recurrent_bias, h0) -> tf.Ten
         states = states.stack()
 
         def grad(d_states):
+            kernel_t = tf.transpose(recurrent_kernel)  # once, not a transposed matmul per step
+
             def backward(t, dh_next):
                 dh = d_states[t] + dh_next
                 d_m = tf.tile(dh, [1, 3]) * coef_m.read(t)
                 d_x = tf.concat([d_m[:, : 2 * units], dh * coef_n.read(t)], axis=1)
-                return (dh * keep.read(t) + tf.matmul(d_m, recurrent_kernel, transpose_b=True),), (d_m, d_x)
+                return (dh * keep.read(t) + tf.matmul(d_m, kernel_t),), (d_m, d_x)
 
             (dh0,), (d_m, d_x) = _loop(backward, steps, (tf.zeros_like(h0),), [3 * units, 3 * units], h0,
                                        backward=True)
@@ -484,13 +488,15 @@ def lstm_bptt(inputs_tm, mask_tm, recurrent_kernel, h0, c0) -> tuple[tf.Tensor, 
         hs, cs = hs.stack(), cs.stack()
 
         def grad(d_hs, d_cs):
+            kernel_t = tf.transpose(recurrent_kernel)  # once, not a transposed matmul per step
+
             def backward(t, dh_next, dc_next):
                 dh = d_hs[t] + dh_next if d_hs is not None else dh_next
                 dc = dc_next + dh * h_to_c.read(t)
                 if d_cs is not None:
                     dc += d_cs[t]
                 d_pre = tf.concat([tf.tile(dc, [1, 3]), dh], axis=1) * coef.read(t)
-                dh_prev = tf.matmul(d_pre, recurrent_kernel, transpose_b=True)
+                dh_prev = tf.matmul(d_pre, kernel_t)
                 if mask_tm is not None:
                     dh_prev = tf.where(mask_tm[t], dh_prev, dh)  # a padded step copied h_{t-1}
                 return (dh_prev, dc * keep_c.read(t)), (d_pre,)
