@@ -4,8 +4,8 @@ For each cell (``tanh``, ``gru``, ``lstm``) and hidden size (64, 128) it builds,
 in one process, the zoo model ``embedding -> cell -> last -> sigmoid1`` and
 the same model from ``keras.layers.Embedding`` + ``SimpleRNN``/``GRU``/``LSTM``
 + ``Dense(1)``, trains both with Adam on the same random token batches
-(batch 64, length 200, vocabulary 20000, embedding 64), and after a warm-up
-times them in interleaved rounds. Both use the same ``tf.function`` training
+(batch 64, length 200, vocabulary 20000, embedding 64) from the same starting
+weights, and after a warm-up times them in interleaved rounds. Both use the same ``tf.function`` training
 step (tape, binary cross-entropy from logits, ``Adam.apply_gradients``), so the
 comparison isolates the layers. It prints the median training tokens/s of each
 and the median per-round ratio zoo/keras.
@@ -77,27 +77,45 @@ def make_train_step(model, variables, loss_fn, jit: bool):
     return train_step
 
 
-def zoo_contender(registry, cell: str, units: int, args) -> Contender:
+def build_zoo_model(registry, cell: str, units: int, args) -> Classifier:
+    """The zoo's ``embedding -> cell -> last -> sigmoid1`` classifier."""
     spec = ModelSpec("embedding", cell, "last", "sigmoid1",
                      params={"encoder": {"dim": args["embed"]}, "cell": {"units": units, "bptt": args["bptt"]}})
-    model = Classifier(spec, registry, args["vocab"])
-    step = make_train_step(lambda ids, mask: model(ids, mask, training=True), model.trainable_variables,
-                           model.loss, args["jit"])
-    return Contender("zoo", step)
+    return Classifier(spec, registry, args["vocab"])
 
 
-def keras_contender(cell: str, units: int, args) -> Contender:
-    model = keras.Sequential([
+def build_keras_model(cell: str, units: int, args) -> keras.Model:
+    """The same model from Keras layers: Embedding, SimpleRNN/GRU/LSTM (last output), Dense(1)."""
+    return keras.Sequential([
         keras.Input((args["length"],), dtype="int32"),
         keras.layers.Embedding(args["vocab"], args["embed"], mask_zero=args["mask"]),
         KERAS_LAYERS[cell](units),
         keras.layers.Dense(1),
     ])
+
+
+def copy_keras_weights(keras_model: keras.Model, zoo_model: Classifier) -> None:
+    """Gives the zoo model the Keras model's weights, so both start from the same point."""
+    embedding, *recurrent, kernel, bias = keras_model.get_weights()
+    zoo_model.encoder.table.assign(embedding)
+    zoo_model.cell.load_keras_weights(recurrent)
+    zoo_model.head.kernel.assign(kernel)
+    zoo_model.head.bias.assign(bias)
+
+
+def contenders(registry, cell: str, units: int, args) -> tuple[Contender, Contender]:
+    """The zoo and Keras models with identical starting weights and their training steps."""
+    zoo, reference = build_zoo_model(registry, cell, units, args), build_keras_model(cell, units, args)
+    copy_keras_weights(reference, zoo)
     bce = keras.losses.BinaryCrossentropy(from_logits=True)
-    step = make_train_step(lambda ids, mask: model(ids, training=True), model.trainable_variables,
-                           lambda labels, logits: bce(tf.cast(labels, tf.float32)[:, None], logits),
-                           args["keras_jit"])
-    return Contender("keras", step)
+    return (
+        Contender("zoo", make_train_step(lambda ids, mask: zoo(ids, mask, training=True), zoo.trainable_variables,
+                                         zoo.loss, args["jit"])),
+        Contender("keras", make_train_step(lambda ids, mask: reference(ids, training=True),
+                                           reference.trainable_variables,
+                                           lambda labels, logits: bce(tf.cast(labels, tf.float32)[:, None], logits),
+                                           args["keras_jit"])),
+    )
 
 
 def random_batches(args, count: int, seed: int = 0) -> list[tuple[tf.Tensor, tf.Tensor | None, tf.Tensor, int]]:
@@ -168,7 +186,7 @@ def main(cells, units, quick, seed, fmt, **args):
 
     pairs = {}
     for cell, size in configs:
-        pair = (zoo_contender(registry, cell, size, args), keras_contender(cell, size, args))
+        pair = contenders(registry, cell, size, args)
         for contender in pair:
             start = time.perf_counter()
             time_steps(contender, batches, args["warmup"])

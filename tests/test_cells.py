@@ -353,3 +353,35 @@ def test_bidirectional_last_output_is_forward_final_and_backward_first(registry)
     first_real = MASK.argmax(axis=1)
     np.testing.assert_allclose(result.last_output[:, :UNITS], forward.last_output)
     np.testing.assert_allclose(result.last_output[:, UNITS:], backward.outputs.numpy()[np.arange(BATCH), first_real])
+
+
+# -- the throughput benchmark compares like with like ----------------------------
+def load_benchmark():
+    """``benchmarks/throughput.py`` as a module (benchmarks/ is not a package)."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    name = "throughput_benchmark"
+    if name not in sys.modules:
+        path = Path(__file__).resolve().parent.parent / "benchmarks" / "throughput.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        sys.modules[name] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sys.modules[name])
+    return sys.modules[name]
+
+
+@pytest.mark.parametrize("name", sorted(KERAS_LAYERS))
+def test_benchmark_trains_the_same_model_as_keras(registry, name):
+    """Same weights in: same logits, and the same losses over two Adam steps of the shared training step."""
+    bench = load_benchmark()
+    args = dict(batch=4, length=7, vocab=50, embed=6, mask=True, bptt="fused", jit=False, keras_jit=False)
+    ids, mask, labels, _ = bench.random_batches(args, count=1)[0]
+    zoo, reference = bench.build_zoo_model(registry, name, 5, args), bench.build_keras_model(name, 5, args)
+    bench.copy_keras_weights(reference, zoo)
+    np.testing.assert_allclose(zoo(ids, mask), reference(ids), atol=1e-5)
+    assert zoo.count_params() == reference.count_params()
+
+    zoo_step, keras_step = (contender.train_step for contender in bench.contenders(registry, name, 5, args))
+    for _ in range(2):
+        assert float(zoo_step(ids, mask, labels)) == pytest.approx(float(keras_step(ids, mask, labels)), abs=1e-5)
