@@ -221,6 +221,7 @@ class StepCell(Cell):
     @tf.autograph.experimental.do_not_convert  # explicit tf.while_loops: nothing to convert, faster tracing
     def unroll(self, inputs, mask, keep_outputs, *, reverse=False, probe=None):
         projected = time_major_projection(inputs, self.kernel, self.bias if self.input_bias else None)
+        # A probe must enter each step, which only the generic loop offers (diagnostics, not training).
         if probe is None and self.params.get("bptt", "autodiff") == "fused":
             result = self.fused_unroll(projected, mask, keep_outputs, reverse)
             if result is not None:
