@@ -154,6 +154,15 @@ def test_a_plugin_module_registers_a_cell(tmp_path, plugin_dir):
     assert registry.plugins["good_plugin"].registered == {"cell": ["echo"]}
 
 
+def test_wrapper_cells_find_a_plugin_cell_through_the_registry(tmp_path, plugin_dir):
+    registry = build_registry(write_registry(tmp_path, ["good_plugin"]), entry_points=False)
+    for wrapper in ("bidirectional", "stacked"):
+        cell = registry.create("cell", wrapper, 8, cell="echo", units=3)
+        assert cell.inner_class is registry.get("cell", "echo").obj
+    with pytest.raises(UnknownNameError, match="unknown cell 'ecco'; did you mean 'echo'"):
+        registry.create("cell", "stacked", 8, cell="ecco")
+
+
 def test_two_plugins_registering_one_name_name_both(tmp_path, plugin_dir):
     with pytest.raises(DuplicateNameError) as err:
         build_registry(write_registry(tmp_path, ["good_plugin", "clashing_plugin"]), entry_points=False)

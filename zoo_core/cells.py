@@ -21,7 +21,7 @@ step instead; the tests check that both give the same gradients.
 Every cell carries a NumPy reference of its step (:meth:`StepCell.numpy_step`)
 and of its whole unroll (:meth:`Cell.reference_unroll`); the registry-driven
 tests compare against them. ``tanh``, ``gru`` and ``lstm`` use Keras' weight
-layout (gate order, biases), so ``keras.layers.SimpleRNN``/``GRU``/``LSTM``
+layout (gate order, biases), so Keras' ``SimpleRNN``/``GRU``/``LSTM`` layers
 weights load directly (:meth:`load_keras_weights`).
 
 Wrappers (``stacked``, ``bidirectional``) build their inner cell by name from
@@ -233,10 +233,12 @@ class StepCell(Cell):
             width = projected.shape[-1]
             projected = tf.concat([projected, tf.transpose(tf.cast(probe, projected.dtype), [1, 0, 2])], axis=-1)
 
-            def step(packed_t, state):
+            def probed_step(packed_t, state):
                 output, new_state = self.step(packed_t[:, :width], state)
                 delta = packed_t[:, width:]
                 return output + delta, self.perturb(new_state, delta)
+
+            step = probed_step
 
         return unroll(step, projected, mask, self.initial_state(batch),
                       tf.zeros([batch, self.output_size], self.dtype), keep_outputs, reverse, time_major=True)
@@ -540,7 +542,7 @@ def elman_step(projected_t, h, recurrent_kernel, activation=tf.tanh):
 
 
 def gru_step(projected_t, h, recurrent_kernel, recurrent_bias):
-    """Reset-after GRU step (Cho et al. 2014; the form ``keras.layers.GRU`` uses by default).
+    """Reset-after GRU step (Cho et al. 2014; the form Keras' ``GRU`` layer uses by default).
 
     ``[m_z, m_r, m_h] = h_{t-1} U + b_r`` (one fused matmul), then
     ``z = sigmoid(x_z + m_z)``, ``r = sigmoid(x_r + m_r)``,
@@ -663,7 +665,7 @@ class TanhCell(StepCell):
     """The Elman RNN (Elman 1990, "Finding structure in time").
 
     ``h_t = tanh(x_t W + h_{t-1} U + b)``; output and state are ``h_t``.
-    Matches ``keras.layers.SimpleRNN`` given the same weights.
+    Matches Keras' ``SimpleRNN`` layer given the same weights.
     """
 
     name = "tanh"
@@ -696,7 +698,7 @@ class TanhCell(StepCell):
         return [v.numpy() for v in (self.kernel, self.recurrent_kernel, self.bias)]
 
     def load_keras_weights(self, weights: Sequence[np.ndarray]) -> None:
-        """Loads ``keras.layers.SimpleRNN.get_weights()``."""
+        """Loads the ``get_weights()`` of Keras' ``SimpleRNN`` layer."""
         for variable, value in zip((self.kernel, self.recurrent_kernel, self.bias), weights, strict=True):
             variable.assign(value)
 
@@ -719,8 +721,8 @@ class IRNNCell(TanhCell):
         return h, h
 
 
-class GRUCell(StepCell):
-    """Gated recurrent unit (Cho et al. 2014), the reset-after form of ``keras.layers.GRU``.
+class GatedRecurrentUnitCell(StepCell):
+    """Gated recurrent unit (Cho et al. 2014), the reset-after form of Keras' ``GRU`` layer.
 
     ``z = sigmoid(x W_z + b_z + h U_z + c_z)``, ``r = sigmoid(x W_r + b_r + h U_r + c_r)``,
     ``n = tanh(x W_h + b_h + r * (h U_h + c_h))``, ``h_t = z * h_{t-1} + (1 - z) * n``.
@@ -728,7 +730,7 @@ class GRUCell(StepCell):
     """
 
     name = "gru"
-    description = "GRU (Cho et al. 2014), reset-after as keras.layers.GRU; [z, r, h] gates"
+    description = "GRU (Cho et al. 2014), reset-after as in Keras; [z, r, h] gates"
     hparams = (UNITS, KERNEL_INIT, RECURRENT_INIT, BPTT)
     gates = 3
 
@@ -764,7 +766,7 @@ class GRUCell(StepCell):
         return [self.kernel.numpy(), self.recurrent_kernel.numpy(), bias]
 
     def load_keras_weights(self, weights: Sequence[np.ndarray]) -> None:
-        """Loads ``keras.layers.GRU(reset_after=True).get_weights()``."""
+        """Loads the ``get_weights()`` of Keras' ``GRU(reset_after=True)`` layer."""
         kernel, recurrent_kernel, bias = weights
         self.kernel.assign(kernel)
         self.recurrent_kernel.assign(recurrent_kernel)
@@ -772,7 +774,7 @@ class GRUCell(StepCell):
         self.recurrent_bias.assign(bias[1])
 
 
-class LSTMCell(StepCell):
+class LongShortTermMemoryCell(StepCell):
     """Long short-term memory (Hochreiter & Schmidhuber 1997; forget gate: Gers et al. 2000).
 
     ``i, f, o = sigmoid(x W + h U + b)``, ``g = tanh(x W_c + h U_c + b_c)``,
@@ -782,7 +784,7 @@ class LSTMCell(StepCell):
     """
 
     name = "lstm"
-    description = "LSTM, [i, f, c, o] gates as keras.layers.LSTM, forget bias 1"
+    description = "LSTM, [i, f, c, o] gates as in Keras, forget bias 1"
     hparams = (UNITS, KERNEL_INIT, RECURRENT_INIT, BPTT)
     gates = 4
 
@@ -826,7 +828,7 @@ class LSTMCell(StepCell):
         return [v.numpy() for v in (self.kernel, self.recurrent_kernel, self.bias)]
 
     def load_keras_weights(self, weights: Sequence[np.ndarray]) -> None:
-        """Loads ``keras.layers.LSTM.get_weights()``."""
+        """Loads the ``get_weights()`` of Keras' ``LSTM`` layer."""
         for variable, value in zip((self.kernel, self.recurrent_kernel, self.bias), weights, strict=True):
             variable.assign(value)
 
@@ -1020,6 +1022,8 @@ class WrapperCell(Cell):
         **params: ``cell``, ``units`` and optional initializers for the inner cells.
     """
 
+    wants_registry = True
+
     def __init__(self, input_dim: int, *, registry=None, dtype: tf.DType = tf.float32, **params):
         super().__init__(input_dim, dtype=dtype, **params)
         name = self.params["cell"]
@@ -1121,5 +1125,5 @@ class BidirectionalCell(WrapperCell):
         return np.concatenate([fwd_outputs, bwd_outputs], axis=-1), (fwd_state, bwd_state)
 
 
-BUILTIN_CELLS = (TanhCell, IRNNCell, GRUCell, LSTMCell, LayerNormTanhCell, MGUCell, UGRNNCell, IndRNNCell,
+BUILTIN_CELLS = (TanhCell, IRNNCell, GatedRecurrentUnitCell, LongShortTermMemoryCell, LayerNormTanhCell, MGUCell, UGRNNCell, IndRNNCell,
                  JANETCell, StackedCell, BidirectionalCell)

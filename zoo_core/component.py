@@ -22,6 +22,8 @@ class Component(tf.Module):
         description: One line shown by ``zoo components``.
         hparams: Declared hyperparameters.
         aliases: Other names accepted by the registry (e.g. ``"sigmoid"``).
+        wants_registry: Whether :meth:`Registry.create` passes itself as
+            ``registry=`` (components built from other components by name).
         params: The validated hyperparameters of this instance.
     """
 
@@ -30,6 +32,7 @@ class Component(tf.Module):
     description: ClassVar[str] = ""
     hparams: ClassVar[tuple[HParam, ...]] = ()
     aliases: ClassVar[tuple[str, ...]] = ()
+    wants_registry: ClassVar[bool] = False
 
     def __init__(self, **params: Any):
         # tf.Module names must be identifiers; registry names may hold dashes.

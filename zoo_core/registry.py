@@ -140,7 +140,10 @@ class Registry:
 
     def create(self, kind: str, name: str, *args: Any, **params: Any):
         """Builds component ``name`` of ``kind`` with validated hyperparameters."""
-        return self.get(kind, name).obj(*args, **params)
+        cls = self.get(kind, name).obj
+        if getattr(cls, "wants_registry", False):
+            params["registry"] = self  # e.g. a wrapper cell finding a plugin's inner cell
+        return cls(*args, **params)
 
     def model(self, name: str) -> ModelSpec:
         return self.get("model", name).obj
