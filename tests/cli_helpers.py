@@ -17,3 +17,15 @@ def zoo(*args, expect: int | None = 0) -> Result:
         raise AssertionError(
             f"zoo {' '.join(map(str, args))} exited {result.exit_code}:\n{result.output}") from result.exception
     return result
+
+
+def interruptible() -> None:
+    """``preexec_fn`` for a child that the test will Ctrl-C.
+
+    A shell starts background jobs with SIGINT ignored, and Python keeps an
+    inherited "ignore" instead of raising KeyboardInterrupt; restoring the
+    default makes the child behave as it does in a terminal, wherever CI runs.
+    """
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from tests.cli_helpers import interruptible
 from zoo_core.cli import cli
 
 TINY = ["--set", "cell.units=8", "--set", "encoder.dim=8", "--batch-size", "8", "--maxlen", "40"]
@@ -119,7 +120,8 @@ def test_ctrl_c_stops_a_real_run_cleanly_with_exit_130(tiny_imdb_archive, tmp_pa
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache"), "XDG_DATA_HOME": str(tmp_path / "share")}
     command = [sys.executable, "-m", "zoo_core.cli", "train", "--epochs", "10000", "--set", "train.patience=0",
                "--data", str(tiny_imdb_archive), *TINY]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                               preexec_fn=interruptible)
     try:
         seen = []
         for line in process.stderr:  # wait until training is under way
