@@ -44,6 +44,9 @@ quality() {
   log "quality bigru"
   zoo rank "embedding/bidirectional/max-states/sigmoid1" --maxlen 500 --batching bucket --epochs 4 \
     --set cell.cell=gru --set encoder.dropout=0.3 --results "$q"
+  log "quality bigru wide"
+  zoo rank "embedding/bidirectional/max-states/sigmoid1" --num-words 40000 --maxlen 1000 --batching bucket \
+    --epochs 3 --set cell.cell=gru --set encoder.dim=128 --set encoder.dropout=0.5 --results "$q"
   log "quality tanh"
   zoo rank "embedding/tanh/mean-states/sigmoid1" --maxlen 500 --batching bucket --epochs 4 \
     --set encoder.dropout=0.3 --results "$q"
