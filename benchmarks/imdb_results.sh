@@ -36,6 +36,8 @@ questions() {
   log "long truncate"; zoo rank "embedding/gru/mean-states/sigmoid1" --long truncate --results "$q"
   # Q1: padded vs bucketed batches (epoch time and padding efficiency).
   log "bucket"; zoo rank "embedding/gru/mean-states/sigmoid1" --batching bucket --results "$q"
+  # A random validation split lets reviews of one movie straddle train and validation.
+  log "split random"; zoo rank "embedding/gru/mean-states/sigmoid1" --split random --results "$q"
 }
 
 # Quality: the strongest models at longer maxlen with bucketing (bucketing keeps long maxlen affordable).
