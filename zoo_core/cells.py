@@ -661,7 +661,23 @@ def janet_step(projected_t, c, recurrent_kernel, beta: float):
 # ---------------------------------------------------------------------------
 # Step cells
 # ---------------------------------------------------------------------------
-class TanhCell(StepCell):
+class KerasWeightLayout:
+    """Weights as Keras' ``SimpleRNN`` and ``LSTM`` layers lay them out: ``[kernel, recurrent_kernel, bias]``.
+
+    Lets the reference tests load one set of weights into both implementations.
+    """
+
+    def keras_weights(self) -> list[np.ndarray]:
+        """``[kernel, recurrent_kernel, bias]``, the order the Keras layer's ``set_weights`` takes."""
+        return [v.numpy() for v in (self.kernel, self.recurrent_kernel, self.bias)]
+
+    def load_keras_weights(self, weights: Sequence[np.ndarray]) -> None:
+        """Loads the Keras layer's ``get_weights()``."""
+        for variable, value in zip((self.kernel, self.recurrent_kernel, self.bias), weights, strict=True):
+            variable.assign(value)
+
+
+class TanhCell(KerasWeightLayout, StepCell):
     """The Elman RNN (Elman 1990, "Finding structure in time").
 
     ``h_t = tanh(x_t W + h_{t-1} U + b)``; output and state are ``h_t``.
@@ -692,15 +708,6 @@ class TanhCell(StepCell):
     def numpy_step(params, x_t, state):
         h = np.tanh(x_t @ params["kernel"] + params["bias"] + state @ params["recurrent_kernel"])
         return h, h
-
-    def keras_weights(self) -> list[np.ndarray]:
-        """``[kernel, recurrent_kernel, bias]``, the order ``SimpleRNN.set_weights`` takes."""
-        return [v.numpy() for v in (self.kernel, self.recurrent_kernel, self.bias)]
-
-    def load_keras_weights(self, weights: Sequence[np.ndarray]) -> None:
-        """Loads the ``get_weights()`` of Keras' ``SimpleRNN`` layer."""
-        for variable, value in zip((self.kernel, self.recurrent_kernel, self.bias), weights, strict=True):
-            variable.assign(value)
 
 
 class IRNNCell(TanhCell):
@@ -774,7 +781,7 @@ class GatedRecurrentUnitCell(StepCell):
         self.recurrent_bias.assign(bias[1])
 
 
-class LongShortTermMemoryCell(StepCell):
+class LongShortTermMemoryCell(KerasWeightLayout, StepCell):
     """Long short-term memory (Hochreiter & Schmidhuber 1997; forget gate: Gers et al. 2000).
 
     ``i, f, o = sigmoid(x W + h U + b)``, ``g = tanh(x W_c + h U_c + b_c)``,
@@ -822,15 +829,6 @@ class LongShortTermMemoryCell(StepCell):
         c = _sigmoid(a_f) * c + _sigmoid(a_i) * np.tanh(a_c)
         h = _sigmoid(a_o) * np.tanh(c)
         return h, (h, c)
-
-    def keras_weights(self) -> list[np.ndarray]:
-        """``[kernel, recurrent_kernel, bias]``, the order ``LSTM.set_weights`` takes."""
-        return [v.numpy() for v in (self.kernel, self.recurrent_kernel, self.bias)]
-
-    def load_keras_weights(self, weights: Sequence[np.ndarray]) -> None:
-        """Loads the ``get_weights()`` of Keras' ``LSTM`` layer."""
-        for variable, value in zip((self.kernel, self.recurrent_kernel, self.bias), weights, strict=True):
-            variable.assign(value)
 
 
 class LayerNormTanhCell(StepCell):
