@@ -16,31 +16,24 @@ from zoo_core.settings import load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
-GOOD_PLUGIN = '''
+def echo_plugin(class_name: str, description: str) -> str:
+    """Source of a plugin registering a tanh cell called "echo"."""
+    return f'''
 import zoo_core
 from zoo_core.cells import TanhCell
 
-class Echo(TanhCell):
+class {class_name}(TanhCell):
     name = "echo"
-    description = "a tanh cell under another name"
+    description = "{description}"
 
 @zoo_core.hookimpl
 def zoo_register_cells():
-    return [Echo]
+    return [{class_name}]
 '''
 
-CLASHING_PLUGIN = '''
-import zoo_core
-from zoo_core.cells import TanhCell
 
-class AnotherEcho(TanhCell):
-    name = "echo"
-    description = "clashes with good_plugin"
-
-@zoo_core.hookimpl
-def zoo_register_cells():
-    return [AnotherEcho]
-'''
+GOOD_PLUGIN = echo_plugin("Echo", "a tanh cell under another name")
+CLASHING_PLUGIN = echo_plugin("AnotherEcho", "clashes with good_plugin")
 
 BROKEN_IMPORT = "import zoo_core\nraise RuntimeError('this plugin is broken on purpose')\n"
 
