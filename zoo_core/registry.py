@@ -306,9 +306,10 @@ def plugin_filter(explicit: str | None = None) -> list[str] | None:
 
 
 def build_registry(registry_file: str | None = None, plugins: str | None = None,
-                   entry_points: bool = True) -> Registry:
-    """Loads ``registry.toml``, its plugins and installed plugins, and named models."""
-    settings = load_settings(registry_file)
+                   entry_points: bool = True, settings: Settings | None = None) -> Registry:
+    """Loads ``registry.toml`` (unless ``settings`` already holds it), its plugins and
+    installed plugins, and named models."""
+    settings = settings or load_settings(registry_file)
     registry = Registry(settings)
     registry.load_plugins(settings.plugin_modules, plugin_filter(plugins), entry_points)
     for spec in settings.models.values():

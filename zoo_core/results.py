@@ -472,9 +472,7 @@ def _json_default(value: Any) -> Any:
 
 
 def resolve_results_path(explicit: str | os.PathLike | None, settings: Any) -> Path:
-    """``--results PATH``, else ``$ZOO_RESULTS``, else the configured ``settings.results``."""
+    """``--results PATH``, else ``settings.results`` (which ``$ZOO_RESULTS`` already overrides)."""
     if explicit:
         return Path(explicit).expanduser().resolve()
-    if os.environ.get("ZOO_RESULTS"):
-        return Path(os.environ["ZOO_RESULTS"]).expanduser().resolve()
     return Path(settings.results)

@@ -37,17 +37,20 @@ class AppState:
         self._warned = False
 
     @cached_property
+    def settings(self):
+        """registry.toml's settings, read without loading plugins (which would import TensorFlow)."""
+        from zoo_core.settings import load_settings
+
+        return load_settings(self.registry_file)
+
+    @cached_property
     def registry(self):
         from zoo_core.registry import build_registry
 
-        registry = build_registry(self.registry_file, self.plugins)
+        registry = build_registry(self.registry_file, self.plugins, settings=self.settings)
         for info in registry.failed_plugins():
             click.echo(f"warning: plugin {info.name!r} failed: {info.error} (see `zoo plugins`)", err=True)
         return registry
-
-    @property
-    def settings(self):
-        return self.registry.settings
 
 
 class ZooGroup(click.Group):

@@ -7,7 +7,6 @@ the data is cached.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
@@ -15,34 +14,18 @@ import click
 import numpy as np
 
 from zoo_core.cli import cli, pass_state
-from zoo_core.cli.options import DATA_FLAGS, data_options
-from zoo_core.config import DataConfig
+from zoo_core.cli.options import data_config, data_options
 from zoo_core.errors import ZooError
 from zoo_core.tables import format_option, render
 
 SPLIT_NAMES = ("train", "val", "test")
 
 
-def _settings(state):
-    from zoo_core.settings import load_settings
-
-    return load_settings(state.registry_file)
-
-
-def data_config(settings, flags: dict) -> DataConfig:
-    """``registry.toml``'s data settings with the ``data_options`` flags applied, validated."""
-    values = dataclasses.asdict(settings.data)
-    values.update({DATA_FLAGS[k][0]: v for k, v in flags.items() if k in DATA_FLAGS and v is not None})
-    if flags.get("mask") is not None:
-        values["mask"] = flags["mask"]
-    return DataConfig.from_mapping(values)
-
-
 def _load(state, flags: dict, seed: int, download: bool):
     from zoo_core.data import load_dataset
 
-    settings = _settings(state)
-    return settings, load_dataset(data_config(settings, flags), settings, seed=seed, progress=True,
+    settings = state.settings
+    return settings, load_dataset(data_config(settings.data, flags), settings, seed=seed, progress=True,
                                   allow_download=download)
 
 
@@ -177,8 +160,8 @@ def info(state, seed, download, fmt, **flags):
     """
     from zoo_core.data import candidate_sources, source_kind
 
-    settings = _settings(state)
-    config = data_config(settings, flags)
+    settings = state.settings
+    config = data_config(settings.data, flags)
     looked = [[str(path), why, "yes" if path.exists() else "no"] for path, why in candidate_sources(config, settings)]
     settings, ds = _load(state, flags, seed, download)
     cache = Path(ds.report["cache"])

@@ -98,6 +98,15 @@ def _merge(cls, base, overrides: Mapping[str, Any]):
     return cls.from_mapping(values)
 
 
+def data_config(base: DataConfig, flags: Mapping[str, Any], overrides: Mapping[str, Any] = ()) -> DataConfig:
+    """``base`` with ``--set data.*`` ``overrides``, then the :func:`data_options` flags, applied and validated."""
+    values = dict(overrides)
+    values.update({DATA_FLAGS[k][0]: v for k, v in flags.items() if k in DATA_FLAGS and v is not None})
+    if flags.get("mask") is not None:
+        values["mask"] = flags["mask"]
+    return _merge(DataConfig, base, values)
+
+
 def build_run_spec(registry, model: str | None, components: Mapping[str, str | None],
                    set_values: Iterable[str], flags: Mapping[str, Any], seed: int = 0,
                    base_model: ModelSpec | None = None) -> RunSpec:
@@ -135,15 +144,11 @@ def build_run_spec(registry, model: str | None, components: Mapping[str, str | N
             typed[kind] = {k: full[k] for k in given}
     spec = spec.replace(params=typed)
 
-    data_over = dict(groups.get("data", {}))
-    data_over.update({DATA_FLAGS[k][0]: v for k, v in flags.items() if k in DATA_FLAGS and v is not None})
-    if flags.get("mask") is not None:
-        data_over["mask"] = flags["mask"]
     train_over = dict(groups.get("train", {}))
     train_over.update({TRAIN_FLAGS[k][0]: v for k, v in flags.items() if k in TRAIN_FLAGS and v is not None})
     return RunSpec(
         model=spec,
-        data=_merge(DataConfig, settings.data, data_over),
+        data=data_config(settings.data, flags, groups.get("data", {})),
         train=_merge(TrainConfig, settings.train, train_over),
         seed=seed,
     )

@@ -28,17 +28,10 @@ def results_option(func):
     )(func)
 
 
-def _settings(state):
-    """registry.toml's settings without loading plugins (which would import TensorFlow)."""
-    from zoo_core.settings import load_settings
-
-    return load_settings(state.registry_file)
-
-
 def _open_db(state, results_path, create: bool = False):
     from zoo_core.results import ResultsDB, resolve_results_path
 
-    return ResultsDB(resolve_results_path(results_path, _settings(state)), create=create)
+    return ResultsDB(resolve_results_path(results_path, state.settings), create=create)
 
 
 def _emit(table, fmt: str, output: str | None) -> None:
@@ -145,7 +138,7 @@ def leaderboard(state, patterns, metric, by_kind, top, fmt, output, plot_path, r
     """
     from zoo_core import leaderboard as lb
 
-    settings = _settings(state)
+    settings = state.settings
     db = _open_db(state, results_path)
     records = [r for r in db.finished() if lb.matches(r, patterns, components)]
     if not records:
@@ -196,7 +189,7 @@ def _load(state, run_ref: str, results_path):
     if (folder / "run.json").is_file():  # a saved run's folder, e.g. from `zoo train --save DIR`
         directory, run_id = folder, folder.name
     else:
-        directory, run_id = resolve_run(run_ref, _open_db(state, results_path), _settings(state))
+        directory, run_id = resolve_run(run_ref, _open_db(state, results_path), state.settings)
     model, vocab, run = load_run(directory, state.registry)
     return model, vocab, run, run_id
 
@@ -262,7 +255,7 @@ def evaluate(state, run_ref, data_path, fmt, results_path):
     from zoo_core.training import evaluate as score
 
     model, vocab, run, run_id = _load(state, run_ref, results_path)
-    path = data_path or find_source(run.data, _settings(state), progress=False)
+    path = data_path or find_source(run.data, state.settings, progress=False)
     check_labelled_file(path)
     texts, labels = read_labelled(path)
     metrics = score(model, TextSplit(texts, labels, vocab, run), run)
