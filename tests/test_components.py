@@ -27,7 +27,7 @@ from zoo_core.unroll import UnrollResult
 VOCAB = 17
 BASE = {"encoder": "embedding", "cell": "tanh", "aggregator": "mean-states", "head": "sigmoid1"}
 # Tiny sizes keep the whole registry x registry product fast on 2 cores.
-SMALL = {"units": 5, "dim": 6}
+SMALL = {"units": 5, "dim": 6, "buckets": 31}
 
 
 @functools.cache
@@ -131,10 +131,8 @@ def test_every_named_model_builds_runs_and_backpropagates(registry, model_name, 
     assert_trains(Classifier(spec, registry, VOCAB), compiled)
 
 
-@pytest.mark.parametrize("aggregator", names("aggregator"))
-@pytest.mark.parametrize("cell", names("cell"))
-def test_pre_post_and_no_padding_give_the_same_logits(registry, cell, aggregator):
-    model = build_model(registry, cell=cell, aggregator=aggregator)
+def assert_padding_invariant(model: Classifier, label: str) -> None:
+    """Pre-, post- and no padding give the same logits, eagerly and under tf.function."""
     randomize(model)
     rng = np.random.default_rng(1)
     seqs = [rng.integers(3, VOCAB, n) for n in (5, 2, 7, 1)]
@@ -146,8 +144,19 @@ def test_pre_post_and_no_padding_give_the_same_logits(registry, cell, aggregator
         for call, how in ((model, "eager"), (compiled, "tf.function")):
             np.testing.assert_allclose(
                 call(ids, mask).numpy(), alone, rtol=1e-5, atol=1e-5,
-                err_msg=f"{cell} x {aggregator}, {padding}-padding, {how}",
+                err_msg=f"{label}, {padding}-padding, {how}",
             )
+
+
+@pytest.mark.parametrize("aggregator", names("aggregator"))
+@pytest.mark.parametrize("cell", names("cell"))
+def test_pre_post_and_no_padding_give_the_same_logits(registry, cell, aggregator):
+    assert_padding_invariant(build_model(registry, cell=cell, aggregator=aggregator), f"{cell} x {aggregator}")
+
+
+@pytest.mark.parametrize("encoder", names("encoder"))
+def test_every_encoder_gives_the_same_logits_pre_post_and_unpadded(registry, encoder):
+    assert_padding_invariant(build_model(registry, encoder=encoder), encoder)
 
 
 # -- encoders -------------------------------------------------------------
@@ -192,6 +201,20 @@ def test_embedding_looks_up_rows_and_drops_out_only_in_training(registry):
     assert 0.4 < 1 - kept.mean() < 0.6
     # Inverted dropout: kept values are scaled by 1 / (1 - rate).
     np.testing.assert_allclose(dropped[kept], 2 * table[ids.numpy()][kept], rtol=1e-6)
+
+
+@pytest.mark.parametrize("encoder", ["embedding", "ngram-embedding"])
+def test_word_dropout_zeroes_whole_steps_and_only_in_training(registry, encoder):
+    enc = registry.create("encoder", encoder, VOCAB, **small_params(registry.get("encoder", encoder).obj),
+                          word_dropout=0.5)
+    ids = tf.constant(np.random.default_rng(0).integers(3, VOCAB, (50, 20)), tf.int32)
+    clean = enc(ids).values.numpy()
+    dropped = enc(ids, training=True).values.numpy()
+    zeroed = ~dropped.any(axis=-1)  # [50, 20]: steps whose whole vector is zero
+    assert 0.4 < zeroed.mean() < 0.6
+    kept = ~zeroed
+    np.testing.assert_allclose(dropped[kept], 2 * clean[kept], rtol=1e-6)  # scaled by 1 / (1 - rate)
+    np.testing.assert_allclose(enc(ids).values.numpy(), clean)  # not in inference
 
 
 # -- heads ----------------------------------------------------------------

@@ -256,6 +256,41 @@ def test_optimizers_and_weight_decay():
     assert isinstance(make_optimizer(TrainConfig(optimizer="rmsprop")), keras.optimizers.RMSprop)
 
 
+@pytest.mark.parametrize("schedule", ["cosine", "linear"])
+def test_decaying_schedules_start_at_lr_and_reach_zero_at_the_last_step(schedule):
+    optimizer = make_optimizer(TrainConfig(lr=0.01, lr_schedule=schedule), total_steps=100)
+    schedule_fn = optimizer._learning_rate  # the Keras schedule itself
+    assert float(schedule_fn(0)) == pytest.approx(0.01)
+    middle = float(schedule_fn(50))
+    assert middle == pytest.approx(0.005, rel=1e-6)  # cosine and linear both pass half-way at the middle
+    assert float(schedule_fn(100)) == pytest.approx(0.0, abs=1e-9)
+    assert float(schedule_fn(25)) == pytest.approx(0.01 * (0.75 if schedule == "linear" else (1 + math.cos(math.pi / 4)) / 2))
+    with pytest.raises(ValueError, match="number of steps"):
+        make_optimizer(TrainConfig(lr_schedule=schedule))
+
+
+def test_a_decaying_schedule_spans_exactly_the_runs_updates(registry, monkeypatch):
+    import zoo_core.training as training
+
+    made = []
+    monkeypatch.setattr(training, "make_optimizer", lambda *a, **k: made.append(make_optimizer(*a, **k)) or made[-1])
+    run = tiny_run(epochs=3, batch_size=8, lr=0.05, lr_schedule="linear", patience=0)
+    dataset = tiny_dataset(TinySplit(42, seed=0))  # 6 batches a epoch, the last one of 2 reviews
+    _, result = train(run, registry, dataset, progress=False)
+    optimizer, = made
+    assert len(result.history) == 3 and int(optimizer.iterations) == 3 * 6
+    assert float(optimizer.learning_rate) == 0.0  # decayed to nothing by the last update
+    assert float(optimizer._learning_rate(3 * 6 - 1)) > 0.0
+
+
+def test_without_validation_data_every_epoch_runs_and_the_last_is_kept(registry):
+    dataset = tiny_dataset()
+    dataset.val = TinySplit(0, seed=1)  # val_fraction=0: all of train is trained on
+    model, result = train(tiny_run(epochs=4, patience=1), registry, dataset, progress=False)
+    assert result.status == "completed" and len(result.history) == 4 and result.best_epoch == 4
+    assert math.isnan(result.val["accuracy"]) and result.test["accuracy"] > 0.5
+
+
 def test_weight_decay_is_decoupled(registry):
     # Same init and batch with and without decay: SGD's decoupled decay subtracts lr * wd * w.
     batch = next(TinySplit(16, seed=0).batches(16))

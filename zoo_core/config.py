@@ -67,6 +67,8 @@ class TrainConfig:
     epochs: int = setting(3, "training epochs", low=1, high=10_000)
     batch_size: int = setting(64, "examples per batch", low=1, high=65_536)
     lr: float = setting(1e-3, "learning rate", low=0.0, high=100.0)
+    lr_schedule: str = setting("constant", "learning rate over the run: constant, or decayed to 0 by its last step "
+                                           "(cosine or linear)", choices=("constant", "cosine", "linear"))
     optimizer: str = setting("adam", "Keras optimizer", choices=("adam", "sgd", "rmsprop"))
     clip_norm: float = setting(5.0, "clip gradients by global norm (0: off)", low=0.0, high=1e9)
     weight_decay: float = setting(0.0, "decoupled weight decay", low=0.0, high=1.0)
@@ -81,6 +83,11 @@ class TrainConfig:
 
 
 KINDS = ("encoder", "cell", "aggregator", "head")
+
+# Settings added after results were first recorded, with the value that
+# behaves as before. At that value they stay out of RunSpec.key(), so runs
+# recorded earlier keep their keys and `zoo rank` does not redo them.
+SETTINGS_ADDED_LATER = {("train", "lr_schedule"): "constant"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -211,4 +218,7 @@ class RunSpec:
         values["model"].pop("name", None)
         values["model"].pop("description", None)
         values["data"].pop("source", None)  # the same data found elsewhere is the same run
+        for (section, name), default in SETTINGS_ADDED_LATER.items():
+            if values[section].get(name) == default:
+                del values[section][name]
         return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:16]

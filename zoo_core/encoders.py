@@ -99,15 +99,36 @@ class OneHotEncoder(Encoder):
         return OneHotSequence(ids, self.vocab_size)
 
 
+def embedding_dropout(values: tf.Tensor, rate: float, word_rate: float) -> tf.Tensor:
+    """Training-time dropout of embedded steps ``[batch, time, dim]``.
+
+    Args:
+        values: The embedded steps.
+        rate: Each value is zeroed with this probability (inverted dropout).
+        word_rate: Each step's whole vector is zeroed with this probability, so
+            the model cannot lean on any one word (Iyyer et al. 2015's word dropout).
+    """
+    if word_rate > 0:
+        shape = tf.shape(values)
+        values = tf.nn.dropout(values, rate=word_rate, noise_shape=[shape[0], shape[1], 1])
+    if rate > 0:
+        values = tf.nn.dropout(values, rate=rate)
+    return values
+
+
+EMBEDDING_DROPOUT_HPARAMS = (
+    HParam("dropout", float, 0.0, "dropout rate on embedded values (training only)", low=0.0, high=0.95),
+    HParam("word_dropout", float, 0.0, "rate at which whole embedded words are zeroed (training only)",
+           low=0.0, high=0.95),
+)
+
+
 class EmbeddingEncoder(Encoder):
     """A learned ``[vocab, dim]`` embedding table with optional dropout."""
 
     name = "embedding"
-    description = "learned [V, D] embedding table, optional dropout"
-    hparams = (
-        HParam("dim", int, 64, "embedding size D", low=1, high=4096),
-        HParam("dropout", float, 0.0, "dropout rate on embedded tokens (training only)", low=0.0, high=0.95),
-    )
+    description = "learned [V, D] embedding table, optional dropout of values and of whole words"
+    hparams = (HParam("dim", int, 64, "embedding size D", low=1, high=4096), *EMBEDDING_DROPOUT_HPARAMS)
 
     def __init__(self, vocab_size: int, **params):
         super().__init__(vocab_size, **params)
@@ -122,8 +143,8 @@ class EmbeddingEncoder(Encoder):
 
     def __call__(self, ids, training=False):
         values = tf.gather(self.table, ids)
-        if training and self.params["dropout"] > 0:
-            values = tf.nn.dropout(values, rate=self.params["dropout"])
+        if training:
+            values = embedding_dropout(values, self.params["dropout"], self.params["word_dropout"])
         return DenseSequence(values)
 
 

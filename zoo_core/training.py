@@ -80,22 +80,42 @@ class NonFiniteLoss(Exception):
     """A training step gave a NaN or infinite loss, gradient or weight; its update was not kept."""
 
 
-def make_optimizer(config: TrainConfig) -> keras.optimizers.Optimizer:
+def learning_rate(config: TrainConfig, total_steps: int | None = None):
+    """``config.lr``, or a Keras schedule decaying it to 0 over ``total_steps`` updates.
+
+    Raises:
+        ValueError: A decaying schedule without ``total_steps``.
+    """
+    if config.lr_schedule == "constant":
+        return config.lr
+    if not total_steps:
+        raise ValueError(f"lr_schedule={config.lr_schedule!r} needs the run's number of steps")
+    if config.lr_schedule == "cosine":
+        return keras.optimizers.schedules.CosineDecay(config.lr, decay_steps=total_steps, alpha=0.0)
+    return keras.optimizers.schedules.PolynomialDecay(config.lr, decay_steps=total_steps, end_learning_rate=0.0)
+
+
+def make_optimizer(config: TrainConfig, total_steps: int | None = None) -> keras.optimizers.Optimizer:
     """The Keras optimizer ``config`` names, with decoupled weight decay when asked for.
 
     Clipping is not delegated to the optimizer: the training step clips by
     global norm itself, because it also needs the norm to catch non-finite
     gradients.
+
+    Args:
+        config: The training settings.
+        total_steps: Updates in the whole run; needed by a decaying ``lr_schedule``.
     """
     decay = config.weight_decay or None
+    lr = learning_rate(config, total_steps)
     if config.optimizer == "adam":
         if decay:
-            return keras.optimizers.AdamW(learning_rate=config.lr, weight_decay=decay)
-        return keras.optimizers.Adam(learning_rate=config.lr)
+            return keras.optimizers.AdamW(learning_rate=lr, weight_decay=decay)
+        return keras.optimizers.Adam(learning_rate=lr)
     if config.optimizer == "sgd":
-        return keras.optimizers.SGD(learning_rate=config.lr, weight_decay=decay)
+        return keras.optimizers.SGD(learning_rate=lr, weight_decay=decay)
     if config.optimizer == "rmsprop":
-        return keras.optimizers.RMSprop(learning_rate=config.lr, weight_decay=decay)
+        return keras.optimizers.RMSprop(learning_rate=lr, weight_decay=decay)
     raise ValueError(f"unknown optimizer {config.optimizer!r}")
 
 
@@ -227,7 +247,9 @@ def evaluate(model: Classifier, split, run: RunSpec) -> dict[str, float]:
 
 
 def _improved(value: float, best: float | None, monitor: str) -> bool:
-    if best is None:
+    # Without validation data every score is NaN: each epoch replaces the last,
+    # so the final weights are kept and early stopping never fires.
+    if best is None or math.isnan(best):
         return True
     if math.isnan(value):
         return False
@@ -344,7 +366,9 @@ def train(run: RunSpec, registry: Registry, dataset, *, progress: bool = True) -
         tf.config.experimental.enable_op_determinism()
     model = Classifier(run.model, registry, len(dataset.vocab))
     variables = model.trainable_variables
-    optimizer = make_optimizer(run.train)
+    # Splits serve every review once a epoch in batches of batch_size, the last maybe smaller.
+    steps_per_epoch = -(-len(dataset.train) // run.train.batch_size)
+    optimizer = make_optimizer(run.train, run.train.epochs * steps_per_epoch)
     optimizer.build(variables)  # slot variables must exist before the step is traced
     train_step = make_train_step(model, optimizer, run)
     if run.train.jit and run.data.batching == "bucket":

@@ -31,6 +31,7 @@ TRAIN_FLAGS = {
     "epochs": ("epochs", "Training epochs [default from registry.toml]."),
     "batch_size": ("batch_size", "Examples per batch [default 64]."),
     "lr": ("lr", "Learning rate [default 0.001]."),
+    "lr_schedule": ("lr_schedule", "constant, or cosine/linear decay to 0 over all epochs [default constant]."),
     "optimizer": ("optimizer", "adam, sgd or rmsprop [default adam]."),
     "jit": ("jit", "Compile the training step with XLA."),
 }
