@@ -10,6 +10,13 @@ step (tape, binary cross-entropy from logits, ``Adam.apply_gradients``), so the
 comparison isolates the layers. It prints the median training tokens/s of each
 and the median per-round ratio zoo/keras.
 
+A third contender, ``floor``, keeps everything but the recurrence: the same
+variables (embedding, input and recurrent kernels, head), the embedding lookup,
+the input projection of every step, the loss and the Adam update, with the
+loop replaced by a mean over time. No implementation of the model can train
+faster than it, so ``floor / keras`` is the highest ratio any cell could reach
+here (the ``ceiling`` column).
+
 Keras is measured as it runs by default on a CPU (no XLA; ``--keras-jit``
 compiles its step too). The zoo side uses its default hand-written BPTT
 (``--bptt autodiff`` for the generic loop) and XLA with ``--jit``.
@@ -103,12 +110,39 @@ def copy_keras_weights(keras_model: keras.Model, zoo_model: Classifier) -> None:
     zoo_model.head.bias.assign(bias)
 
 
-def contenders(registry, cell: str, units: int, args) -> tuple[Contender, Contender]:
-    """The zoo and Keras models with identical starting weights and their training steps."""
+class NoRecurrence(tf.Module):
+    """The zoo model's variables and non-recurrent work, the loop replaced by a mean over time.
+
+    ``logits = tanh(mean_t(E[ids_t] W + b)[:, :H]) U[:, :H] 1 + head``: the embedding
+    gather and its gradient, the ``[batch, time, G*H]`` input projection and the
+    Adam update of every variable cost what they cost in the real model.
+    """
+
+    def __init__(self, zoo: Classifier):
+        super().__init__()
+        self.zoo = zoo
+
+    def __call__(self, ids, mask=None):
+        zoo = self.zoo
+        units = zoo.cell.output_size
+        kernel, recurrent = zoo.cell.kernel, zoo.cell.recurrent_kernel
+        projected = zoo.encoder(ids, training=True).project(kernel)  # [batch, time, G*H]
+        if getattr(zoo.cell, "bias", None) is not None:
+            projected += zoo.cell.bias
+        pooled = tf.reduce_mean(projected, axis=1)[:, :units]
+        if getattr(zoo.cell, "recurrent_bias", None) is not None:  # the GRU's: every variable gets a gradient
+            pooled += zoo.cell.recurrent_bias[:units]
+        pooled = tf.tanh(pooled)
+        features = tf.matmul(pooled, recurrent[:, :units])
+        return zoo.head(features)
+
+
+def contenders(registry, cell: str, units: int, args) -> tuple[Contender, ...]:
+    """The zoo and Keras models with identical starting weights and their training steps (and the floor)."""
     zoo, reference = build_zoo_model(registry, cell, units, args), build_keras_model(cell, units, args)
     copy_keras_weights(reference, zoo)
     bce = keras.losses.BinaryCrossentropy(from_logits=True)
-    return (
+    pair = (
         Contender("zoo", make_train_step(lambda ids, mask: zoo(ids, mask, training=True), zoo.trainable_variables,
                                          zoo.loss, args["jit"])),
         Contender("keras", make_train_step(lambda ids, mask: reference(ids, training=True),
@@ -116,6 +150,12 @@ def contenders(registry, cell: str, units: int, args) -> tuple[Contender, Conten
                                            lambda labels, logits: bce(tf.cast(labels, tf.float32)[:, None], logits),
                                            args["keras_jit"])),
     )
+    if not args["floor"]:
+        return pair
+    floor_zoo = build_zoo_model(registry, cell, units, args)
+    floor = NoRecurrence(floor_zoo)
+    return pair + (Contender("floor", make_train_step(floor, floor_zoo.trainable_variables, floor_zoo.loss,
+                                                      args["jit"])),)
 
 
 def random_batches(args, count: int, seed: int = 0) -> list[tuple[tf.Tensor, tf.Tensor | None, tf.Tensor, int]]:
@@ -170,6 +210,8 @@ def time_steps(contender: Contender, batches, steps: int) -> float:
               help="The zoo cells' gradient: hand-written BPTT or autodiff through the loop.")
 @click.option("--mask/--no-mask", default=False, show_default=True,
               help="Random lengths, pre-padded, masked on both sides (Keras: mask_zero).")
+@click.option("--floor/--no-floor", default=True, show_default=True,
+              help="Also time the model without its recurrence: the highest ratio any cell could reach.")
 @click.option("--seed", default=0, show_default=True)
 @format_option()
 def main(cells, units, quick, seed, fmt, **args):
@@ -202,16 +244,23 @@ def main(cells, units, quick, seed, fmt, **args):
         click.echo(f"round {round_index + 1}/{args['rounds']} done", err=True)
 
     rows = []
-    for (cell, size), (zoo, ref) in pairs.items():
+    for (cell, size), (zoo, ref, *floor) in pairs.items():
         ratios = [z / k for z, k in zip(zoo.tokens_per_sec, ref.tokens_per_sec)]
-        rows.append([f"{cell}{size}", round(statistics.median(zoo.tokens_per_sec) / 1e3),
-                     round(statistics.median(ref.tokens_per_sec) / 1e3), round(statistics.median(ratios), 2),
-                     f"{min(ratios):.2f}-{max(ratios):.2f}"])
+        row = [f"{cell}{size}", round(statistics.median(zoo.tokens_per_sec) / 1e3),
+               round(statistics.median(ref.tokens_per_sec) / 1e3), round(statistics.median(ratios), 2),
+               f"{min(ratios):.2f}-{max(ratios):.2f}"]
+        if floor:
+            ceilings = [f / k for f, k in zip(floor[0].tokens_per_sec, ref.tokens_per_sec)]
+            row += [round(statistics.median(floor[0].tokens_per_sec) / 1e3), round(statistics.median(ceilings), 2)]
+        rows.append(row)
     setup = (f"batch {args['batch']}, length {args['length']}, vocab {args['vocab']}, embedding {args['embed']}, "
              f"Adam; zoo: bptt={args['bptt']}, jit={args['jit']}; keras: jit={args['keras_jit']}; "
              f"mask={args['mask']}; {args['rounds']} rounds x {args['steps']} steps")
     click.echo(setup)
-    click.echo(render(rows, ["cell", "zoo ktok/s", "keras ktok/s", "median ratio", "ratio range"], fmt))
+    headers = ["cell", "zoo ktok/s", "keras ktok/s", "median ratio", "ratio range"]
+    if args["floor"]:
+        headers += ["floor ktok/s", "ceiling ratio"]
+    click.echo(render(rows, headers, fmt))
 
 
 if __name__ == "__main__":
