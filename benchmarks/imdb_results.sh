@@ -2,7 +2,7 @@
 # Full-IMDB experiments behind docs/RESULTS.md. Every step is a `zoo` command,
 # resumable (zoo rank skips finished runs), writing into $OUT (default results/).
 #
-#   bash benchmarks/imdb_results.sh [STEP ...]     # steps: grid questions quality grid-seeds best memory diagnose tables
+#   bash benchmarks/imdb_results.sh [STEP ...]     # steps: grid questions quality ngrams grid-seeds best memory diagnose tables
 #
 # Each results database is a separate file, so each table compares like with like.
 set -euo pipefail
@@ -54,6 +54,20 @@ quality() {
     --set encoder.dropout=0.3 --results "$q"
 }
 
+# Past 88%: hashed bigrams (the ngram-embedding plugin), learning-rate decay and
+# word dropout on the best bidirectional GRU, and a second seed of the winner.
+ngrams() {
+  local q="$OUT/ngrams.sqlite" wide=(--num-words 40000 --maxlen 1000 --batching bucket --results "$q")
+  log "ngrams: the best preset (ngram-bigru-max), seeds 0-2"
+  zoo rank --preset best --seeds 3 --results "$q"
+  log "ngrams: without bigrams, cosine decay"
+  zoo rank "embedding/bidirectional/max-states/sigmoid1" "${wide[@]}" --epochs 3 --set cell.cell=gru \
+    --set encoder.dim=128 --set encoder.dropout=0.5 --lr-schedule cosine
+  log "ngrams: linear decay over 2 epochs; word dropout"
+  zoo rank ngram-bigru-max "${wide[@]}" --epochs 2 --lr-schedule linear
+  zoo rank ngram-bigru-max "${wide[@]}" --epochs 3 --set encoder.word_dropout=0.25 --set train.patience=1
+}
+
 # The seed grid again at better settings.
 best() { log best grid; zoo rank --preset seed-grid --maxlen 500 --batching bucket --results "$OUT/best-grid.sqlite"; }
 
@@ -71,7 +85,7 @@ memory() {
 diagnose() { log diagnose; zoo diagnose --cell tanh,irnn,gru,lstm --output docs/grad_norms.png > "$OUT/diagnose.txt"; }
 
 tables() {
-  for db in seed-grid questions quality best-grid; do
+  for db in seed-grid questions quality ngrams best-grid; do
     [ -f "$OUT/$db.sqlite" ] || continue
     zoo leaderboard --results "$OUT/$db.sqlite" --format github > "$OUT/$db.md"
     for kind in encoder aggregator head; do
@@ -82,5 +96,5 @@ tables() {
 }
 
 steps=("$@")
-[ ${#steps[@]} -gt 0 ] || steps=(grid questions quality grid-seeds best memory diagnose tables)
+[ ${#steps[@]} -gt 0 ] || steps=(grid questions quality ngrams grid-seeds best memory diagnose tables)
 for step in "${steps[@]}"; do "${step//-/_}"; done

@@ -17,6 +17,12 @@ loop replaced by a mean over time. No implementation of the model can train
 faster than it, so ``floor / keras`` is the highest ratio any cell could reach
 here (the ``ceiling`` column).
 
+The recurrence itself cannot cost less than its chain of dependent matmuls:
+per step ``h_{t-1} U`` forward and ``da_t U^T`` backward (``[batch, H] x [H, G*H]``),
+plus ``dU`` as one large matmul. ``chain ms`` times exactly these, and
+``best ratio`` is ``keras / (floor + chain)``: an upper bound on the ratio of
+any implementation doing the same arithmetic on this machine.
+
 Keras is measured as it runs by default on a CPU (no XLA; ``--keras-jit``
 compiles its step too). The zoo side uses its default hand-written BPTT
 (``--bptt autodiff`` for the generic loop) and XLA with ``--jit``.
@@ -137,6 +143,45 @@ class NoRecurrence(tf.Module):
         return zoo.head(features)
 
 
+GATES = {"tanh": 1, "gru": 3, "lstm": 4}
+
+
+def matmul_chain_seconds(cell: str, units: int, args, repeats: int = 5) -> float:
+    """Median seconds of the recurrence's unavoidable matmuls for one training step.
+
+    ``length`` dependent ``[batch, H] x [H, G*H]`` matmuls forward, as many
+    ``[batch, G*H] x [G*H, H]`` backward, and ``dU = sum_t h_{t-1}^T da_t`` as one
+    ``[H, batch*length] x [batch*length, G*H]`` matmul.
+    """
+    batch, length, width = args["batch"], args["length"], GATES[cell] * units
+    rng = np.random.default_rng(0)
+    kernel = tf.constant(rng.normal(0, 0.1, (units, width)), tf.float32)
+    h0 = tf.constant(rng.normal(size=(batch, units)), tf.float32)
+    states = tf.constant(rng.normal(size=(batch * length, units)), tf.float32)
+    grads = tf.constant(rng.normal(size=(batch * length, width)), tf.float32)
+
+    @tf.function
+    def chain(h):
+        def forward(t, h):
+            return t + 1, tf.matmul(h, kernel)[:, :units]
+
+        def backward(t, d):
+            return t + 1, tf.matmul(tf.tile(d, [1, width // units]), kernel, transpose_b=True)
+
+        h = tf.while_loop(lambda t, _: t < length, forward, (0, h))[1]
+        d = tf.while_loop(lambda t, _: t < length, backward, (0, h))[1]
+        return d, tf.matmul(states, grads, transpose_a=True)
+
+    chain(h0)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        d, d_kernel = chain(h0)
+        d.numpy(), d_kernel.numpy()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
 def contenders(registry, cell: str, units: int, args) -> tuple[Contender, ...]:
     """The zoo and Keras models with identical starting weights and their training steps (and the floor)."""
     zoo, reference = build_zoo_model(registry, cell, units, args), build_keras_model(cell, units, args)
@@ -211,7 +256,8 @@ def time_steps(contender: Contender, batches, steps: int) -> float:
 @click.option("--mask/--no-mask", default=False, show_default=True,
               help="Random lengths, pre-padded, masked on both sides (Keras: mask_zero).")
 @click.option("--floor/--no-floor", default=True, show_default=True,
-              help="Also time the model without its recurrence: the highest ratio any cell could reach.")
+              help="Also time the model without its recurrence, and the recurrence's matmul chain: "
+                   "bounds on the ratio any cell could reach.")
 @click.option("--seed", default=0, show_default=True)
 @format_option()
 def main(cells, units, quick, seed, fmt, **args):
@@ -243,6 +289,7 @@ def main(cells, units, quick, seed, fmt, **args):
                 contender.tokens_per_sec.append(time_steps(contender, batches, args["steps"]))
         click.echo(f"round {round_index + 1}/{args['rounds']} done", err=True)
 
+    chains = {config: matmul_chain_seconds(*config, args) for config in pairs} if args["floor"] else {}
     rows = []
     for (cell, size), (zoo, ref, *floor) in pairs.items():
         ratios = [z / k for z, k in zip(zoo.tokens_per_sec, ref.tokens_per_sec)]
@@ -251,7 +298,12 @@ def main(cells, units, quick, seed, fmt, **args):
                f"{min(ratios):.2f}-{max(ratios):.2f}"]
         if floor:
             ceilings = [f / k for f, k in zip(floor[0].tokens_per_sec, ref.tokens_per_sec)]
-            row += [round(statistics.median(floor[0].tokens_per_sec) / 1e3), round(statistics.median(ceilings), 2)]
+            floor_tps, keras_tps = statistics.median(floor[0].tokens_per_sec), statistics.median(ref.tokens_per_sec)
+            tokens = args["batch"] * args["length"]
+            chain = chains[cell, size]
+            best = (tokens / keras_tps) / (tokens / floor_tps + chain)
+            row += [round(floor_tps / 1e3), round(statistics.median(ceilings), 2), round(chain * 1e3, 1),
+                    round(best, 2)]
         rows.append(row)
     setup = (f"batch {args['batch']}, length {args['length']}, vocab {args['vocab']}, embedding {args['embed']}, "
              f"Adam; zoo: bptt={args['bptt']}, jit={args['jit']}; keras: jit={args['keras_jit']}; "
@@ -259,7 +311,7 @@ def main(cells, units, quick, seed, fmt, **args):
     click.echo(setup)
     headers = ["cell", "zoo ktok/s", "keras ktok/s", "median ratio", "ratio range"]
     if args["floor"]:
-        headers += ["floor ktok/s", "ceiling ratio"]
+        headers += ["floor ktok/s", "ceiling ratio", "chain ms", "best ratio"]
     click.echo(render(rows, headers, fmt))
 
 
