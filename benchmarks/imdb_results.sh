@@ -65,7 +65,7 @@ ngrams() {
     --set encoder.dim=128 --set encoder.dropout=0.5 --lr-schedule cosine
   log "ngrams: linear decay over 2 epochs; word dropout"
   zoo rank ngram-bigru-max "${wide[@]}" --epochs 2 --lr-schedule linear
-  zoo rank ngram-bigru-max "${wide[@]}" --epochs 3 --set encoder.word_dropout=0.25 --set train.patience=1
+  zoo rank ngram-bigru-max "${wide[@]}" --epochs 3 --set encoder.word_dropout=0.25 --set train.patience=1 --seeds 3
 }
 
 # The seed grid again at better settings.

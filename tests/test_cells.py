@@ -375,13 +375,22 @@ def load_benchmark():
 def test_benchmark_trains_the_same_model_as_keras(registry, name):
     """Same weights in: same logits, and the same losses over two Adam steps of the shared training step."""
     bench = load_benchmark()
-    args = dict(batch=4, length=7, vocab=50, embed=6, mask=True, bptt="fused", jit=False, keras_jit=False)
+    args = dict(batch=4, length=7, vocab=50, embed=6, mask=True, bptt="fused", jit=False, keras_jit=False, floor=True)
     ids, mask, labels, _ = bench.random_batches(args, count=1)[0]
     zoo, reference = bench.build_zoo_model(registry, name, 5, args), bench.build_keras_model(name, 5, args)
     bench.copy_keras_weights(reference, zoo)
     np.testing.assert_allclose(zoo(ids, mask), reference(ids), atol=1e-5)
     assert zoo.count_params() == reference.count_params()
 
-    zoo_step, keras_step = (contender.train_step for contender in bench.contenders(registry, name, 5, args))
+    zoo_step, keras_step, floor_step = (contender.train_step for contender in bench.contenders(registry, name, 5, args))
     for _ in range(2):
         assert float(zoo_step(ids, mask, labels)) == pytest.approx(float(keras_step(ids, mask, labels)), abs=1e-5)
+
+    # The floor trains every variable of the same model, without the loop.
+    floor = bench.NoRecurrence(bench.build_zoo_model(registry, name, 5, args))
+    with tf.GradientTape() as tape:
+        loss = floor.zoo.loss(labels, floor(ids, mask))
+    grads = tape.gradient(loss, floor.zoo.trainable_variables)
+    assert len(grads) == len(zoo.trainable_variables) and all(g is not None for g in grads)
+    assert np.isfinite(float(floor_step(ids, mask, labels)))
+    assert bench.matmul_chain_seconds(name, 5, args, repeats=1) > 0

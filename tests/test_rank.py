@@ -145,6 +145,19 @@ def test_ctrl_c_keeps_finished_runs_and_a_rerun_redoes_only_the_rest(registry, t
     assert db.get(first.id).finished_at == first.finished_at  # the finished run was left alone
 
 
+def test_ctrl_c_just_after_a_run_was_recorded_leaves_it_finished(registry, tiny_imdb_archive, tmp_path):
+    runs = _tiny_runs(registry, tiny_imdb_archive)
+    db = ResultsDB(tmp_path / "results.sqlite")
+
+    def ctrl_c_on_the_finished_line(line):
+        if "test accuracy" in line:  # printed after the run is in the database
+            raise KeyboardInterrupt
+
+    outcome = ranking.rank(runs, registry, db, progress=False, echo=ctrl_c_on_the_finished_line)
+    assert outcome.interrupted and len(outcome.trained) == 1
+    assert [r.status for r in db.runs()] == ["finished"]
+
+
 def _rank_process(archive, db_path, tmp_path, seeds: int = 2):
     env = dict(os.environ, XDG_DATA_HOME=str(tmp_path / "share"), XDG_CACHE_HOME=str(tmp_path / "cache"))
     args = ["rank", "elman-last", "--seeds", str(seeds), *TINY_RANK, "--data", str(archive), "--results", str(db_path)]

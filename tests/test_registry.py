@@ -135,8 +135,11 @@ def test_every_preset_expands_to_valid_specs(registry):
     assert len({s.combo for s in grid}) == 12
     with pytest.raises(UnknownNameError, match="unknown preset 'seed-gird'; did you mean 'seed-grid'"):
         registry.preset("seed-gird")
-    with pytest.raises(UnknownNameError, match=r"^unknown preset 'nope'; known: quick, seed-grid \(presets live in"):
+    with pytest.raises(UnknownNameError, match=r"^unknown preset 'nope'; known: best, quick, seed-grid \(presets live in"):
         registry.preset("nope")
+    best, = registry.expand_preset(registry.preset("best"))
+    assert best.name == "ngram-bigru-max" and best.encoder == "ngram-embedding"
+    assert registry.preset("best").data == {"num_words": 40000, "maxlen": 1000, "batching": "bucket"}
 
 
 # -- plugins --------------------------------------------------------------------

@@ -90,6 +90,9 @@ def test_a_finished_run_is_not_claimed_again_but_an_interrupted_one_is(db):
     assert again not in (None, other)
     assert db.get(other).status == "interrupted"
 
+    db.mark(first, "interrupted", "a late Ctrl-C")  # only a running run can be ended this way
+    assert db.get(first).status == "finished" and db.get(first).message == ""
+
 
 def test_our_own_running_claim_is_live(db):
     run_id = db.claim(make_run())

@@ -212,8 +212,9 @@ def rank(runs: Sequence[RunSpec], registry, db: ResultsDB, *, progress: bool = T
             run_dir = settings.runs_dir / run_id
             save_run(run_dir, model, dataset.vocab, run, result)
             db.finish(run_id, result, run_dir=run_dir, data_checksum=getattr(dataset, "checksum", ""))
-            outcome.trained.append(run_id)
-            meter.finished(run_id, result, time.monotonic() - started)
+            finished_id, run_id = run_id, None  # recorded: a Ctrl-C from here on has nothing left to mark
+            outcome.trained.append(finished_id)
+            meter.finished(finished_id, result, time.monotonic() - started)
         except KeyboardInterrupt:
             if run_id is not None:
                 db.mark(run_id, INTERRUPTED, "interrupted (Ctrl-C or SIGTERM) before it finished")

@@ -366,10 +366,16 @@ class ResultsDB:
         _HELD_CLAIMS.discard(run_id)
 
     def mark(self, run_id: str, status: str, message: str = "") -> None:
-        """Ends a run without results: ``interrupted``, ``failed`` or ``abandoned``."""
+        """Ends a running run without results: ``interrupted``, ``failed`` or ``abandoned``.
+
+        A run that is no longer running is left as it is: a Ctrl-C arriving just
+        after a run was recorded as finished must not turn it into ``interrupted``.
+        """
         if status not in STATUSES:
             raise ValueError(f"unknown status {status!r}")
-        self._update(run_id, {"status": status, "message": message, "finished_at": now()})
+        with self._write() as conn:
+            conn.execute("UPDATE runs SET status = ?, message = ?, finished_at = ? WHERE id = ? AND status = ?",
+                         (status, message, now(), run_id, RUNNING))
         _HELD_CLAIMS.discard(run_id)
 
     def _update(self, run_id: str, values: Mapping[str, Any]) -> None:
