@@ -153,3 +153,45 @@ def test_cli_bad_cell_is_one_line(tiny_imdb_archive):
     assert result.exit_code == 2
     assert result.output.strip().splitlines() == [result.output.strip()]
     assert "unknown cell 'grux'" in result.output
+
+
+def _csv_rows(output: str) -> list[list[str]]:
+    import csv
+    import io
+
+    return list(csv.reader(io.StringIO(output.strip())))
+
+
+def test_cli_diagnoses_a_saved_runs_trained_weights(registry, tiny_imdb_archive, tmp_path):
+    import dataclasses
+
+    from tests.cli_helpers import TINY_RANK, zoo
+    from zoo_core.data import load_dataset
+    from zoo_core.runs import load_run
+
+    run_dir = tmp_path / "run"
+    zoo("train", "elman-last", *TINY_RANK, "--epochs", "2", "--data", tiny_imdb_archive, "--save", run_dir, "-q")
+    trained = _csv_rows(zoo("diagnose", "--run", run_dir, "--data", tiny_imdb_archive, "--format", "csv").stdout)
+    fresh = _csv_rows(zoo("diagnose", "elman-last", *TINY_RANK, "--data", tiny_imdb_archive, "--format", "csv").stdout)
+    assert trained[0][2].endswith(f"(run {run_dir.name})") and len(trained) == len(fresh)
+
+    # The same numbers as the saved weights give in-process on the same batch, and not the fresh ones.
+    model, _, run = load_run(run_dir, registry)
+    data = dataclasses.replace(run.data, source=str(tiny_imdb_archive))
+    batch = next(load_dataset(data, registry.settings, seed=0, progress=False).train.batches(
+        run.train.batch_size, shuffle=True, seed=0))
+    expected = profile(model, batch, use_mask=data.mask)
+    assert float(trained[-1][2]) == pytest.approx(expected.mean()[-1], rel=1e-3)
+    assert float(trained[-1][2]) != pytest.approx(float(fresh[-1][2]), rel=1e-3)
+
+
+def test_cli_run_refuses_other_components_in_one_line(tiny_imdb_archive, tmp_path):
+    from tests.cli_helpers import zoo
+
+    result = zoo("diagnose", "--run", "best", "--cell", "gru", expect=2)
+    assert result.output.strip() == ("Error: --run diagnoses the saved run's own model: drop MODEL, --encoder, "
+                                     "--cell, --aggregator, --head and --set")
+    result = zoo("diagnose", "--run", "nosuchrun", "--data", tiny_imdb_archive, "--results",
+                 tmp_path / "r.sqlite", expect=2)
+    assert result.output.strip().splitlines() == [f"Error: no results yet: {tmp_path / 'r.sqlite'} does not exist "
+                                                  "(run `zoo rank` first)"]

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import click
 
 from zoo_core.cli import cli, pass_state
 from zoo_core.cli.options import ALL_FLAGS, build_run_spec, component_options, data_options, pick, train_options
+from zoo_core.cli.rank import _load, results_option
 from zoo_core.errors import ZooError
 from zoo_core.tables import format_option, render
 
@@ -21,13 +24,20 @@ from zoo_core.tables import format_option, render
               help="Write the plot here (e.g. grads.png).")
 @click.option("--rows", type=click.IntRange(2, 10_000), default=20, show_default=True,
               help="Steps shown in the table (evenly spaced, first and last included).")
+@click.option("--run", "run_ref", metavar="RUN",
+              help="Use a saved run's trained weights (an id from `zoo runs`, a prefix, best, or a folder) "
+                   "instead of fresh ones.")
+@results_option
 @format_option()
 @pass_state
-def diagnose(state, model, encoder, cell, aggregator, head, set_values, seed, steps, output, rows, fmt, **flags):
+def diagnose(state, model, encoder, cell, aggregator, head, set_values, seed, steps, output, rows, fmt, run_ref,
+             results_path, **flags):
     """Measure ||dL/dh_t||, the gradient reaching every time step t, for one batch.
 
     The model is freshly initialised with --seed, as at the start of training,
-    and the batch is drawn from the training split. Each row of the table is
+    or, with --run, holds a saved run's trained weights (and its data settings;
+    --data, --steps and --batch-size may still be given). The batch is drawn
+    from the training split. Each row of the table is
     the mean over the reviews that have a real token at step t (with
     --padding pre, the default, reviews end at the last step, where the loss
     is read). A ratio first/last far below 1 means the earliest tokens barely
@@ -41,6 +51,7 @@ def diagnose(state, model, encoder, cell, aggregator, head, set_values, seed, st
       zoo diagnose elman-onehot --steps 100 --batch-size 32
       zoo diagnose --encoder embedding --cell irnn --aggregator last --steps 400 --set cell.units=128
       zoo diagnose gru-mean --format github --rows 10
+      zoo diagnose --run best --output trained.png   # the top run's trained weights
     """
     flags = pick(flags, ALL_FLAGS)
     if steps is not None:
@@ -49,10 +60,22 @@ def diagnose(state, model, encoder, cell, aggregator, head, set_values, seed, st
     if not cells:
         raise ZooError("--cell got no cell names")
     registry = state.registry
-    runs = []
-    for name in cells:
-        components = {"encoder": encoder, "cell": name, "aggregator": aggregator, "head": head}
-        runs.append(build_run_spec(registry, model, components, set_values, flags, seed))
+    saved = None
+    if run_ref:
+        if model or encoder or cell or aggregator or head or set_values:
+            raise ZooError("--run diagnoses the saved run's own model: drop MODEL, --encoder, --cell, "
+                           "--aggregator, --head and --set")
+        classifier, vocab, saved_run, run_id = _load(state, run_ref, results_path)
+        overrides = {"source": flags.get("data"), "maxlen": flags.get("maxlen")}
+        data = dataclasses.replace(saved_run.data, **{k: v for k, v in overrides.items() if v is not None})
+        train = dataclasses.replace(saved_run.train, batch_size=flags.get("batch_size") or saved_run.train.batch_size)
+        runs = [dataclasses.replace(saved_run, data=data, train=train)]
+        saved = classifier, vocab, run_id
+    else:
+        runs = []
+        for name in cells:
+            components = {"encoder": encoder, "cell": name, "aggregator": aggregator, "head": head}
+            runs.append(build_run_spec(registry, model, components, set_values, flags, seed))
 
     from zoo_core import diagnose as diag
     from zoo_core.data import load_dataset
@@ -65,7 +88,14 @@ def diagnose(state, model, encoder, cell, aggregator, head, set_values, seed, st
     if batch is None:
         raise ZooError("the training split is empty: no batch to diagnose")
     profiles = []
-    for run in runs:
+    if saved is not None:
+        classifier, vocab, run_id = saved
+        if vocab != dataset.vocab:
+            raise ZooError(f"run {run_id} was trained with another vocabulary than this data gives "
+                           f"({len(vocab)} against {len(dataset.vocab)} words): diagnose it on its own data")
+        label = f"{runs[0].model.combo} (run {run_id})"
+        profiles.append(diag.profile(classifier, batch, use_mask=data.mask, label=label))
+    for run in runs if saved is None else ():
         keras.utils.set_random_seed(run.seed)  # the same initial weights as `zoo train --seed`
         classifier = Classifier(run.model, registry, len(dataset.vocab))
         label = run.model.combo if len(runs) == 1 else run.model.cell
