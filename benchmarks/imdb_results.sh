@@ -66,6 +66,9 @@ ngrams() {
   log "ngrams: linear decay over 2 epochs; word dropout"
   zoo rank ngram-bigru-max "${wide[@]}" --epochs 2 --lr-schedule linear
   zoo rank ngram-bigru-max "${wide[@]}" --epochs 3 --set encoder.word_dropout=0.25 --set train.patience=1 --seeds 3
+  log "ngrams: word dropout at half the learning rate"
+  zoo rank ngram-bigru-max "${wide[@]}" --epochs 4 --lr 5e-4 --set encoder.word_dropout=0.25 --set train.patience=1 \
+    --seeds 3
 }
 
 # The seed grid again at better settings.
