@@ -13,15 +13,16 @@ and the median per-round ratio zoo/keras.
 A third contender, ``floor``, keeps everything but the recurrence: the same
 variables (embedding, input and recurrent kernels, head), the embedding lookup,
 the input projection of every step, the loss and the Adam update, with the
-loop replaced by a mean over time. No implementation of the model can train
-faster than it, so ``floor / keras`` is the highest ratio any cell could reach
-here (the ``ceiling`` column).
+loop replaced by a mean over time. Every implementation of the model does this
+work too, so ``floor / keras`` (the ``ceiling`` column) is as high as a ratio
+can go here.
 
 The recurrence itself cannot cost less than its chain of dependent matmuls:
 per step ``h_{t-1} U`` forward and ``da_t U^T`` backward (``[batch, H] x [H, G*H]``),
 plus ``dU`` as one large matmul. ``chain ms`` times exactly these, and
-``best ratio`` is ``keras / (floor + chain)``: an upper bound on the ratio of
-any implementation doing the same arithmetic on this machine.
+``best ratio`` is ``keras / (floor + chain)``: the ratio of an implementation
+that did nothing else, estimated without overlap. It is not a strict bound,
+since TF may run the non-recurrent work beside the chain on another core.
 
 Keras is measured as it runs by default on a CPU (no XLA; ``--keras-jit``
 compiles its step too). The zoo side uses its default hand-written BPTT
@@ -257,7 +258,7 @@ def time_steps(contender: Contender, batches, steps: int) -> float:
               help="Random lengths, pre-padded, masked on both sides (Keras: mask_zero).")
 @click.option("--floor/--no-floor", default=True, show_default=True,
               help="Also time the model without its recurrence, and the recurrence's matmul chain: "
-                   "bounds on the ratio any cell could reach.")
+                   "how high a ratio could go on this machine.")
 @click.option("--seed", default=0, show_default=True)
 @format_option()
 def main(cells, units, quick, seed, fmt, **args):

@@ -87,19 +87,20 @@ def diagnose(state, model, encoder, cell, aggregator, head, set_values, seed, st
     batch = next(iter(dataset.train.batches(runs[0].train.batch_size, shuffle=True, seed=seed)), None)
     if batch is None:
         raise ZooError("the training split is empty: no batch to diagnose")
-    profiles = []
     if saved is not None:
         classifier, vocab, run_id = saved
         if vocab != dataset.vocab:
             raise ZooError(f"run {run_id} was trained with another vocabulary than this data gives "
                            f"({len(vocab)} against {len(dataset.vocab)} words): diagnose it on its own data")
         label = f"{runs[0].model.combo} (run {run_id})"
-        profiles.append(diag.profile(classifier, batch, use_mask=data.mask, label=label))
-    for run in runs if saved is None else ():
-        keras.utils.set_random_seed(run.seed)  # the same initial weights as `zoo train --seed`
-        classifier = Classifier(run.model, registry, len(dataset.vocab))
-        label = run.model.combo if len(runs) == 1 else run.model.cell
-        profiles.append(diag.profile(classifier, batch, use_mask=data.mask, label=label))
+        profiles = [diag.profile(classifier, batch, use_mask=data.mask, label=label)]
+    else:
+        profiles = []
+        for run in runs:
+            keras.utils.set_random_seed(run.seed)  # the same initial weights as `zoo train --seed`
+            classifier = Classifier(run.model, registry, len(dataset.vocab))
+            label = run.model.combo if len(runs) == 1 else run.model.cell
+            profiles.append(diag.profile(classifier, batch, use_mask=data.mask, label=label))
 
     headers, body = diag.table(profiles, rows)
     spec = runs[0].model
