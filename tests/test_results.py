@@ -92,6 +92,8 @@ def test_a_finished_run_is_not_claimed_again_but_an_interrupted_one_is(db):
 
     db.mark(first, "interrupted", "a late Ctrl-C")  # only a running run can be ended this way
     assert db.get(first).status == "finished" and db.get(first).message == ""
+    with pytest.raises(ZooError, match="has no run 'nosuchrun'"):
+        db.mark("nosuchrun", "interrupted")
 
 
 def test_our_own_running_claim_is_live(db):

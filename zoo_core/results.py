@@ -373,17 +373,23 @@ class ResultsDB:
         """
         if status not in STATUSES:
             raise ValueError(f"unknown status {status!r}")
-        with self._write() as conn:
-            conn.execute("UPDATE runs SET status = ?, message = ?, finished_at = ? WHERE id = ? AND status = ?",
-                         (status, message, now(), run_id, RUNNING))
+        self._update(run_id, {"status": status, "message": message, "finished_at": now()}, only_if_status=RUNNING)
         _HELD_CLAIMS.discard(run_id)
 
-    def _update(self, run_id: str, values: Mapping[str, Any]) -> None:
+    def _update(self, run_id: str, values: Mapping[str, Any], only_if_status: str | None = None) -> None:
+        """Sets ``values`` on run ``run_id``; with ``only_if_status``, only while it has that status.
+
+        Raises:
+            ZooError: no run ``run_id``.
+        """
         names = sorted(values)
         assignments = ", ".join(f"{n} = ?" for n in names)
+        where, args = "id = ?", [values[n] for n in names] + [run_id]
+        if only_if_status is not None:
+            where, args = where + " AND status = ?", args + [only_if_status]
         with self._write() as conn:
-            done = conn.execute(f"UPDATE runs SET {assignments} WHERE id = ?", [values[n] for n in names] + [run_id])
-            if done.rowcount != 1:
+            done = conn.execute(f"UPDATE runs SET {assignments} WHERE {where}", args)
+            if done.rowcount != 1 and not conn.execute("SELECT 1 FROM runs WHERE id = ?", [run_id]).fetchone():
                 raise ZooError(f"results database {self.path} has no run {run_id!r}")
 
     def record(self, run: RunSpec, result: Any, run_dir: str | os.PathLike = "", data_checksum: str = "",
