@@ -1,6 +1,6 @@
 """Registers ``ngram-embedding``: word embeddings plus hashed n-gram embeddings.
 
-A plugin like any third party's: it subclasses :class:`zoo_core.encoders.Encoder`
+A plugin like any third party's: it subclasses :class:`zoo_core.encoders.EmbeddingEncoder`
 and registers through the ``zoo_register_encoders`` hook. Bag-of-n-gram
 models are strong on IMDB (NBSVM with bigrams: 91.2%) because phrases such as
 "not good" carry the sentiment; here every step hands the cell its word *and*
@@ -13,7 +13,7 @@ import keras
 import tensorflow as tf
 
 from zoo_core import hookimpl
-from zoo_core.encoders import EMBEDDING_DROPOUT_HPARAMS, DenseSequence, Encoder, embedding_dropout
+from zoo_core.encoders import EmbeddingEncoder
 from zoo_core.params import HParam
 
 # Odd multiplier of the polynomial hash; any large odd number spreads ids well.
@@ -46,41 +46,35 @@ def ngram_bucket_ids(ids: tf.Tensor, n: int, buckets: int) -> tf.Tensor:
     return bucket
 
 
-class NgramEmbeddingEncoder(Encoder):
+class NgramEmbeddingEncoder(EmbeddingEncoder):
     """Word embedding plus hashed n-gram embeddings, summed per step (fastText's input).
 
     ``x_t = E[w_t] + sum_{n=2..N} B[hash(w_{t-n+1} .. w_t)]``, with ``E`` ``[V, D]``
     and one shared table ``B`` ``[buckets, D]``; output ``[batch, time, D]``.
     Joulin et al. (2017), "Bag of Tricks for Efficient Text Classification".
+    The word table, ``dim`` and both dropouts are the ``embedding`` encoder's.
     """
 
     name = "ngram-embedding"
     description = "learned word embedding + hashed n-gram embeddings (fastText-style), summed per step"
     hparams = (
-        HParam("dim", int, 64, "embedding size D", low=1, high=4096),
+        *EmbeddingEncoder.hparams,
         HParam("ngrams", int, 2, "longest n-gram N (2: words and bigrams)", low=2, high=5),
         HParam("buckets", int, 200_003, "hash buckets shared by all n-gram orders", low=1, high=50_000_000),
-        *EMBEDDING_DROPOUT_HPARAMS,
     )
 
     def __init__(self, vocab_size: int, **params):
         super().__init__(vocab_size, **params)
-        dim = self.params["dim"]
-        init = keras.initializers.RandomUniform(-0.05, 0.05)
-        self.table = tf.Variable(init((self.vocab_size, dim)), name="embeddings")
-        self.ngram_table = tf.Variable(init((self.params["buckets"], dim)), name="ngram_embeddings")
+        self.ngram_table = tf.Variable(
+            keras.initializers.RandomUniform(-0.05, 0.05)((self.params["buckets"], self.params["dim"])),
+            name="ngram_embeddings",
+        )
 
-    @property
-    def output_dim(self) -> int:
-        return self.params["dim"]
-
-    def __call__(self, ids, training=False):
-        values = tf.gather(self.table, ids)
+    def embed(self, ids):
+        values = super().embed(ids)
         for n in range(2, self.params["ngrams"] + 1):
             values += tf.gather(self.ngram_table, ngram_bucket_ids(ids, n, self.params["buckets"]))
-        if training:
-            values = embedding_dropout(values, self.params["dropout"], self.params["word_dropout"])
-        return DenseSequence(values)
+        return values
 
 
 @hookimpl

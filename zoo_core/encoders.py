@@ -116,19 +116,21 @@ def embedding_dropout(values: tf.Tensor, rate: float, word_rate: float) -> tf.Te
     return values
 
 
-EMBEDDING_DROPOUT_HPARAMS = (
-    HParam("dropout", float, 0.0, "dropout rate on embedded values (training only)", low=0.0, high=0.95),
-    HParam("word_dropout", float, 0.0, "rate at which whole embedded words are zeroed (training only)",
-           low=0.0, high=0.95),
-)
-
-
 class EmbeddingEncoder(Encoder):
-    """A learned ``[vocab, dim]`` embedding table with optional dropout."""
+    """A learned ``[vocab, dim]`` embedding table with optional dropout.
+
+    Subclasses may change what a step's vector is by overriding :meth:`embed`;
+    they keep the table, the size and the dropout.
+    """
 
     name = "embedding"
     description = "learned [V, D] embedding table, optional dropout of values and of whole words"
-    hparams = (HParam("dim", int, 64, "embedding size D", low=1, high=4096), *EMBEDDING_DROPOUT_HPARAMS)
+    hparams = (
+        HParam("dim", int, 64, "embedding size D", low=1, high=4096),
+        HParam("dropout", float, 0.0, "dropout rate on embedded values (training only)", low=0.0, high=0.95),
+        HParam("word_dropout", float, 0.0, "rate at which whole embedded words are zeroed (training only)",
+               low=0.0, high=0.95),
+    )
 
     def __init__(self, vocab_size: int, **params):
         super().__init__(vocab_size, **params)
@@ -141,8 +143,12 @@ class EmbeddingEncoder(Encoder):
     def output_dim(self) -> int:
         return self.params["dim"]
 
+    def embed(self, ids: tf.Tensor) -> tf.Tensor:
+        """Step vectors ``[batch, time, dim]`` for ``ids`` ``[batch, time]``, before dropout."""
+        return tf.gather(self.table, ids)
+
     def __call__(self, ids, training=False):
-        values = tf.gather(self.table, ids)
+        values = self.embed(ids)
         if training:
             values = embedding_dropout(values, self.params["dropout"], self.params["word_dropout"])
         return DenseSequence(values)
