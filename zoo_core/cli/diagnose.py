@@ -7,7 +7,8 @@ import dataclasses
 import click
 
 from zoo_core.cli import cli, pass_state
-from zoo_core.cli.options import ALL_FLAGS, build_run_spec, component_options, data_options, pick, train_options
+from zoo_core.cli.options import (ALL_FLAGS, build_run_spec, component_options, data_config, data_options, pick,
+                                  train_options)
 from zoo_core.cli.rank import _load, results_option
 from zoo_core.errors import ZooError
 from zoo_core.tables import format_option, render
@@ -35,8 +36,8 @@ def diagnose(state, model, encoder, cell, aggregator, head, set_values, seed, st
     """Measure ||dL/dh_t||, the gradient reaching every time step t, for one batch.
 
     The model is freshly initialised with --seed, as at the start of training,
-    or, with --run, holds a saved run's trained weights (and its data settings;
-    --data, --steps and --batch-size may still be given). The batch is drawn
+    or, with --run, holds a saved run's trained weights (and its data settings,
+    which the data flags, --steps and --batch-size may still change). The batch is drawn
     from the training split. Each row of the table is
     the mean over the reviews that have a real token at step t (with
     --padding pre, the default, reviews end at the last step, where the loss
@@ -66,8 +67,7 @@ def diagnose(state, model, encoder, cell, aggregator, head, set_values, seed, st
             raise ZooError("--run diagnoses the saved run's own model: drop MODEL, --encoder, --cell, "
                            "--aggregator, --head and --set")
         classifier, vocab, saved_run, run_id = _load(state, run_ref, results_path)
-        overrides = {"source": flags.get("data"), "maxlen": flags.get("maxlen")}
-        data = dataclasses.replace(saved_run.data, **{k: v for k, v in overrides.items() if v is not None})
+        data = data_config(saved_run.data, flags)  # e.g. --data where the data is now, --steps
         train = dataclasses.replace(saved_run.train, batch_size=flags.get("batch_size") or saved_run.train.batch_size)
         runs = [dataclasses.replace(saved_run, data=data, train=train)]
         saved = classifier, vocab, run_id
