@@ -9,11 +9,9 @@ the phrase ending at it, so any cell and aggregator can use them.
 
 from __future__ import annotations
 
-import keras
-import tensorflow as tf
-
 from zoo_core import hookimpl
 from zoo_core.encoders import EmbeddingEncoder
+from zoo_core.lazy import keras, tf
 from zoo_core.params import HParam
 
 # Odd multiplier of the polynomial hash; any large odd number spreads ids well.

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import abc
 
-import tensorflow as tf
 
+from zoo_core.lazy import tf
 from zoo_core.component import Component
 from zoo_core.heads import Head
 from zoo_core.unroll import UnrollResult

@@ -37,13 +37,12 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-import keras
 import numpy as np
-import tensorflow as tf
 
 from zoo_core.component import Component
 from zoo_core.encoders import DenseSequence, EncodedSequence, OneHotSequence
 from zoo_core.errors import UnknownNameError, ZooError
+from zoo_core.lazy import do_not_convert, keras, tf
 from zoo_core.params import HParam
 from zoo_core.unroll import UnrollResult, from_time_major, to_time_major, unroll
 
@@ -99,7 +98,7 @@ class Cell(Component):
 
     kind = "cell"
 
-    def __init__(self, input_dim: int, *, dtype: tf.DType = tf.float32, **params):
+    def __init__(self, input_dim: int, *, dtype: tf.DType | str = "float32", **params):
         super().__init__(**params)
         self.input_dim = int(input_dim)
         self.dtype = tf.as_dtype(dtype)
@@ -175,7 +174,7 @@ class StepCell(Cell):
     gates: ClassVar[int] = 1
     input_bias: ClassVar[bool] = True  # False where a later shift makes it redundant
 
-    def __init__(self, input_dim: int, *, dtype: tf.DType = tf.float32, **params):
+    def __init__(self, input_dim: int, *, dtype: tf.DType | str = "float32", **params):
         super().__init__(input_dim, dtype=dtype, **params)
         self.units = self.params["units"]
         width = self.gates * self.units
@@ -218,7 +217,7 @@ class StepCell(Cell):
         """
         return None
 
-    @tf.autograph.experimental.do_not_convert  # explicit tf.while_loops: nothing to convert, faster tracing
+    @do_not_convert
     def unroll(self, inputs, mask, keep_outputs, *, reverse=False, probe=None):
         projected = time_major_projection(inputs, self.kernel, self.bias if self.input_bias else None)
         # A probe must enter each step, which only the generic loop offers (diagnostics, not training).
@@ -526,7 +525,7 @@ def _fused_result(states_tm: tf.Tensor, keep_outputs: bool, reverse: bool, final
 # ---------------------------------------------------------------------------
 # Step maths: small pure functions
 # ---------------------------------------------------------------------------
-def elman_step(projected_t, h, recurrent_kernel, activation=tf.tanh):
+def elman_step(projected_t, h, recurrent_kernel, activation):
     """Elman step: ``h_t = act(x_t W + b + h_{t-1} U)``.
 
     Args:
@@ -1022,7 +1021,7 @@ class WrapperCell(Cell):
 
     wants_registry = True
 
-    def __init__(self, input_dim: int, *, registry=None, dtype: tf.DType = tf.float32, **params):
+    def __init__(self, input_dim: int, *, registry=None, dtype: tf.DType | str = "float32", **params):
         super().__init__(input_dim, dtype=dtype, **params)
         name = self.params["cell"]
         self.inner_class = registry.get("cell", name).obj if registry is not None else builtin_cell_class(name)
@@ -1064,7 +1063,7 @@ class StackedCell(WrapperCell):
     def output_size(self) -> int:
         return self.layers[-1].output_size
 
-    @tf.autograph.experimental.do_not_convert  # explicit tf.while_loops: nothing to convert, faster tracing
+    @do_not_convert
     def unroll(self, inputs, mask, keep_outputs, *, reverse=False, probe=None):
         states = []
         for depth, layer in enumerate(self.layers):
@@ -1107,7 +1106,7 @@ class BidirectionalCell(WrapperCell):
     def output_size(self) -> int:
         return self.forward.output_size + self.backward.output_size
 
-    @tf.autograph.experimental.do_not_convert  # explicit tf.while_loops: nothing to convert, faster tracing
+    @do_not_convert
     def unroll(self, inputs, mask, keep_outputs, *, reverse=False, probe=None):
         probes = (None, None) if probe is None else tf.split(probe, [self.forward.output_size,
                                                                      self.backward.output_size], axis=-1)

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import abc
 
-import keras
-import tensorflow as tf
 
+from zoo_core.lazy import keras, tf
 from zoo_core.component import Component
 
 

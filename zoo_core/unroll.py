@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable
 
-import tensorflow as tf
+from zoo_core.lazy import do_not_convert, tf
 
 
 @dataclasses.dataclass
@@ -40,7 +40,7 @@ class UnrollResult:
     final_state: Any
 
 
-StepFn = Callable[[tf.Tensor, Any], tuple[tf.Tensor, Any]]
+StepFn = Callable[[Any, Any], tuple[Any, Any]]  # (x_t [batch, features], state) -> (output_t, new state)
 
 
 def to_time_major(
@@ -73,7 +73,7 @@ def from_time_major(outputs_tm: tf.Tensor, reverse: bool = False) -> tf.Tensor:
     return tf.transpose(outputs_tm, [1, 0, 2])
 
 
-@tf.autograph.experimental.do_not_convert  # an explicit tf.while_loop: nothing to convert, faster tracing
+@do_not_convert
 def unroll(
     step: StepFn,
     projected: tf.Tensor,

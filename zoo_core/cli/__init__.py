@@ -8,16 +8,14 @@ itself on :data:`cli`; plugins add more commands through the
 from __future__ import annotations
 
 import importlib
-import os
 import sys
 from functools import cached_property
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TF's start-up chatter off the terminal
+import click
 
-import click  # noqa: E402
-
-from zoo_core import __version__  # noqa: E402
-from zoo_core.errors import ZooError  # noqa: E402
+from zoo_core import __version__
+from zoo_core.cli import quiet
+from zoo_core.errors import ZooError
 
 COMMAND_MODULES = ("catalogue", "train", "data", "rank", "diagnose")
 
@@ -100,6 +98,9 @@ pass_state = click.make_pass_decorator(AppState, ensure=False)
               help="registry.toml to use (default: the checkout's; env ZOO_REGISTRY).")
 @click.option("--plugins", metavar="PATTERNS", envvar="ZOO_PLUGINS",
               help="Load only plugins matching these comma-separated patterns (env ZOO_PLUGINS).")
+@click.option("--verbose", is_flag=True, envvar="ZOO_VERBOSE", is_eager=True, expose_value=False,
+              callback=lambda ctx, param, value: quiet.release() if value else None,
+              help="Show TensorFlow's, absl's and oneDNN's own log lines (hidden by default; env ZOO_VERBOSE=1).")
 @click.pass_context
 def cli(ctx, registry_file, plugins):
     """rnn-zoo: mix, train and rank recurrent IMDB sentiment classifiers.
@@ -120,7 +121,8 @@ def cli(ctx, registry_file, plugins):
 
 
 def main(argv=None):
-    """Console-script entry point."""
+    """Console-script entry point: hides native log lines (see :mod:`zoo_core.cli.quiet`), then runs ``zoo``."""
+    quiet.quiet_native_stderr()
     return cli.main(args=argv, prog_name="zoo")
 
 
