@@ -89,7 +89,8 @@ def test_sort_by_a_loss_or_time_is_ascending(db_path):
 def test_github_table_shows_mean_plus_minus_std_and_a_caption(db_path):
     result = invoke("leaderboard", "--results", str(db_path), "--format", "github")
     lines = result.stdout.strip().splitlines()
-    assert lines[0].startswith("setup: ") and "limit=100" in lines[0] and "epochs=1" in lines[0]
+    assert lines[0].startswith("setup ") and "limit=100" in lines[0] and "epochs=1" in lines[0]
+    assert "left out" not in lines[0]  # one setup only
     table = [line for line in lines if line.startswith("|")]
     assert len(table) == 2 + len(ACCURACIES)  # header, rule, one row per spec
     assert "0.8700 ± 0.0100" in result.stdout  # gru/mean-states: mean 0.87, std 0.01
@@ -125,11 +126,17 @@ def test_csv_output_file(db_path, tmp_path):
     assert len(rows) == len(ACCURACIES) and rows[0]["rank"] == "1"
 
 
-def test_setup_and_params_columns_appear_only_when_they_vary(db_path):
-    db = ResultsDB(db_path)
-    db.record(spec_run("embedding", "gru", "last", 0, lr=0.01), FakeResult(test_accuracy=0.5))
+def test_a_hyperparameters_column_appears_only_when_they_vary(db_path):
     text = invoke("leaderboard", "--results", str(db_path), "--format", "github").stdout
-    assert "setup" in text.splitlines()[2] and "lr=0.01" in text
+    assert "hyperparameters" not in text
+    db = ResultsDB(db_path)
+    wide = RunSpec(ModelSpec("embedding", "gru", "last", "sigmoid1", params={"cell": {"units": 128}}),
+                   data=DataConfig(limit=100), train=TrainConfig(epochs=1), seed=0)
+    db.record(wide, FakeResult(test_accuracy=0.5))
+    text = invoke("leaderboard", "--results", str(db_path), "--format", "github").stdout
+    header = next(line for line in text.splitlines() if line.startswith("|"))
+    assert "hyperparameters" in header and "cell.units=128" in text
+    assert "| setup" not in header  # one table, one setup: it is in the caption
 
 
 def test_plot_writes_a_labelled_png(db_path, tmp_path):
@@ -182,3 +189,99 @@ def test_plot_labels_drop_shared_components_and_merge_overlapping_points(db_path
     assert lb.colour_kind(groups) == "cell"
     merged = lb.cluster_labels([(0.0, 0.5, "a"), (0.01, 0.5, "b"), (1.0, 0.5, "c")], (0.0, 1.0), (0.0, 1.0))
     assert sorted(text for _, _, text in merged) == ["a\nb", "c"]
+
+
+# -- setups: never rank unlike runs together --------------------------------------
+def _add_other_setup(db_path, **train):
+    db = ResultsDB(db_path)
+    for seed, accuracy in enumerate([0.95, 0.96]):  # better than anything above: must not outrank it
+        db.record(spec_run("embedding", "tanh", "last", seed, **train), FakeResult(test_accuracy=accuracy),
+                  run_id=f"other-{seed}")
+
+
+OTHER_SETUPS = {"patience": {"patience": 5}, "learning rate": {"lr": 0.01}, "optimizer": {"optimizer": "sgd"}}
+
+
+@pytest.mark.parametrize("train", OTHER_SETUPS.values(), ids=OTHER_SETUPS.keys())
+def test_runs_of_another_setup_are_left_out_and_counted(db_path, train):
+    _add_other_setup(db_path, **train)  # the latest setup now: the default shows it alone
+    result = invoke("leaderboard", "--results", str(db_path))
+    assert result.exit_code == 0, result.output
+    caption = result.stdout.splitlines()[0]
+    first = ResultsDB(db_path).get("gru-last-embedding-0")
+    assert f"13 runs of 1 other setup left out ({lb.setup_key(first)}" in caption
+    rows = json.loads(invoke("leaderboard", "--results", str(db_path), "--format", "json").stdout)
+    assert [r["model"] for r in rows] == ["embedding/tanh/last/sigmoid1"] and rows[0]["seeds"] == 2
+    # The first setup, picked by an id prefix: its five specs, none of the other setup's runs.
+    rows = json.loads(invoke("leaderboard", "--results", str(db_path), "--format", "json",
+                             "--setup", lb.setup_key(first)[:5]).stdout)
+    assert len(rows) == len(ACCURACIES) and max(r["test_accuracy_mean"] for r in rows) < 0.9
+
+
+def test_setup_all_shows_one_table_per_setup_and_marginals_never_mix(db_path):
+    _add_other_setup(db_path, batch_size=32)
+    result = invoke("leaderboard", "--results", str(db_path), "--setup", "all", "--format", "github")
+    assert result.stdout.count("\nsetup ") + result.stdout.startswith("setup ") == 2
+    rows = json.loads(invoke("leaderboard", "--results", str(db_path), "--setup", "all", "--format", "json").stdout)
+    assert len({r["setup"] for r in rows}) == 2 and len(rows) == len(ACCURACIES) + 1
+    rows = json.loads(invoke("leaderboard", "--results", str(db_path), "--by", "cell", "--format", "json").stdout)
+    assert [(r["cell"], r["runs"]) for r in rows] == [("tanh", 2)]  # the latest setup only
+
+
+def test_an_unknown_setup_is_one_line_listing_the_setups(db_path):
+    result = CliRunner().invoke(cli, ["leaderboard", "--results", str(db_path), "--setup", "zzzz"])
+    assert result.exit_code == 2 and "no setup matches --setup 'zzzz'; setups: " in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_the_setup_id_ignores_model_seed_and_data_location_but_not_the_data():
+    base = spec_run("embedding", "gru", "last", 0)
+    same = [spec_run("one-hot", "tanh", "mean-states", 5),
+            RunSpec(base.model, DataConfig(limit=100, source="/elsewhere/aclImdb"), base.train, seed=3)]
+    assert {s.setup_key() for s in same} == {base.setup_key()}
+    differ = [RunSpec(base.model, DataConfig(limit=200), base.train), RunSpec(base.model, base.data, TrainConfig())]
+    assert base.setup_key() not in {s.setup_key() for s in differ}
+
+
+# -- statistics ---------------------------------------------------------------------
+def test_confidence_interval_is_students_t_over_the_seeds():
+    values = [0.86, 0.88, 0.87]
+    stat = lb.Stat.of(values)
+    half = 4.302652729911275 * np.std(values, ddof=1) / np.sqrt(3)  # t(0.975, df=2), from tables
+    assert stat.ci95 == pytest.approx((np.mean(values) - half, np.mean(values) + half))
+    assert lb.Stat.of([0.5]).ci95 is None and lb.Stat.of([0.5]).text() == "0.5000 (1 seed)"
+
+
+def welch_p(a, b) -> float:
+    """One-sided p that mean(b) < mean(a), from Welch's t and Welch-Satterthwaite's df, by hand."""
+    from scipy.stats import t as student
+
+    va, vb = np.var(a, ddof=1) / len(a), np.var(b, ddof=1) / len(b)
+    t = (np.mean(a) - np.mean(b)) / np.sqrt(va + vb)
+    df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+    return float(student.sf(t, df))
+
+
+def test_rows_are_marked_tied_or_worse_against_the_leader_by_welchs_test(db_path):
+    rows = json.loads(invoke("leaderboard", "--results", str(db_path), "--format", "json").stdout)
+    leader = ACCURACIES[("embedding", "gru", "mean-states")]
+    assert rows[0]["tied_with_leader"] is True and rows[0]["p_worse_than_leader"] is None
+    for row in rows[1:]:
+        seeds = ACCURACIES[(row["encoder"], row["cell"], row["aggregator"])]
+        if len(seeds) == 1:
+            assert row["p_worse_than_leader"] is None and row["tied_with_leader"] is None
+        else:
+            p = welch_p(leader, seeds)
+            assert row["p_worse_than_leader"] == pytest.approx(p, abs=1e-4)
+            assert row["tied_with_leader"] == (p >= lb.SIGNIFICANCE)
+    text = invoke("leaderboard", "--results", str(db_path)).stdout
+    assert "untested (1 seed)" in text and "0.5500 (1 seed)" in text and "leader" in text
+
+
+def test_a_close_second_is_shown_as_a_tie():
+    leader, second = lb.Stat.of([0.86, 0.88, 0.87]), lb.Stat.of([0.85, 0.88, 0.865])
+    p = lb.p_worse_than_leader(leader, second, higher_is_better=True)
+    assert p == pytest.approx(welch_p(leader.values, second.values)) and p > lb.SIGNIFICANCE
+    assert lb.versus_leader(p, False).startswith("tied (p=")
+    # Lower is better for losses: the one-sided test turns round.
+    assert lb.p_worse_than_leader(lb.Stat.of([0.3, 0.31]), lb.Stat.of([0.5, 0.52]), higher_is_better=False) < 0.05

@@ -214,11 +214,25 @@ class RunSpec:
         Two runs with the same key train the same thing, which lets ``zoo rank``
         skip runs that already finished.
         """
-        values = self.to_dict()
+        values = self._keyed_values()
         values["model"].pop("name", None)
         values["model"].pop("description", None)
+        return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:16]
+
+    def setup_key(self) -> str:
+        """A stable hash of the setup: the data and training settings, everything but the model and the seed.
+
+        Only runs with the same setup (and the same data, which the results
+        database adds through the data's checksum) may be ranked together.
+        """
+        values = self._keyed_values()
+        return hashlib.sha256(json.dumps({"data": values["data"], "train": values["train"]},
+                                         sort_keys=True).encode()).hexdigest()[:16]
+
+    def _keyed_values(self) -> dict[str, Any]:
+        values = self.to_dict()
         values["data"].pop("source", None)  # the same data found elsewhere is the same run
         for (section, name), default in SETTINGS_ADDED_LATER.items():
             if values[section].get(name) == default:
                 del values[section][name]
-        return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:16]
+        return values

@@ -41,22 +41,80 @@ class Stat:
     mean: float | None
     std: float | None
     n: int
+    values: tuple[float, ...] = ()
 
     @classmethod
     def of(cls, values: Iterable[float | None]) -> "Stat":
-        present = [float(v) for v in values if v is not None]
+        present = tuple(float(v) for v in values if v is not None)
         if not present:
             return cls(None, None, 0)
         std = statistics.stdev(present) if len(present) > 1 else None
-        return cls(statistics.fmean(present), std, len(present))
+        return cls(statistics.fmean(present), std, len(present), present)
+
+    @property
+    def ci95(self) -> tuple[float, float] | None:
+        """The 95% confidence interval of the mean, ``mean ± t(0.975, n-1) std / sqrt(n)``.
+
+        Student's t interval over the seeds (SciPy's ``t.ppf``); None with
+        fewer than two values, where it is undefined.
+        """
+        if self.std is None:
+            return None
+        from scipy import stats
+
+        half = float(stats.t.ppf(0.975, self.n - 1)) * self.std / self.n ** 0.5
+        return self.mean - half, self.mean + half
 
     def text(self, digits: int = TEXT_DIGITS) -> str:
-        """``0.8530 ± 0.0041``, ``0.8530`` for one value, ``-`` for none."""
+        """``0.8530 ± 0.0041``, ``0.8530 (1 seed)`` for one value, ``-`` for none."""
         if self.mean is None:
             return "-"
         if self.std is None:
-            return f"{self.mean:.{digits}f}"
+            return f"{self.mean:.{digits}f} (1 seed)"
         return f"{self.mean:.{digits}f} ± {self.std:.{digits}f}"
+
+    def ci_text(self, digits: int = TEXT_DIGITS) -> str:
+        """``[0.8428, 0.8632]``, or ``-`` where the interval is undefined."""
+        ci = self.ci95
+        return "-" if ci is None else f"[{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]"
+
+
+#: Rows whose one-sided Welch test against the leader gives p at least this
+#: are marked as not significantly worse (ties shown as ties).
+SIGNIFICANCE = 0.05
+
+
+def p_worse_than_leader(leader: Stat, other: Stat, higher_is_better: bool) -> float | None:
+    """One-sided p-value of Welch's t-test that ``other``'s seeds score worse than ``leader``'s.
+
+    Welch (1947), through ``scipy.stats.ttest_ind(equal_var=False)``. None
+    where the test is undefined: fewer than two seeds on either side. Two
+    rows with identical values (zero variance) give p = 1 (a tie) when their
+    means are equal and p = 0 otherwise.
+    """
+    if leader.n < 2 or other.n < 2:
+        return None
+    if leader.std == 0 and other.std == 0:
+        worse = other.mean < leader.mean if higher_is_better else other.mean > leader.mean
+        return 0.0 if worse else 1.0
+    import warnings
+
+    from scipy import stats
+
+    with warnings.catch_warnings():  # nearly equal seeds: SciPy warns of precision loss, the p-value stands
+        warnings.simplefilter("ignore", RuntimeWarning)
+        result = stats.ttest_ind(leader.values, other.values, equal_var=False,
+                                 alternative="greater" if higher_is_better else "less")
+    return float(result.pvalue)
+
+
+def versus_leader(p_value: float | None, is_leader: bool) -> str:
+    """The text of the ``vs leader`` column: ``leader``, ``tied (p=0.31)``, ``worse (p=0.002)`` or ``1 seed``."""
+    if is_leader:
+        return "leader"
+    if p_value is None:
+        return "untested (1 seed)"
+    return f"{'tied' if p_value >= SIGNIFICANCE else 'worse'} (p={p_value:.2g})"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,6 +154,74 @@ def matches(record: RunRecord, patterns: Sequence[str] = (), components: Mapping
         if wanted and not fnmatch.fnmatchcase(getattr(record, kind), wanted):
             return False
     return True
+
+
+@dataclasses.dataclass(frozen=True)
+class Setup:
+    """Finished runs with the same data and training settings and the same data: the runs that may be compared.
+
+    A setup is everything about a run except its model and its seed
+    (:meth:`RunSpec.setup_key`), plus the checksum of the data it read, so a
+    run at ``--limit 2000`` and one at 5000 reviews, or one on Keras' npz and
+    one on Stanford's archive, are never ranked together.
+    """
+
+    key: str
+    records: tuple[RunRecord, ...]
+
+    @property
+    def latest(self) -> str:
+        """When its most recent run finished (ISO 8601)."""
+        return max(r.finished_at or r.started_at for r in self.records)
+
+    def describe(self, defaults: RunSpec) -> str:
+        """What differs from the defaults, e.g. ``limit=2000, epochs=1``, or ``defaults``."""
+        return _describe(_setup(self.records[0].spec, defaults))
+
+
+def setup_key(record: RunRecord) -> str:
+    """The 8-character id of a run's setup (:class:`Setup`)."""
+    import hashlib
+
+    return hashlib.sha256(f"{record.spec.setup_key()}:{record.data_checksum}".encode()).hexdigest()[:8]
+
+
+def split_setups(records: Iterable[RunRecord]) -> list[Setup]:
+    """Runs grouped by setup, the setup with the most recently finished run first."""
+    by_key: dict[str, list[RunRecord]] = {}
+    for record in records:
+        by_key.setdefault(setup_key(record), []).append(record)
+    return sorted((Setup(k, tuple(v)) for k, v in by_key.items()), key=lambda s: s.latest, reverse=True)
+
+
+def select_setup(records: Iterable[RunRecord], wanted: str | None = None) -> tuple[Setup, list[Setup]]:
+    """One setup and the others: ``wanted`` is a setup id or unique prefix, or None/``latest`` for the
+    setup of the most recently finished run.
+
+    Raises:
+        ZooError: No runs, or no (or more than one) setup matching ``wanted``; the message lists the setups.
+    """
+    found = split_setups(records)
+    if not found:
+        raise ZooError("no finished runs to compare")
+    if wanted in (None, "", "latest"):
+        return found[0], found[1:]
+    chosen = [s for s in found if s.key.startswith(wanted)]
+    if len(chosen) != 1:
+        ids = ", ".join(f"{s.key} ({len(s.records)} runs)" for s in found)
+        problem = "no setup" if not chosen else "more than one setup"
+        raise ZooError(f"{problem} matches --setup {wanted!r}; setups: {ids} (or `--setup all`)")
+    return chosen[0], [s for s in found if s is not chosen[0]]
+
+
+def setup_caption(chosen: Setup, others: Sequence[Setup], defaults: RunSpec) -> str:
+    """``setup 1a2b3c4d (limit=2000, epochs=1); 7 runs of 2 other setups left out (...)``."""
+    text = f"setup {chosen.key} ({chosen.describe(defaults)})"
+    if others:
+        runs = sum(len(s.records) for s in others)
+        text += (f"; {runs} run{'s' * (runs != 1)} of {len(others)} other setup{'s' * (len(others) != 1)} "
+                 f"left out ({', '.join(s.key for s in others)}; `--setup ID` picks one, `--setup all` shows each)")
+    return text
 
 
 def group_runs(records: Iterable[RunRecord]) -> list[Group]:
@@ -182,12 +308,16 @@ def leaderboard(groups: Sequence[Group], metric: str, fmt: str, defaults: RunSpe
     show_params = numeric or any(own_params)
     show_setup = numeric or any(own_setup)
 
+    ranked_by, higher_is_better = SORT_METRICS[metric]
+    leader = groups[0].stat(ranked_by) if groups else Stat.of(())
     headers = ["rank", "model"]
     if numeric:
         headers += list(KINDS)
     headers += [m for name in ("test_accuracy", "test_auc", "val_accuracy") for m in
                 ((f"{name}_mean", f"{name}_std") if numeric else (name.replace("_", " "),))]
     headers += ["test_loss"] if numeric else []
+    headers += [f"{metric}_ci95_low", f"{metric}_ci95_high", "p_worse_than_leader", "tied_with_leader"] \
+        if numeric else [f"{metric.replace('_', ' ')} 95% CI", "vs leader"]
     headers += ["seeds", "params", "time_s", "tokens_per_s"]
     headers += ["hyperparameters"] if show_params else []
     headers += ["setup"] if show_setup else []
@@ -203,6 +333,14 @@ def leaderboard(groups: Sequence[Group], metric: str, fmt: str, defaults: RunSpe
             row += [_round(stat.mean), _round(stat.std)] if numeric else [stat.text()]
         if numeric:
             row.append(_round(group.stat("test_loss").mean))
+        stat = group.stat(ranked_by)
+        p_value = None if rank == 1 else p_worse_than_leader(leader, stat, higher_is_better)
+        if numeric:
+            ci = stat.ci95
+            row += [_round(ci[0]) if ci else None, _round(ci[1]) if ci else None, _round(p_value),
+                    True if rank == 1 else (None if p_value is None else p_value >= SIGNIFICANCE)]
+        else:
+            row += [stat.ci_text(), versus_leader(p_value, rank == 1)]
         row += [
             len(group.runs),
             group.runs[0].params,
@@ -223,7 +361,8 @@ def leaderboard(groups: Sequence[Group], metric: str, fmt: str, defaults: RunSpe
             parts.append(f"hyperparameters: {_describe(common_params)}")
         if common_setup or not show_setup:
             parts.append(f"setup: {_describe(common_setup)}")
-        parts.append(f"ranked by {metric.replace('_', ' ')} (mean ± std over seeds)")
+        parts.append(f"ranked by {metric.replace('_', ' ')} (mean ± std over seeds; 95% CI from Student's t; "
+                     f"'tied': not significantly worse than the leader, one-sided Welch t-test, p ≥ {SIGNIFICANCE})")
         caption = "; ".join(parts)
     return Table(headers, rows, caption)
 

@@ -130,9 +130,10 @@ def load_run(directory: str | os.PathLike, registry):
 def resolve_run(reference: str, db, settings=None) -> tuple[Path, str]:
     """The directory and id of a saved run named by id, id prefix, ``best`` or a folder path.
 
-    ``best`` is the top spec of the leaderboard by mean test accuracy (over
-    runs whose weights were saved), and within it the seed with the best test
-    accuracy.
+    ``best`` is the top spec of the default leaderboard by mean test accuracy
+    (the setup of the most recently finished run, over runs whose weights were
+    saved; see :func:`zoo_core.leaderboard.select_setup`), and within it the
+    seed with the best test accuracy.
 
     Raises:
         ZooError: unknown or ambiguous id, or a run whose weights are gone.
@@ -143,7 +144,8 @@ def resolve_run(reference: str, db, settings=None) -> tuple[Path, str]:
         saved = [r for r in db.finished() if _run_dir(r, settings).joinpath("run.json").exists()]
         if not saved:
             raise ZooError(f"no saved runs in {db.path} yet (run `zoo rank` first)")
-        group = lb.sort_groups(lb.group_runs(saved), "test_accuracy")[0]
+        setup, _ = lb.select_setup(saved)
+        group = lb.sort_groups(lb.group_runs(setup.records), "test_accuracy")[0]
         record = group.best_run("test_accuracy")
         return _run_dir(record, settings), record.id
     path = Path(reference).expanduser()

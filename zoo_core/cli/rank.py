@@ -34,11 +34,19 @@ def _open_db(state, results_path, create: bool = False):
     return ResultsDB(resolve_results_path(results_path, state.settings), create=create)
 
 
+def _table_text(table, fmt: str) -> str:
+    """A rendered table, its caption first."""
+    text = render(table.rows, table.headers, fmt)
+    return table.caption + "\n\n" + text if table.caption else text
+
+
 def _emit(table, fmt: str, output: str | None) -> None:
     """Prints a table (caption first for text formats) or writes it to ``output``."""
-    text = render(table.rows, table.headers, fmt)
-    if table.caption:
-        text = table.caption + "\n\n" + text
+    _write(_table_text(table, fmt), output)
+
+
+def _write(text: str, output: str | None) -> None:
+    """Prints ``text`` or writes it to ``output``."""
     if output:
         Path(output).write_text(text + "\n", encoding="utf-8")
         click.echo(f"wrote {output}", err=True)
@@ -120,10 +128,18 @@ def _raise_interrupt(signum, frame):
 @click.option("--output", metavar="FILE", type=click.Path(dir_okay=False), help="Write the table to FILE.")
 @click.option("--plot", "plot_path", metavar="FILE.png", type=click.Path(dir_okay=False),
               help="Also draw test accuracy vs parameters and vs training time.")
+@click.option("--setup", "setup_id", metavar="ID|latest|all", default="latest", show_default=True,
+              help="Which setup (data and training settings) to rank: an id or prefix, `latest` (the setup of "
+                   "the most recently finished run) or `all` (one table per setup).")
 @results_option
 @pass_state
-def leaderboard(state, patterns, metric, by_kind, top, fmt, output, plot_path, results_path, **components):
+def leaderboard(state, patterns, metric, by_kind, top, fmt, output, plot_path, setup_id, results_path,
+                **components):
     """Rank finished runs: one row per spec, mean ± std over seeds.
+
+    Only runs with the same setup (everything but the model and the seed:
+    data, limit, epochs, learning rate...) are ranked together; the caption
+    names the setup shown and how many runs of other setups were left out.
 
     PATTERN filters by model name or encoder/cell/aggregator/head (fnmatch);
     --encoder/--cell/--aggregator/--head keep runs using that component.
@@ -135,6 +151,7 @@ def leaderboard(state, patterns, metric, by_kind, top, fmt, output, plot_path, r
       zoo leaderboard --cell gru --sort val_loss
       zoo leaderboard '*/lstm/*' --format csv --output lstm.csv
       zoo leaderboard --plot leaderboard.png
+      zoo leaderboard --setup all
     """
     from zoo_core import leaderboard as lb
 
@@ -144,17 +161,33 @@ def leaderboard(state, patterns, metric, by_kind, top, fmt, output, plot_path, r
     if not records:
         what = " matching the filters" if patterns or any(components.values()) else ""
         raise ZooError(f"no finished runs{what} in {db.path} (run `zoo rank` first)")
-    groups = lb.group_runs(records)
     defaults = lb.default_run(settings.data, settings.train)
-    if by_kind:
-        table = lb.marginal(groups, by_kind, metric, fmt)
+    if setup_id == "all":
+        if plot_path:
+            raise ZooError("--plot draws one setup: give --setup ID or latest")
+        chosen = lb.split_setups(records)
     else:
-        table = lb.leaderboard(groups, metric, fmt, defaults)
-    if top:
-        table.rows = table.rows[:top]
-    _emit(table, fmt, output)
+        chosen = [lb.select_setup(records, setup_id)[0]]
+    tables = []
+    for setup in chosen:
+        groups = lb.group_runs(setup.records)
+        table = lb.marginal(groups, by_kind, metric, fmt) if by_kind else lb.leaderboard(groups, metric, fmt, defaults)
+        if top:
+            table.rows = table.rows[:top]
+        others = [s for s in lb.split_setups(records) if s.key != setup.key]
+        caption = lb.setup_caption(setup, [] if setup_id == "all" else others, defaults)
+        table.caption = caption + ("\n" + table.caption if table.caption else "")
+        tables.append((setup, table))
+    if fmt in lb.NUMERIC_FORMATS:  # one machine-readable table, each row naming its setup
+        merged = lb.Table(["setup"] + tables[0][1].headers,
+                          [[setup.key] + row for setup, table in tables for row in table.rows])
+        _emit(merged, fmt, output)
+    else:
+        _write("\n\n".join(_table_text(table, fmt) for _, table in tables), output)
     if plot_path:
-        lb.plot(lb.sort_groups(groups, metric)[: top or None], plot_path)
+        setup = chosen[0]
+        lb.plot(lb.sort_groups(lb.group_runs(setup.records), metric)[: top or None], plot_path,
+                title=f"rnn-zoo leaderboard, setup {setup.key} ({setup.describe(defaults)})")
         click.echo(f"wrote {plot_path}", err=True)
 
 
