@@ -47,7 +47,8 @@ def db_path(tmp_path):
 
 
 def invoke(*args):
-    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    # A wide terminal: these tests read cells, which a narrow one wraps (tests/test_tables.py checks the fit).
+    result = CliRunner(env={"COLUMNS": "300"}).invoke(cli, list(args), catch_exceptions=False)
     return result
 
 

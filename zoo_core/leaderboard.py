@@ -310,15 +310,17 @@ def leaderboard(groups: Sequence[Group], metric: str, fmt: str, defaults: RunSpe
 
     ranked_by, higher_is_better = SORT_METRICS[metric]
     leader = groups[0].stat(ranked_by) if groups else Stat.of(())
+    # Text formats keep what a reader compares (so the table fits a terminal); csv and json keep everything.
+    shown = ("test_accuracy", "test_auc", "val_accuracy") if numeric else ("test_accuracy", "test_auc")
     headers = ["rank", "model"]
     if numeric:
         headers += list(KINDS)
-    headers += [m for name in ("test_accuracy", "test_auc", "val_accuracy") for m in
+    headers += [m for name in shown for m in
                 ((f"{name}_mean", f"{name}_std") if numeric else (name.replace("_", " "),))]
     headers += ["test_loss"] if numeric else []
     headers += [f"{metric}_ci95_low", f"{metric}_ci95_high", "p_worse_than_leader", "tied_with_leader"] \
         if numeric else [f"{metric.replace('_', ' ')} 95% CI", "vs leader"]
-    headers += ["seeds", "params", "time_s", "tokens_per_s"]
+    headers += ["seeds", "params", "time_s"] + (["tokens_per_s"] if numeric else [])
     headers += ["hyperparameters"] if show_params else []
     headers += ["setup"] if show_setup else []
     headers += ["best_run"]
@@ -328,7 +330,7 @@ def leaderboard(groups: Sequence[Group], metric: str, fmt: str, defaults: RunSpe
         row: list[Any] = [rank, group.label]
         if numeric:
             row += [getattr(group.spec.model, k) for k in KINDS]
-        for attribute in ("test_accuracy", "test_auc", "val_accuracy"):
+        for attribute in shown:
             stat = group.stat(attribute)
             row += [_round(stat.mean), _round(stat.std)] if numeric else [stat.text()]
         if numeric:
@@ -341,12 +343,8 @@ def leaderboard(groups: Sequence[Group], metric: str, fmt: str, defaults: RunSpe
                     True if rank == 1 else (None if p_value is None else p_value >= SIGNIFICANCE)]
         else:
             row += [stat.ci_text(), versus_leader(p_value, rank == 1)]
-        row += [
-            len(group.runs),
-            group.runs[0].params,
-            _round(group.stat("wall_time").mean, 1),
-            _round(group.stat("tokens_per_sec").mean, 0),
-        ]
+        row += [len(group.runs), group.runs[0].params, _round(group.stat("wall_time").mean, 1)]
+        row += [_round(group.stat("tokens_per_sec").mean, 0)] if numeric else []
         if show_params:
             row.append(_describe(_flatten_params(group.spec)) if numeric else (_describe(own_p) if own_p else ""))
         if show_setup:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import shutil
+import textwrap
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,8 +17,52 @@ EXTRA_FORMATS = ("csv", "json")
 TABLE_FORMATS = tuple(sorted(tabulate.tabulate_formats)) + EXTRA_FORMATS
 
 
-def render(rows: Sequence[Sequence[Any]], headers: Sequence[str], fmt: str = "simple", floatfmt: str = "g") -> str:
-    """Renders rows as a table in ``fmt``: any tabulate format, ``csv`` or ``json``."""
+#: Formats read on a terminal, whose long cells are wrapped to fit its width;
+#: the others (github, latex, html, csv, json...) are for machines and documents
+#: and keep every cell on one line.
+WRAPPED_FORMATS = ("simple", "plain", "grid", "simple_grid", "rounded_grid", "fancy_grid", "psql", "outline",
+                   "simple_outline", "rounded_outline", "fancy_outline", "presto", "orgtbl", "rst", "pretty")
+MIN_COLUMN = 8  # characters: narrower than this, a wrapped column is harder to read than a wide table
+
+
+def terminal_width() -> int:
+    """The terminal's width in characters (``$COLUMNS`` or the tty), 100 when there is none."""
+    return shutil.get_terminal_size((100, 24)).columns
+
+
+def fitted_widths(rows: Sequence[Sequence[Any]], headers: Sequence[str], width: int,
+                  gap: int = 2) -> list[int | None] | None:
+    """Per-column wrap widths that should make a table at most ``width`` characters wide.
+
+    The widest column is narrowed first, one character at a time, never below
+    :data:`MIN_COLUMN`; None where the table already fits. An estimate:
+    :func:`render` narrows further if the wrapped table is still too wide.
+    """
+    if not headers:
+        return None
+    natural = [max([len(str(h))] + [max((len(line) for line in str(row[i]).splitlines()), default=0)
+                                    for row in rows if i < len(row)]) for i, h in enumerate(headers)]
+    widths = _narrowed(list(natural), sum(natural) + gap * (len(natural) - 1) - width)
+    return None if widths == natural else [w if w < n else None for w, n in zip(widths, natural)]
+
+
+def _narrowed(widths: list[int], overflow: int) -> list[int]:
+    """Takes ``overflow`` characters off the widest columns, none below :data:`MIN_COLUMN`."""
+    for _ in range(max(overflow, 0)):
+        widest = max(range(len(widths)), key=widths.__getitem__)
+        if widths[widest] <= MIN_COLUMN:
+            break
+        widths[widest] -= 1
+    return widths
+
+
+def render(rows: Sequence[Sequence[Any]], headers: Sequence[str], fmt: str = "simple", floatfmt: str = "g",
+           width: int | None = None) -> str:
+    """Renders rows as a table in ``fmt``: any tabulate format, ``csv`` or ``json``.
+
+    In the formats of :data:`WRAPPED_FORMATS`, text cells are wrapped so that
+    the table fits ``width`` characters (default: :func:`terminal_width`).
+    """
     if fmt == "json":
         return json.dumps([dict(zip(headers, row)) for row in rows], indent=2, default=str)
     if fmt == "csv":
@@ -25,7 +71,23 @@ def render(rows: Sequence[Sequence[Any]], headers: Sequence[str], fmt: str = "si
         writer.writerow(headers)
         writer.writerows(rows)
         return buffer.getvalue().rstrip("\n")
-    return tabulate.tabulate(rows, headers=headers, tablefmt=fmt, floatfmt=floatfmt)
+    width = width or terminal_width()
+    widths = fitted_widths(rows, headers, width) if fmt in WRAPPED_FORMATS else None
+    if widths is None:
+        return tabulate.tabulate(rows, headers=headers, tablefmt=fmt, floatfmt=floatfmt)
+    while True:
+        # tabulate pads headers by 2 (MIN_PADDING): wrap them 2 narrower so they never widen a column.
+        text = tabulate.tabulate(rows, headers=headers, tablefmt=fmt, floatfmt=floatfmt, maxcolwidths=widths,
+                                 maxheadercolwidths=[w and max(w - 2, 1) for w in widths])
+        # Padding and word breaks can leave it wider than estimated: narrow the widest columns again.
+        overflow = max(len(line) for line in text.splitlines()) - width
+        current = [w or max(len(str(h)), *(len(str(r[i])) for r in rows))
+                   for i, (w, h) in enumerate(zip(widths, headers))]
+        narrower = _narrowed(list(current), overflow)
+        if overflow <= 0 or narrower == current:
+            break
+        widths = narrower
+    return text
 
 
 def format_option(default: str = "simple"):
@@ -34,3 +96,10 @@ def format_option(default: str = "simple"):
         "--format", "fmt", default=default, show_default=True, type=click.Choice(TABLE_FORMATS),
         metavar="FORMAT", help="Table format: any tabulate format (plain, simple, github, grid, latex, html, ...), csv or json.",
     )
+
+
+def wrap_caption(caption: str, fmt: str, width: int | None = None) -> str:
+    """A table's caption wrapped to the terminal in the formats of :data:`WRAPPED_FORMATS`, as is otherwise."""
+    if fmt not in WRAPPED_FORMATS:
+        return caption
+    return "\n".join(textwrap.fill(line, width or terminal_width()) for line in caption.splitlines())

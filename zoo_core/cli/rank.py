@@ -16,7 +16,7 @@ from zoo_core.cli.options import ALL_FLAGS, component_options, data_options, pic
 from zoo_core.config import KINDS
 from zoo_core.errors import ZooError
 from zoo_core.leaderboard import SORT_METRICS
-from zoo_core.tables import format_option, render
+from zoo_core.tables import format_option, render, wrap_caption
 
 INTERRUPTED_EXIT = 130  # the shell's convention for "ended by SIGINT"
 
@@ -37,7 +37,7 @@ def _open_db(state, results_path, create: bool = False):
 def _table_text(table, fmt: str) -> str:
     """A rendered table, its caption first."""
     text = render(table.rows, table.headers, fmt)
-    return table.caption + "\n\n" + text if table.caption else text
+    return wrap_caption(table.caption, fmt) + "\n\n" + text if table.caption else text
 
 
 def _emit(table, fmt: str, output: str | None) -> None:
@@ -202,15 +202,19 @@ def leaderboard(state, patterns, metric, by_kind, top, fmt, output, plot_path, s
 def runs(state, patterns, statuses, fmt, results_path):
     """List recorded runs (every attempt, newest last) with their ids for `zoo predict`.
 
+    PATTERN matches a run id prefix, a model name or encoder/cell/aggregator/head (fnmatch).
+
     \b
     Examples:
       zoo runs
+      zoo runs 3f9a                                   # by run id prefix
       zoo runs 'gru*' --status finished --format csv
     """
     from zoo_core import leaderboard as lb
 
     db = _open_db(state, results_path)
-    records = [r for r in db.runs(list(statuses) or None) if lb.matches(r, patterns)]
+    records = [r for r in db.runs(list(statuses) or None)
+               if lb.matches(r, patterns) or any(r.id.startswith(p) for p in patterns)]
     _emit(lb.runs_table(records, fmt), fmt, None)
 
 
