@@ -1,11 +1,11 @@
 """An example rnn-zoo plugin: registers the ``leaky`` cell and the ``leaky-mean`` model."""
 
 import numpy as np
-import tensorflow as tf
 
 import zoo_core
 from zoo_core.cells import KERNEL_INIT, RECURRENT_INIT, UNITS, StepCell, make_initializer
 from zoo_core.config import ModelSpec
+from zoo_core.lazy import tf  # TensorFlow on first use: `zoo --help` and `zoo components` stay fast
 from zoo_core.params import HParam
 
 __version__ = "0.2.0"
