@@ -41,7 +41,7 @@ def test_machine_formats_keep_long_cells_whole():
     assert max(len(line) for line in wrapped.splitlines()) <= 100 and wrapped.count("y") == 300
 
 
-@pytest.mark.parametrize("width, expected", [(200, None), (40, [None, 34]), (20, [None, 14]), (10, [None, 8])])
+@pytest.mark.parametrize("width, expected", [(200, None), (40, [None, 32]), (20, [None, 12]), (10, [None, 8])])
 def test_the_widest_column_is_narrowed_first_and_never_below_8(width, expected):
     assert fitted_widths([["gru", "y" * 80]], ["name", "text"], width) == expected
 

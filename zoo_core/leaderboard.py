@@ -411,15 +411,23 @@ def marginal(groups: Sequence[Group], kind: str, metric: str, fmt: str) -> Table
 
 
 def runs_table(records: Sequence[RunRecord], fmt: str) -> Table:
-    """Every run, one row each: id, model, seed, status, metrics, when and where."""
-    headers = ["id", "model", "seed", "status", "test_accuracy", "val_accuracy", "params", "time_s",
-               "started", "host", "run_dir" if fmt in NUMERIC_FORMATS else "message"]
+    """Every run, one row each: id, model, seed, status, metrics, when and where.
+
+    Text formats leave out the parameter count and the host and shorten the
+    start time, so the table fits a terminal; csv and json keep everything.
+    """
+    numeric = fmt in NUMERIC_FORMATS
+    headers = ["id", "model", "seed", "status", "test_accuracy", "val_accuracy"]
+    headers += ["params", "time_s", "started", "host", "run_dir"] if numeric else ["time_s", "started", "message"]
     rows = []
     for r in records:
         status = r.status + (f" ({r.train_status})" if r.train_status and r.train_status != "completed" else "")
-        rows.append([r.id, r.label, r.seed, status, _round(r.test_accuracy), _round(r.val_accuracy), r.params,
-                     _round(r.wall_time, 1), r.started_at[:19].replace("T", " "), r.host,
-                     r.run_dir if fmt in NUMERIC_FORMATS else r.message])
+        row = [r.id, r.label, r.seed, status, _round(r.test_accuracy), _round(r.val_accuracy)]
+        if numeric:
+            row += [r.params, _round(r.wall_time, 1), r.started_at[:19].replace("T", " "), r.host, r.run_dir]
+        else:
+            row += [_round(r.wall_time, 1), r.started_at[5:16].replace("T", " "), r.message]
+        rows.append(row)
     return Table(headers, rows)
 
 

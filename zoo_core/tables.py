@@ -35,14 +35,23 @@ def fitted_widths(rows: Sequence[Sequence[Any]], headers: Sequence[str], width: 
     """Per-column wrap widths that should make a table at most ``width`` characters wide.
 
     The widest column is narrowed first, one character at a time, never below
-    :data:`MIN_COLUMN`; None where the table already fits. An estimate:
-    :func:`render` narrows further if the wrapped table is still too wide.
+    :data:`MIN_COLUMN`; None for a column left as it is, and None in place of
+    the list where the table already fits. An estimate: :func:`render`
+    narrows further if the wrapped table is still too wide.
     """
     if not headers:
         return None
-    natural = [max([len(str(h))] + [max((len(line) for line in str(row[i]).splitlines()), default=0)
+    natural = natural_widths(rows, headers)
+    return _wrap_widths(natural, _narrowed(list(natural), sum(natural) + gap * (len(natural) - 1) - width))
+
+
+def natural_widths(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> list[int]:
+    """Each column's unwrapped width: its longest cell line, or its header plus tabulate's 2 of padding."""
+    return [max([len(str(h)) + 2] + [max((len(line) for line in str(row[i]).splitlines()), default=0)
                                     for row in rows if i < len(row)]) for i, h in enumerate(headers)]
-    widths = _narrowed(list(natural), sum(natural) + gap * (len(natural) - 1) - width)
+
+
+def _wrap_widths(natural: list[int], widths: list[int]) -> list[int | None] | None:
     return None if widths == natural else [w if w < n else None for w, n in zip(widths, natural)]
 
 
@@ -75,19 +84,18 @@ def render(rows: Sequence[Sequence[Any]], headers: Sequence[str], fmt: str = "si
     widths = fitted_widths(rows, headers, width) if fmt in WRAPPED_FORMATS else None
     if widths is None:
         return tabulate.tabulate(rows, headers=headers, tablefmt=fmt, floatfmt=floatfmt)
+    natural = natural_widths(rows, headers)
     while True:
         # tabulate pads headers by 2 (MIN_PADDING): wrap them 2 narrower so they never widen a column.
         text = tabulate.tabulate(rows, headers=headers, tablefmt=fmt, floatfmt=floatfmt, maxcolwidths=widths,
                                  maxheadercolwidths=[w and max(w - 2, 1) for w in widths])
-        # Padding and word breaks can leave it wider than estimated: narrow the widest columns again.
+        # Word breaks and borders can leave it wider than estimated: narrow the widest columns again.
         overflow = max(len(line) for line in text.splitlines()) - width
-        current = [w or max(len(str(h)), *(len(str(r[i])) for r in rows))
-                   for i, (w, h) in enumerate(zip(widths, headers))]
+        current = [w or n for w, n in zip(widths, natural)]
         narrower = _narrowed(list(current), overflow)
         if overflow <= 0 or narrower == current:
-            break
-        widths = narrower
-    return text
+            return text
+        widths = _wrap_widths(natural, narrower)
 
 
 def format_option(default: str = "simple"):

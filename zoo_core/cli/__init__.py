@@ -17,7 +17,7 @@ from zoo_core import __version__
 from zoo_core.cli import quiet
 from zoo_core.errors import ZooError
 
-COMMAND_MODULES = ("catalogue", "train", "data", "rank", "diagnose")
+COMMAND_MODULES = ("catalogue", "train", "data", "rank", "curves", "diagnose")
 
 
 class ZooClickError(click.ClickException):
