@@ -76,6 +76,8 @@ def models(state, pattern, fmt):
 def plugins(state, fmt):
     """List plugins: name, version, source, status, what each registered and load errors."""
     registry = state.registry
+    root = click.get_current_context().find_root()
+    root.command.add_plugin_commands(root)  # so a failing or clashing command hook shows here too
     rows = []
     for info in registry.plugins.values():
         what = "; ".join(f"{kind}: {', '.join(names)}" for kind, names in info.registered.items()) or "-"
