@@ -97,7 +97,7 @@ def resolve(declared: Sequence[HParam], given: Mapping[str, Any], owner: str) ->
         owner: Component name, used in error messages.
 
     Returns:
-        A complete mapping of every declared name to a validated value.
+        A complete :class:`Params` mapping of every declared name to a validated value.
     """
     by_name = {p.name: p for p in declared}
     unknown = sorted(set(given) - set(by_name))

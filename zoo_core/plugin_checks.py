@@ -160,7 +160,7 @@ def component_problems(kind: str, cls: Any) -> list[str]:
     read in its code for an ``x`` it does not declare.
     """
     if not isinstance(cls, type):
-        return [f"{cls!r} is not a class"]
+        return ["it is not a class"]
     base = loaded_base(kind)
     if base is None or not issubclass(cls, base):
         module_name, class_name = BASES[kind]

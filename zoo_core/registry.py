@@ -124,10 +124,10 @@ class Registry:
         for taken in [name, *aliases]:
             existing = self._entries[kind].get(self._aliases[kind].get(taken, taken))
             if existing:
-                held = f"{kind} {taken!r}" + ("" if existing.name == taken else f" (an alias of {existing.name!r})")
-                if taken != name:
-                    held = f"{kind} {name!r}: its alias {taken!r}" + held[len(f"{kind} {taken!r}"):]
-                raise DuplicateNameError(f"{held} is already registered by plugin {existing.plugin!r}; kept that one")
+                subject = f"{kind} {taken!r}" if taken == name else f"{kind} {name!r}: its alias {taken!r}"
+                held = "" if existing.name == taken else f" (an alias of {existing.name!r})"
+                raise DuplicateNameError(
+                    f"{subject}{held} is already registered by plugin {existing.plugin!r}; kept that one")
         entry = Entry(kind, name, obj, plugin)
         self._entries[kind][name] = entry
         for alias in aliases:
@@ -286,9 +286,10 @@ class Registry:
                     if pm.has_plugin(candidate.key):
                         pm.unregister(name=candidate.key)
                 info.load_seconds = time.perf_counter() - start
+                self._warn_failed(info, 0)
                 if info.load_seconds > SLOW_PLUGIN_SECONDS and not _is_own(candidate):
                     self._say(f"plugin {candidate.key!r} took {info.load_seconds:.1f} s to load "
-                              f"(leave it out with --plugins or $ZOO_PLUGINS)")
+                              f"(--plugins or $ZOO_PLUGINS choose which plugins load)")
 
     def _load_plugin(self, pm: pluggy.PluginManager, candidate: "_Candidate", info: PluginInfo) -> None:
         """Imports one plugin, checks it against the hook specification and registers what it offers."""
@@ -315,6 +316,9 @@ class Registry:
             except ZooError as err:  # DuplicateNameError too: the first registration stays
                 self._plugin_failed(info, str(err))
                 continue
+            except Exception as err:  # noqa: BLE001 - e.g. a class whose attributes raise when read
+                self._plugin_failed(info, f"refused {_class_label(kind, obj)}: {plugin_checks.one_line(err)}")
+                continue
             info.registered.setdefault(kind, []).append(entry.name)
 
     @staticmethod
@@ -338,10 +342,17 @@ class Registry:
             results.append(list(result))
         return results
 
-    def _plugin_failed(self, info: PluginInfo, message: str) -> None:
+    @staticmethod
+    def _plugin_failed(info: PluginInfo, message: str) -> None:
         info.status = "failed"
         info.errors.append(message)
-        self._say(f"plugin {info.name!r} failed: {message} (see `zoo plugins`)")
+
+    def _warn_failed(self, info: PluginInfo, known: int) -> None:
+        """One warning line for the problems of ``info`` after the first ``known``."""
+        new = info.errors[known:]
+        if new:
+            more = f"; and {len(new) - 1} more" if len(new) > 1 else ""
+            self._say(f"plugin {info.name!r} failed: {new[0]}{more} (see `zoo plugins`)")
 
     def _say(self, message: str) -> None:
         if self.warn is not None:
@@ -359,7 +370,7 @@ class Registry:
         with plugin_checks.watch_sigint() as sigint:
             for impl in self.plugin_manager.hook.zoo_register_commands.get_hookimpls():
                 info = self.plugins.get(impl.plugin_name) or PluginInfo(impl.plugin_name, "?")
-                before = dict(cli.commands)
+                before, known = dict(cli.commands), len(info.errors)
                 try:
                     impl.function(cli=cli)
                 except BaseException as err:  # noqa: BLE001 - as in load_plugins
@@ -368,10 +379,13 @@ class Registry:
                     self._plugin_failed(info, f"zoo_register_commands: {plugin_checks.one_line(err)}")
                 for name in sorted(set(cli.commands) | set(before)):
                     if name in before and cli.commands.get(name) is not before[name]:
+                        replaced = name in cli.commands
                         cli.commands[name] = before[name]
-                        self._plugin_failed(info, f"command {name!r} already exists; kept the original")
+                        self._plugin_failed(info, f"command {name!r} already exists; kept the original" if replaced
+                                            else f"removed command {name!r}; put it back")
                     elif name not in before:
                         info.registered.setdefault("command", []).append(name)
+                self._warn_failed(info, known)
 
     def failed_plugins(self) -> list[PluginInfo]:
         return [p for p in self.plugins.values() if p.status == "failed"]
