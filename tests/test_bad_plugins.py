@@ -380,6 +380,23 @@ def test_a_hyperparameter_read_the_checks_cannot_see_is_a_clear_error_naming_the
         assert str(err.value) == message
 
 
+def test_plugins_breaking_the_hook_specification_are_left_out_of_pluggy(tmp_path, monkeypatch):
+    """What stays registered with pluggy passes its own check; the rest is in ``zoo plugins``."""
+    bad = [c for c in CASES if c.id in ("misspelt-hook", "no-hookimpl", "hook-arguments")]
+    site = tmp_path / "site"
+    site.mkdir()
+    for case in bad:
+        (site / f"{case.module}.py").write_text(case.source, encoding="utf-8")
+    monkeypatch.syspath_prepend(str(site))
+    path = tmp_path / "registry.toml"
+    listed = ", ".join(f'"{m}"' for m in ["zoo_plugins.builtin", *(c.module for c in bad)])
+    path.write_text(f"[plugins]\nmodules = [{listed}]\n", encoding="utf-8")
+    registry = build_registry(path, entry_points=False)
+    registry.plugin_manager.check_pending()  # raises on any unknown hook left registered
+    assert [name for name, _ in registry.plugin_manager.list_name_plugin()] == ["zoo_plugins.builtin"]
+    assert all(registry.plugins[c.module].status == "failed" for c in bad)
+
+
 def test_every_builtin_component_passes_the_plugin_checks(registry):
     assert {info.status for info in registry.plugins.values()} <= {"loaded", "disabled"}
     assert all(not info.errors for info in registry.plugins.values())
