@@ -159,14 +159,19 @@ def test_wrapper_cells_find_a_plugin_cell_through_the_registry(tmp_path, plugin_
         registry.create("cell", "stacked", 8, cell="ecco")
 
 
-def test_two_plugins_registering_one_name_name_both(tmp_path, plugin_dir):
-    with pytest.raises(DuplicateNameError) as err:
-        build_registry(write_registry(tmp_path, ["good_plugin", "clashing_plugin"]), entry_points=False)
-    assert str(err.value) == "cell 'echo' is registered twice: by plugin 'good_plugin' and by plugin 'clashing_plugin'"
-    result = CliRunner().invoke(cli, ["--registry", str(tmp_path / "registry.toml"), "components"])
-    assert result.exit_code == 2
+def test_two_plugins_registering_one_name_keep_the_first_and_name_both(tmp_path, plugin_dir):
+    registry = build_registry(write_registry(tmp_path, ["good_plugin", "clashing_plugin"]), entry_points=False)
+    assert registry.get("cell", "echo").plugin == "good_plugin"
+    info = registry.plugins["clashing_plugin"]
+    assert info.status == "failed" and info.registered == {}
+    assert info.errors == ["cell 'echo' is already registered by plugin 'good_plugin'; kept that one"]
+    with pytest.raises(DuplicateNameError, match="^cell 'echo' is already registered by plugin 'good_plugin'"):
+        registry.register("cell", registry.get("cell", "echo").obj, "me")
+    result = CliRunner().invoke(cli, ["--registry", str(tmp_path / "registry.toml"), "components", "cell"])
+    assert result.exit_code == 0 and "echo" in result.stdout
     assert result.stderr.strip().splitlines() == [
-        "Error: cell 'echo' is registered twice: by plugin 'good_plugin' and by plugin 'clashing_plugin'"]
+        "warning: plugin 'clashing_plugin' failed: cell 'echo' is already registered by plugin 'good_plugin'; "
+        "kept that one (see `zoo plugins`)"]
 
 
 @pytest.mark.parametrize("broken, error", [

@@ -40,3 +40,21 @@ class UnknownNameError(ZooError, KeyError):
 
 class DuplicateNameError(ZooError):
     """Two plugins registered the same name."""
+
+
+class UndeclaredParamError(ZooError, KeyError):
+    """A component's code read a hyperparameter its ``hparams`` do not declare (a plugin bug).
+
+    Attributes:
+        owner: The component, e.g. ``"cell 'leaky'"``.
+        param: The hyperparameter it read.
+    """
+
+    def __init__(self, owner: str, param: str, declared: Iterable[str]):
+        self.owner, self.param = owner, param
+        known = ", ".join(sorted(declared)) or "none"
+        super().__init__(f"{owner} reads hyperparameter {param!r}, which its hparams do not declare "
+                         f"(declared: {known})")
+
+    def __str__(self) -> str:  # KeyError would otherwise quote the message
+        return self.args[0]

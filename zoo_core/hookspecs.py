@@ -8,6 +8,12 @@ Built-in components are registered through these same hooks by the modules in
     my_plugin = "my_package.zoo_plugin"
 
 and implements any of the hooks below with ``@zoo_core.hookimpl``.
+
+Plugins are checked against these specifications when they load: a
+``@hookimpl`` whose name is not a hook below (unless marked
+``optionalhook=True``), or a ``zoo_register_*`` function without
+``@hookimpl``, makes the plugin fail with that reason in ``zoo plugins``
+(see :mod:`zoo_core.plugin_checks`).
 """
 
 from __future__ import annotations

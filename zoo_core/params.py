@@ -8,10 +8,10 @@ and ``--set key=value`` parsing, so a plugin gets all three for free.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from zoo_core.errors import ZooError
+from zoo_core.errors import UndeclaredParamError, ZooError
 
 _TYPE_NAMES = {int: "int", float: "float", bool: "bool", str: "str"}
 
@@ -97,11 +97,25 @@ def resolve(declared: Sequence[HParam], given: Mapping[str, Any], owner: str) ->
         owner: Component name, used in error messages.
 
     Returns:
-        A complete mapping of every declared name to a validated value.
+        A complete :class:`Params` mapping of every declared name to a validated value.
     """
     by_name = {p.name: p for p in declared}
     unknown = sorted(set(given) - set(by_name))
     if unknown:
         valid = ", ".join(sorted(by_name)) or "none"
         raise ZooError(f"{owner} has no parameter {unknown[0]!r} (its parameters: {valid})")
-    return {p.name: p.validate(given.get(p.name, p.default), owner) for p in declared}
+    return Params({p.name: p.validate(given.get(p.name, p.default), owner) for p in declared}, owner)
+
+
+class Params(dict):
+    """Validated hyperparameters; reading an undeclared one raises :class:`UndeclaredParamError`, not a bare KeyError."""
+
+    def __init__(self, values: Mapping[str, Any] | Iterable = (), owner: str = "a component"):
+        super().__init__(values)
+        self.owner = owner
+
+    def __missing__(self, key: str):
+        raise UndeclaredParamError(self.owner, key, self)
+
+    def __reduce__(self):
+        return type(self), (dict(self), self.owner)

@@ -13,24 +13,27 @@ only the plugins whose names match its comma-separated fnmatch patterns.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import fnmatch
 import importlib
 import importlib.metadata
 import itertools
 import os
-import traceback
-from collections.abc import Iterable, Sequence
+import time
+import types
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import pluggy
 
-from zoo_core import hookspecs
+from zoo_core import hookspecs, plugin_checks
 from zoo_core.config import KINDS, ModelSpec
-from zoo_core.errors import DuplicateNameError, UnknownNameError, ZooError
+from zoo_core.errors import DuplicateNameError, UndeclaredParamError, UnknownNameError, ZooError
 from zoo_core.settings import Preset, Settings, load_settings
 
 ENTRY_POINT_GROUP = "rnn_zoo"
+SLOW_PLUGIN_SECONDS = 2.0  # a plugin loading slower than this is named on stderr
 ALL_KINDS = KINDS + ("model",)
 _HOOKS = {
     "encoder": "zoo_register_encoders",
@@ -57,21 +60,39 @@ class Entry:
 
 @dataclasses.dataclass
 class PluginInfo:
-    """What ``zoo plugins`` shows for one plugin."""
+    """What ``zoo plugins`` shows for one plugin.
+
+    Attributes:
+        name: The plugin's key: its module (``registry.toml``) or entry-point
+            name, qualified as ``distribution:name`` where two plugins share a name.
+        source: ``"registry.toml"`` or ``"entry point (distribution)"``.
+        version: The distribution's or the module's version.
+        status: ``loaded``, ``failed`` (see ``errors``) or ``disabled``.
+        errors: One line per problem; a failed plugin may still have
+            registered its valid components.
+        registered: Names it registered, by kind (``command`` too).
+        load_seconds: How long its import and register hooks took.
+    """
 
     name: str
-    source: str  # "registry.toml" or "entry point (distribution)"
+    source: str
     version: str = ""
-    status: str = "loaded"  # loaded | failed | disabled
-    error: str = ""
+    status: str = "loaded"
+    errors: list[str] = dataclasses.field(default_factory=list)
     registered: dict[str, list[str]] = dataclasses.field(default_factory=dict)
+    load_seconds: float = 0.0
+
+    @property
+    def error(self) -> str:
+        return "; ".join(self.errors)
 
 
 class Registry:
     """Registered components and models, by kind and name."""
 
-    def __init__(self, settings: Settings | None = None):
+    def __init__(self, settings: Settings | None = None, warn: Callable[[str], None] | None = None):
         self.settings = settings
+        self.warn = warn
         self._entries: dict[str, dict[str, Entry]] = {k: {} for k in ALL_KINDS}
         self._aliases: dict[str, dict[str, str]] = {k: {} for k in ALL_KINDS}
         self.plugins: dict[str, PluginInfo] = {}
@@ -82,28 +103,35 @@ class Registry:
         """Registers a component class or a named model.
 
         Raises:
-            ZooError: if another plugin already registered the name.
+            DuplicateNameError: the name, or one of its aliases, is taken
+                (by a name or an alias); the first registration stays.
+            ZooError: ``obj`` is not a valid ``kind`` (see
+                :func:`zoo_core.plugin_checks.component_problems`).
         """
         if kind not in ALL_KINDS:
             raise ZooError(f"unknown kind {kind!r} (kinds: {', '.join(ALL_KINDS)})")
         if kind == "model":
             obj = obj if isinstance(obj, ModelSpec) else ModelSpec.from_mapping(obj)
-            if not obj.name:
-                raise ZooError(f"plugin {plugin!r} registered a model without a name")
+            problems = plugin_checks.model_problems(obj)
+            label = f"model {obj.name!r}" if obj.name else "a model"
         else:
-            expected = getattr(obj, "kind", None)
-            if expected != kind or not getattr(obj, "name", ""):
-                raise ZooError(f"plugin {plugin!r} registered {obj!r} as a {kind}, but it is not a named {kind} class")
+            problems = plugin_checks.component_problems(kind, obj)
+            label = _class_label(kind, obj)
+        if problems:
+            raise ZooError(f"refused {label}: {'; '.join(problems)}")
         name = obj.name
-        existing = self._entries[kind].get(name) or self._entries[kind].get(self._aliases[kind].get(name, ""))
-        if existing:
-            raise DuplicateNameError(
-                f"{kind} {name!r} is registered twice: by plugin {existing.plugin!r} and by plugin {plugin!r}"
-            )
+        aliases = [a for a in getattr(obj, "aliases", ()) if a != name]
+        for taken in [name, *aliases]:
+            existing = self._entries[kind].get(self._aliases[kind].get(taken, taken))
+            if existing:
+                subject = f"{kind} {taken!r}" if taken == name else f"{kind} {name!r}: its alias {taken!r}"
+                held = "" if existing.name == taken else f" (an alias of {existing.name!r})"
+                raise DuplicateNameError(
+                    f"{subject}{held} is already registered by plugin {existing.plugin!r}; kept that one")
         entry = Entry(kind, name, obj, plugin)
         self._entries[kind][name] = entry
-        for alias in getattr(obj, "aliases", ()):
-            self._aliases[kind].setdefault(alias, name)
+        for alias in aliases:
+            self._aliases[kind][alias] = name
         return entry
 
     # -- lookup -------------------------------------------------------
@@ -139,11 +167,20 @@ class Registry:
         return self.get(kind, name).name
 
     def create(self, kind: str, name: str, *args: Any, **params: Any):
-        """Builds component ``name`` of ``kind`` with validated hyperparameters."""
+        """Builds component ``name`` of ``kind`` with validated hyperparameters.
+
+        Raises:
+            ZooError: a hyperparameter is invalid, or the component's code reads
+                one it does not declare (naming the plugin to blame).
+        """
         cls = self.get(kind, name).obj
         if getattr(cls, "wants_registry", False):
             params["registry"] = self  # e.g. a wrapper cell finding a plugin's inner cell
-        return cls(*args, **params)
+        try:
+            return cls(*args, **params)
+        except UndeclaredParamError as err:
+            culprit = next((e for k in KINDS for e in self._entries[k].values() if err.owner == f"{k} {e.name!r}"), None)
+            raise ZooError(f"{err}, a bug in plugin {culprit.plugin!r}" if culprit else str(err)) from None
 
     def model(self, name: str) -> ModelSpec:
         return self.get("model", name).obj
@@ -205,8 +242,16 @@ class Registry:
                      entry_points: bool = True) -> None:
         """Loads plugin modules and entry points, and runs their register hooks.
 
-        A plugin that fails to import or register is recorded as failed with
-        its error; the others keep working. Duplicate names are an error.
+        One bad plugin never takes the others down. A plugin whose import or
+        register hook fails (any exception, ``sys.exit`` and a
+        ``KeyboardInterrupt`` it raises itself included; a real Ctrl-C still
+        stops zoo) is recorded as failed and registers nothing; so is one that
+        breaks the hook specification (an unknown hook, a ``zoo_register_*``
+        function without ``@hookimpl``). A class or model that is invalid, or
+        whose name or alias is taken, is refused on its own: the first
+        registration stays, the plugin is marked failed with the reason, its
+        other registrations stand. Each problem also goes to :attr:`warn`, as
+        does a plugin that takes over :data:`SLOW_PLUGIN_SECONDS` to load.
 
         Args:
             modules: Module names from ``registry.toml``.
@@ -216,79 +261,178 @@ class Registry:
         pm = pluggy.PluginManager(hookspecs.PROJECT)
         pm.add_hookspecs(hookspecs)
         self.plugin_manager = pm
-        candidates: list[tuple[str, str, str, Any]] = []  # name, source, version, loader
-        for module in modules:
-            candidates.append((module, "registry.toml", "", lambda m=module: importlib.import_module(m)))
+        candidates = [_Candidate(m, m, "registry.toml", "", lambda m=m: importlib.import_module(m)) for m in modules]
         if entry_points:
             for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
                 dist = ep.dist.name if ep.dist else "?"
                 version = ep.dist.version if ep.dist else ""
-                candidates.append((ep.name, f"entry point ({dist})", version, ep.load))
+                candidates.append(_Candidate(ep.name, ep.name, f"entry point ({dist})", version, ep.load, dist))
+        _give_unique_keys(candidates)
 
-        for name, source, version, loader in candidates:
-            info = PluginInfo(name=name, source=source, version=version)
-            self.plugins[name] = info
-            if only and not any(fnmatch.fnmatchcase(name, p) for p in only):
-                info.status = "disabled"
-                continue
-            try:
-                plugin = loader()
-                if not version:
-                    info.version = getattr(plugin, "__version__", "") or _zoo_version()
-                pm.register(plugin, name=name)
-            except Exception as err:  # noqa: BLE001 - any plugin error is reported, not fatal
-                info.status, info.error = "failed", _one_line(err)
-                continue
-            self._register_from(name, info)
-
-    def _register_from(self, plugin_name: str, info: PluginInfo) -> None:
-        plugin = self.plugin_manager.get_plugin(plugin_name)
-        collected: list[tuple[str, Any]] = []
-        try:
-            for kind, hook_name in _HOOKS.items():
-                hook = getattr(plugin, hook_name, None)
-                if hook is None:
+        with plugin_checks.watch_sigint() as sigint:
+            for candidate in candidates:
+                info = PluginInfo(name=candidate.key, source=candidate.source, version=candidate.version)
+                self.plugins[candidate.key] = info
+                if only and not any(fnmatch.fnmatchcase(n, p) for n in {candidate.key, candidate.name} for p in only):
+                    info.status = "disabled"
                     continue
-                for obj in hook() or ():
-                    collected.append((kind, obj))
-        except Exception as err:  # noqa: BLE001
-            info.status, info.error = "failed", _one_line(err)
-            self.plugin_manager.unregister(name=plugin_name)
+                start = time.perf_counter()
+                try:
+                    self._load_plugin(pm, candidate, info)
+                except BaseException as err:  # noqa: BLE001 - a plugin's error, even SystemExit, is reported, not fatal
+                    if plugin_checks.is_user_interrupt(err, sigint):
+                        raise
+                    self._plugin_failed(info, plugin_checks.one_line(err))
+                    if pm.has_plugin(candidate.key):
+                        pm.unregister(name=candidate.key)
+                info.load_seconds = time.perf_counter() - start
+                self._warn_failed(info, 0)
+                if info.load_seconds > SLOW_PLUGIN_SECONDS and not _is_own(candidate):
+                    self._say(f"plugin {candidate.key!r} took {info.load_seconds:.1f} s to load "
+                              f"(--plugins or $ZOO_PLUGINS choose which plugins load)")
+
+    def _load_plugin(self, pm: pluggy.PluginManager, candidate: "_Candidate", info: PluginInfo) -> None:
+        """Imports one plugin, checks it against the hook specification and registers what it offers."""
+        plugin = candidate.load()
+        if not info.version:
+            version = getattr(plugin, "__version__", "")
+            info.version = version if isinstance(version, str) and version else _zoo_version()
+        if pm.is_registered(plugin):
+            raise ZooError(f"{_plugin_label(plugin)} is already loaded as plugin {pm.get_name(plugin)!r}")
+        pm.register(plugin, name=candidate.key)  # raises PluginValidationError on a hookimpl's bad arguments
+        problems = plugin_checks.hook_problems(pm, plugin, candidate.key)
+        if problems:
+            pm.unregister(name=candidate.key)
+            for problem in problems:
+                self._plugin_failed(info, problem)
             return
-        for kind, obj in collected:
+        collected: list[tuple[str, Any]] = []
+        for kind, hook_name in _HOOKS.items():
+            for result in self._call_hook(pm, hook_name, candidate.key):
+                collected.extend((kind, obj) for obj in result)
+        for kind, obj in collected:  # only once every hook has answered: a failing hook registers nothing
             try:
-                entry = self.register(kind, obj, plugin_name)
-            except DuplicateNameError:
-                raise
-            except ZooError as err:
-                info.status, info.error = "failed", str(err)
+                entry = self.register(kind, obj, candidate.key)
+            except ZooError as err:  # DuplicateNameError too: the first registration stays
+                self._plugin_failed(info, str(err))
+                continue
+            except Exception as err:  # noqa: BLE001 - e.g. a class whose attributes raise when read
+                self._plugin_failed(info, f"refused {_class_label(kind, obj)}: {plugin_checks.one_line(err)}")
                 continue
             info.registered.setdefault(kind, []).append(entry.name)
 
+    @staticmethod
+    def _call_hook(pm: pluggy.PluginManager, hook_name: str, plugin_name: str) -> list[list[Any]]:
+        """Calls one plugin's implementations of a ``zoo_register_*`` hook (through pluggy's hookimpls).
+
+        Raises:
+            ZooError: a hook wrapper, or a result that is not a list.
+        """
+        results = []
+        for impl in getattr(pm.hook, hook_name).get_hookimpls():
+            if impl.plugin_name != plugin_name:
+                continue
+            if impl.hookwrapper or getattr(impl, "wrapper", False):
+                raise ZooError(f"{hook_name} is a hook wrapper; register hooks must return a list")
+            result = impl.function()
+            if result is None:
+                continue
+            if not isinstance(result, (list, tuple, set, frozenset, types.GeneratorType)):
+                raise ZooError(f"{hook_name}() returned {result!r}; expected a list")
+            results.append(list(result))
+        return results
+
+    @staticmethod
+    def _plugin_failed(info: PluginInfo, message: str) -> None:
+        info.status = "failed"
+        info.errors.append(message)
+
+    def _warn_failed(self, info: PluginInfo, known: int) -> None:
+        """One warning line for the problems of ``info`` after the first ``known``."""
+        new = info.errors[known:]
+        if new:
+            more = f"; and {len(new) - 1} more" if len(new) > 1 else ""
+            self._say(f"plugin {info.name!r} failed: {new[0]}{more} (see `zoo plugins`)")
+
+    def _say(self, message: str) -> None:
+        if self.warn is not None:
+            self.warn(message)
+
     def add_commands(self, cli) -> None:
-        """Lets every loaded plugin add click commands to ``cli``."""
+        """Lets every loaded plugin add click commands to ``cli``.
+
+        A plugin whose hook raises is marked failed; a command that would
+        replace (or a hook that removes) one already there, such as ``train``,
+        is undone and reported. Each new command is listed under its plugin.
+        """
         if self.plugin_manager is None:
             return
-        for impl in self.plugin_manager.hook.zoo_register_commands.get_hookimpls():
-            try:
-                impl.function(cli=cli)
-            except Exception as err:  # noqa: BLE001
-                info = self.plugins.get(impl.plugin_name)
-                if info:
-                    info.status, info.error = "failed", _one_line(err)
+        with plugin_checks.watch_sigint() as sigint:
+            for impl in self.plugin_manager.hook.zoo_register_commands.get_hookimpls():
+                info = self.plugins.get(impl.plugin_name) or PluginInfo(impl.plugin_name, "?")
+                before, known = dict(cli.commands), len(info.errors)
+                try:
+                    impl.function(cli=cli)
+                except BaseException as err:  # noqa: BLE001 - as in load_plugins
+                    if plugin_checks.is_user_interrupt(err, sigint):
+                        raise
+                    self._plugin_failed(info, f"zoo_register_commands: {plugin_checks.one_line(err)}")
+                for name in sorted(set(cli.commands) | set(before)):
+                    if name in before and cli.commands.get(name) is not before[name]:
+                        replaced = name in cli.commands
+                        cli.commands[name] = before[name]
+                        self._plugin_failed(info, f"command {name!r} already exists; kept the original" if replaced
+                                            else f"removed command {name!r}; put it back")
+                    elif name not in before:
+                        info.registered.setdefault("command", []).append(name)
+                self._warn_failed(info, known)
 
     def failed_plugins(self) -> list[PluginInfo]:
         return [p for p in self.plugins.values() if p.status == "failed"]
 
 
-def _one_line(err: BaseException) -> str:
-    text = f"{type(err).__name__}: {err}".strip().replace("\n", " ")
-    if isinstance(err, SyntaxError) and err.filename:
-        text += f" ({err.filename}:{err.lineno})"
-    elif err.__traceback__ is not None:
-        frame = traceback.extract_tb(err.__traceback__)[-1]
-        text += f" ({os.path.basename(frame.filename)}:{frame.lineno})"
-    return text
+@dataclasses.dataclass
+class _Candidate:
+    """A plugin to load: a registry.toml module or an entry point."""
+
+    name: str
+    key: str
+    source: str
+    version: str
+    load: Callable[[], Any]
+    distribution: str = ""
+
+
+def _give_unique_keys(candidates: list[_Candidate]) -> None:
+    """Qualifies entry points whose names clash as ``distribution:name``, so each plugin keeps its own row."""
+    taken = {c.name for c in candidates if not c.distribution}
+    counts = collections.Counter(c.name for c in candidates)
+    for c in candidates:
+        if c.distribution and (c.name in taken or counts[c.name] > 1):
+            c.key = f"{c.distribution}:{c.name}"
+    seen: collections.Counter = collections.Counter()
+    for c in candidates:
+        seen[c.key] += 1
+        if seen[c.key] > 1:  # the same distribution twice: number the repeats
+            c.key = f"{c.key}#{seen[c.key]}"
+
+
+def _is_own(candidate: _Candidate) -> bool:
+    """rnn-zoo's own plugins: their import time is the zoo's start-up, not a plugin's fault."""
+    return not candidate.distribution and candidate.name.split(".")[0] in ("zoo_plugins", "zoo_core")
+
+
+def _plugin_label(plugin: Any) -> str:
+    name = getattr(plugin, "__name__", None)
+    return f"module {name}" if isinstance(plugin, types.ModuleType) else f"object {name or plugin!r}"
+
+
+def _class_label(kind: str, obj: Any) -> str:
+    if not isinstance(obj, type):
+        return f"{obj!r} as a {kind}"
+    name = getattr(obj, "name", None)
+    where = f"{obj.__module__}.{obj.__qualname__}"
+    return f"{kind} {name!r} ({where})" if isinstance(name, str) and name else f"{kind} class {where}"
 
 
 def _zoo_version() -> str:
@@ -306,12 +450,22 @@ def plugin_filter(explicit: str | None = None) -> list[str] | None:
 
 
 def build_registry(registry_file: str | None = None, plugins: str | None = None,
-                   entry_points: bool = True, settings: Settings | None = None) -> Registry:
-    """Loads ``registry.toml`` (unless ``settings`` already holds it), its plugins and
-    installed plugins, and named models."""
+                   entry_points: bool = True, settings: Settings | None = None,
+                   warn: Callable[[str], None] | None = None) -> Registry:
+    """Loads ``registry.toml`` (unless ``settings`` already holds it), its named
+    models, its plugins and installed plugins.
+
+    The models of ``registry.toml`` come first, so a plugin model of the same
+    name is the one refused: the user's file wins.
+
+    Args:
+        warn: Called with one line per plugin problem as it happens (the CLI
+            prints ``warning: ...`` on stderr); problems are also kept in
+            :attr:`Registry.plugins` for ``zoo plugins``.
+    """
     settings = settings or load_settings(registry_file)
-    registry = Registry(settings)
-    registry.load_plugins(settings.plugin_modules, plugin_filter(plugins), entry_points)
+    registry = Registry(settings, warn)
     for spec in settings.models.values():
         registry.register("model", spec, plugin="registry.toml")
+    registry.load_plugins(settings.plugin_modules, plugin_filter(plugins), entry_points)
     return registry

@@ -33,6 +33,7 @@ class AppState:
         self.registry_file = registry_file
         self.plugins = plugins
         self._warned = False
+        self.commands_added = False
 
     @cached_property
     def settings(self):
@@ -45,10 +46,9 @@ class AppState:
     def registry(self):
         from zoo_core.registry import build_registry
 
-        registry = build_registry(self.registry_file, self.plugins, settings=self.settings)
-        for info in registry.failed_plugins():
-            click.echo(f"warning: plugin {info.name!r} failed: {info.error} (see `zoo plugins`)", err=True)
-        return registry
+        # Plugin problems are printed as they happen, so a slow or broken plugin is named at once.
+        return build_registry(self.registry_file, self.plugins, settings=self.settings,
+                              warn=lambda message: click.echo(f"warning: {message}", err=True))
 
 
 class ZooGroup(click.Group):
@@ -60,24 +60,31 @@ class ZooGroup(click.Group):
         except ZooError as err:
             raise ZooClickError(str(err)) from None
 
-    def _plugin_commands(self, ctx) -> None:
-        if getattr(self, "_plugins_added", False) or ctx is None:
+    def add_plugin_commands(self, ctx) -> None:
+        """Runs the plugins' ``zoo_register_commands`` hooks, once per invocation."""
+        if ctx is None:
             return
-        self._plugins_added = True
         state = _state_from(ctx)
+        if state.commands_added:
+            return
+        state.commands_added = True
+        for name in getattr(self, "_from_plugins", ()):  # an earlier invocation's, in this process (tests)
+            self.commands.pop(name, None)
+        before = set(self.commands)
         try:
             state.registry.add_commands(self)
         except ZooError:
             pass  # reported when a command needs the registry
+        self._from_plugins = set(self.commands) - before
 
     def list_commands(self, ctx):
-        self._plugin_commands(ctx)
+        self.add_plugin_commands(ctx)
         return super().list_commands(ctx)
 
     def get_command(self, ctx, name):
         command = super().get_command(ctx, name)
         if command is None:
-            self._plugin_commands(ctx)
+            self.add_plugin_commands(ctx)
             command = super().get_command(ctx, name)
         return command
 

@@ -74,8 +74,13 @@ def models(state, pattern, fmt):
 @format_option()
 @pass_state
 def plugins(state, fmt):
-    """List plugins: name, version, source, status, what each registered and load errors."""
+    """List plugins: name, version, source, status, what each registered and load errors.
+
+    A failed plugin's error says why; what it did register still works.
+    """
     registry = state.registry
+    root = click.get_current_context().find_root()
+    root.command.add_plugin_commands(root)  # so a failing or clashing command hook shows here too
     rows = []
     for info in registry.plugins.values():
         what = "; ".join(f"{kind}: {', '.join(names)}" for kind, names in info.registered.items()) or "-"
