@@ -387,3 +387,12 @@ def test_a_diverged_run_is_named_at_the_end_of_a_rank_and_kept_off_the_leaderboa
     assert board.exit_code == 0 and json.loads(board.stdout)[0]["seeds"] == 1
     assert "1 diverged run(s)" in board.stderr
     assert "diverged" in zoo("runs", "--status", "diverged", "--results", db.path).stdout
+    diverged = db.diverged()[0]
+    assert_one_error_line(zoo("predict", diverged.id, "fun", "--results", db.path), "diverged", diverged.run_dir)
+
+
+def test_a_bare_word_is_a_run_name_even_where_a_folder_has_that_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "best").mkdir()
+    assert_one_error_line(zoo("predict", "best", "fun", "--results", tmp_path / "none.sqlite"), "no results yet")
+    assert_one_error_line(zoo("predict", "./best", "fun"), "run.json is missing")

@@ -382,16 +382,32 @@ def resolve_run(reference: str, db, settings=None) -> tuple[Path, str]:
         group = lb.sort_groups(lb.group_runs(setup.records), "test_accuracy")[0]
         record = group.best_run("test_accuracy")
         return _run_dir(record, settings), record.id
-    path = Path(reference).expanduser()
-    if path.is_dir():  # a saved run's folder; load_run says what is wrong with it
-        return path, path.name
+    folder = saved_run_folder(reference)
+    if folder is not None:
+        return folder, folder.name
     record = db.get(reference)
     directory = _run_dir(record, settings)
+    if record.status == "diverged":
+        raise ZooError(f"run {record.id} diverged (its loss became NaN or infinite); give its folder {directory} "
+                       "to use its last good weights anyway")
     if record.status != "finished":
         raise ZooError(f"run {record.id} is {record.status}, not finished: it has no saved weights")
     if not (directory / "run.json").exists():
         raise ZooError(f"run {record.id} has no saved files at {directory} (were they deleted?)")
     return directory, record.id
+
+
+def saved_run_folder(reference: str) -> Path | None:
+    """``reference`` as a saved run's folder, or None when it names a run in the database instead.
+
+    A folder holding run.json is one; so is any folder given as a path (with a
+    slash), whose missing or damaged files :func:`load_run` then names. A bare
+    word without run.json (``best``, an id) is looked up in the database.
+    """
+    path = Path(reference).expanduser()
+    if (path / "run.json").is_file() or (path.is_dir() and (os.sep in reference or reference in (".", ".."))):
+        return path
+    return None
 
 
 def _run_dir(record, settings) -> Path:

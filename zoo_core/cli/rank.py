@@ -224,10 +224,10 @@ def runs(state, patterns, statuses, fmt, results_path):
 
 def _load(state, run_ref: str, results_path):
     """``(model, vocab, run_spec, run_id)`` for a run id, id prefix, ``best`` or a saved-run folder."""
-    from zoo_core.runs import load_run, resolve_run
+    from zoo_core.runs import load_run, resolve_run, saved_run_folder
 
-    folder = Path(run_ref).expanduser()
-    if folder.is_dir():  # a saved run's folder, e.g. from `zoo train --save DIR` (load_run checks it)
+    folder = saved_run_folder(run_ref)
+    if folder is not None:  # a saved run's folder, e.g. from `zoo train --save DIR`
         directory, run_id = folder, folder.name
     else:
         directory, run_id = resolve_run(run_ref, _open_db(state, results_path), state.settings)
