@@ -230,13 +230,13 @@ def read_meta(directory: str | os.PathLike) -> dict[str, Any]:
         return ZooError(f"saved run at {directory} is damaged: {path} {what}")
 
     if not isinstance(meta, dict):
-        raise bad(f"holds a JSON {type(meta).__name__}, not an object")
+        raise bad(f"holds {_shown(meta)}, not a JSON object")
     for key in ("format", "run", "vocab_size"):
         if key not in meta:
             raise bad(f"has no {key!r}")
     fmt = meta["format"]
     if type(fmt) is not int or fmt < 1:
-        raise bad(f"has format {fmt!r}, not a format number")
+        raise bad(f"has format {_shown(fmt)}, not a format number")
     if fmt > FORMAT_VERSION:
         raise ZooError(f"saved run at {directory} has format {fmt}, newer than this rnn-zoo reads "
                        f"({FORMAT_VERSION}); upgrade rnn-zoo")
@@ -269,7 +269,8 @@ def _inside(relative: str) -> bool:
 
 
 def _shown(value: Any, width: int = 40) -> str:
-    text = repr(value)
+    """A value from a JSON file as JSON, cut to ``width`` characters, for an error line."""
+    text = json.dumps(value, default=repr)
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
