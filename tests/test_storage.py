@@ -151,8 +151,8 @@ def read_only_db(good_db, tmp_path):
 @needs_unprivileged
 def test_reads_work_on_a_read_only_database_and_leave_nothing_behind(read_only_db):
     for command in ("runs", "leaderboard"):
-        done = zoo_unprivileged(command, "--results", read_only_db)
-        assert done.returncode == 0 and "embedding/gru/last/sigmoid1" in done.stdout, done.stderr
+        done = zoo_unprivileged(command, "--results", read_only_db, "--format", "csv")
+        assert done.returncode == 0 and "gru" in done.stdout, done.stderr
     assert sorted(p.name for p in read_only_db.parent.iterdir()) == ["results.sqlite"]
 
 
