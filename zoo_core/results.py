@@ -368,11 +368,9 @@ class ResultsDB:
         never one of ours half-made (it is refused, not filled), and of two
         processes creating it at once, the second simply uses the first's.
         """
-        import tempfile
-
-        fd, temporary = tempfile.mkstemp(prefix=f".{self.path.name}.new-", dir=self.path.parent)
-        os.close(fd)
+        temporary = self.path.with_name(f".{self.path.name}.new-{new_run_id()}")
         try:
+            os.close(os.open(temporary, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))  # the umask's usual mode
             conn = sqlite3.connect(temporary, isolation_level=None)
             try:
                 conn.execute("BEGIN")
