@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import sqlite3
 import subprocess
 import sys
@@ -102,16 +103,64 @@ def test_our_own_running_claim_is_live(db):
     assert db.get(run_id).status == "running"
 
 
-def _insert_running(db: ResultsDB, run: RunSpec, host: str, pid: int, started_at: str) -> str:
+def _insert_running(db: ResultsDB, run: RunSpec, host: str, pid: int, started_at: str, proc_start: str = "") -> str:
     run_id = results.new_run_id()
     with db._write() as conn:
         conn.execute(
             "INSERT INTO runs (id, key, group_key, seed, label, encoder, cell, aggregator, head, spec_json,"
-            " status, host, pid, started_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?)",
+            " status, host, pid, proc_start, started_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?)",
             (run_id, run.key(), results.group_key(run), run.seed, run.model.label, run.model.encoder,
-             run.model.cell, run.model.aggregator, run.model.head, run.to_json(), host, pid, started_at),
+             run.model.cell, run.model.aggregator, run.model.head, run.to_json(), host, pid, proc_start, started_at),
         )
     return run_id
+
+
+def _other_boot(token: str) -> str:
+    boot, _, ticks = token.partition(":")
+    return f"{'0' * len(boot)}:{ticks}"
+
+
+# How a `running` row names its process, and whether that process (alive, pid `pid`) is the one that claimed it.
+CLAIM_OWNERS = [
+    ("its own start token", lambda pid: (results.process_start(pid), results.now()), True),
+    ("an earlier process's token (the pid was reused)", lambda pid: (results.process_start(pid).split(":")[0] + ":1",
+                                                                      results.now()), False),
+    ("a token from another boot", lambda pid: (_other_boot(results.process_start(pid)), results.now()), False),
+    ("no token, claimed after the process started", lambda pid: ("", results.now()), True),
+    ("no token, claimed before the process started", lambda pid: ("", "2000-01-01T00:00:00+00:00"), False),
+]
+
+
+@pytest.mark.parametrize("name, owner, live", CLAIM_OWNERS, ids=[c[0] for c in CLAIM_OWNERS])
+def test_a_claim_whose_pid_was_reused_is_abandoned(db, name, owner, live):
+    if not results.process_start(os.getpid()):
+        pytest.skip("needs /proc to tell processes apart")
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        token, started_at = owner(alive.pid)
+        held = _insert_running(db, make_run(), results.provenance()["host"], alive.pid, started_at, token)
+        fresh = db.claim(make_run())
+        assert (fresh is None) == live
+        assert db.get(held).status == ("running" if live else "abandoned")
+    finally:
+        alive.kill()
+        alive.wait()
+
+
+def test_a_claim_records_the_start_token_of_its_process(db):
+    run_id = db.claim(make_run())
+    record = db.get(run_id)
+    assert record.pid == os.getpid() and record.proc_start == results.process_start(os.getpid())
+
+
+def test_a_diverged_run_is_recorded_as_such_kept_off_finished_and_not_retrained(db):
+    run_id = db.claim(make_run())
+    db.finish(run_id, FakeResult(test_accuracy=float("nan"), status="nan", message="NaN loss at epoch 1, step 3"))
+    record = db.get(run_id)
+    assert (record.status, record.train_status) == ("diverged", "nan")
+    assert db.finished() == [] and [r.id for r in db.diverged()] == [run_id]
+    assert db.claim(make_run()) is None and db.done_keys() == {make_run().key(): "diverged"}
 
 
 def test_a_dead_process_claim_is_abandoned_and_reclaimed(db):

@@ -20,7 +20,7 @@ import click
 
 from zoo_core.config import KINDS, ModelSpec, RunSpec
 from zoo_core.errors import ZooError
-from zoo_core.results import FAILED, INTERRUPTED, ResultsDB
+from zoo_core.results import DIVERGED, FAILED, INTERRUPTED, RUNNING, ResultsDB
 
 DEFAULT_PRESET = "quick"
 
@@ -99,12 +99,16 @@ class RankOutcome:
     skipped: int = 0  # finished before, or being trained by another process
     failed: list[str] = dataclasses.field(default_factory=list)
     interrupted: bool = False
+    # Planned runs that neither finished nor failed here, each "label seed N: why" (diverged, running elsewhere).
+    missing: list[str] = dataclasses.field(default_factory=list)
 
     def summary(self, path) -> str:
         text = (f"{len(self.trained)} trained, {self.skipped} skipped (finished before or running elsewhere), "
                 f"{len(self.failed)} failed, of {self.planned} runs; results in {path}")
         if self.interrupted:
             text = "interrupted: " + text + "; run the same command again to resume"
+        elif self.missing:
+            text += (f"\nnot on the leaderboard: {len(self.missing)} run(s): " + "; ".join(self.missing))
         return text
 
 
@@ -173,9 +177,12 @@ def rank(runs: Sequence[RunSpec], registry, db: ResultsDB, *, progress: bool = T
         from zoo_core.data import load_dataset
     if train is None:
         from zoo_core.training import train
+    from zoo_core.runs import check_folder_writable
+
     echo = echo or (lambda line: click.echo(line, err=True))
     settings = registry.settings
-    finished_before = db.finished_keys()
+    check_folder_writable(settings.runs_dir, "runs folder ([paths] runs in registry.toml)")  # before any training
+    finished_before = db.done_keys()
     outcome = RankOutcome(planned=len(runs))
     meter = Progress(len(runs), sum(r.key() not in finished_before for r in runs), echo)
     datasets: dict[Any, Any] = {}
@@ -210,7 +217,12 @@ def rank(runs: Sequence[RunSpec], registry, db: ResultsDB, *, progress: bool = T
             if result.status == "interrupted":
                 raise KeyboardInterrupt
             run_dir = settings.runs_dir / run_id
-            save_run(run_dir, model, dataset.vocab, run, result)
+            try:
+                save_run(run_dir, model, dataset.vocab, run, result)
+            except (OSError, ZooError) as err:  # e.g. a full disk: later runs could not be saved either
+                message = f"could not save it to {run_dir}: {getattr(err, 'strerror', None) or err}"
+                db.mark(run_id, FAILED, message)
+                raise ZooError(f"run {run_id} {message}") from None
             db.finish(run_id, result, run_dir=run_dir, data_checksum=getattr(dataset, "checksum", ""))
             finished_id, run_id = run_id, None  # recorded: a Ctrl-C from here on has nothing left to mark
             outcome.trained.append(finished_id)
@@ -221,7 +233,32 @@ def rank(runs: Sequence[RunSpec], registry, db: ResultsDB, *, progress: bool = T
             outcome.interrupted = True
             echo("interrupted")
             break
+    if not outcome.interrupted:
+        outcome.missing = _missing(runs, db, outcome.failed)
     return outcome
+
+
+def _missing(runs: Sequence[RunSpec], db: ResultsDB, failed: Sequence[str]) -> list[str]:
+    """Each planned run that has not finished and did not fail here: ``"label seed N: why"``."""
+    finished = db.finished_keys()
+    latest: dict[str, Any] = {}
+    for record in db.runs():
+        latest[record.key] = record  # oldest first: the last one wins
+    out = []
+    for run in runs:
+        record = latest.get(run.key())
+        if run.key() in finished or (record is not None and record.id in failed):
+            continue
+        if record is None:
+            why = "not recorded"
+        elif record.status == DIVERGED:
+            why = f"diverged (run {record.id}: {record.message or 'NaN loss'}; try a lower --lr)"
+        elif record.status == RUNNING:
+            why = f"still running in process {record.pid} on {record.host} (run {record.id}); rerun when it ends"
+        else:
+            why = f"{record.status} (run {record.id})"
+        out.append(f"{run.model.label} seed {run.seed}: {why}")
+    return out
 
 
 def leaderboard_of(db: ResultsDB, runs: Sequence[RunSpec], fmt: str, defaults: RunSpec):

@@ -9,14 +9,18 @@ safe for several processes at once:
 * one ``BEGIN IMMEDIATE`` transaction per write, so a read-then-write (a
   claim) is atomic across processes.
 
-A run moves ``running`` -> ``finished`` (or ``interrupted`` / ``failed`` /
-``abandoned``). :meth:`ResultsDB.claim` atomically starts a run unless the
-same (spec, seed) already finished or is being trained by a live process, so
-two ``zoo rank`` processes never train the same run twice and a rerun after a
-crash redoes only the unfinished one.
+A run moves ``running`` -> ``finished`` (or ``diverged`` / ``interrupted`` /
+``failed`` / ``abandoned``). :meth:`ResultsDB.claim` atomically starts a run
+unless the same (spec, seed) already finished or diverged, or is being trained
+by a live process, so two ``zoo rank`` processes never train the same run twice
+and a rerun after a crash redoes only the unfinished one. A live process is
+told from a later one that reuses its pid by the process's start time.
 
 The schema is versioned in the ``schema_version`` table; an older database is
-migrated in place, a newer or foreign one is refused with one clear line.
+migrated in place, a newer or foreign one is refused with one clear line, and
+so is one whose tables, columns or values were damaged or edited by hand.
+Commands that only read open the file read-only, so a results file in a
+read-only folder can still be listed, ranked and used.
 """
 
 from __future__ import annotations
@@ -40,9 +44,12 @@ from typing import Any
 from zoo_core.config import RunSpec
 from zoo_core.errors import ZooError
 
-SCHEMA_VERSION = 1
-RUNNING, FINISHED, INTERRUPTED, FAILED, ABANDONED = "running", "finished", "interrupted", "failed", "abandoned"
-STATUSES = (RUNNING, FINISHED, INTERRUPTED, FAILED, ABANDONED)
+SCHEMA_VERSION = 2
+RUNNING, FINISHED, DIVERGED = "running", "finished", "diverged"
+INTERRUPTED, FAILED, ABANDONED = "interrupted", "failed", "abandoned"
+STATUSES = (RUNNING, FINISHED, DIVERGED, INTERRUPTED, FAILED, ABANDONED)
+# A (spec, seed) with one of these is not trained again: a diverged run would diverge again.
+DONE = (FINISHED, DIVERGED)
 METRICS = ("accuracy", "loss", "auc")
 # A claim by a process on another host cannot be checked; after this long it is presumed dead.
 FOREIGN_CLAIM_TTL = dt.timedelta(hours=48)
@@ -50,7 +57,7 @@ FOREIGN_CLAIM_TTL = dt.timedelta(hours=48)
 # process's whose pid we happen to reuse.
 _HELD_CLAIMS: set[str] = set()
 
-_SCHEMA_V1 = """
+_SCHEMA = """
 CREATE TABLE runs (
     id              TEXT PRIMARY KEY,
     key             TEXT NOT NULL,     -- RunSpec.key(): model + data + train + seed
@@ -85,14 +92,25 @@ CREATE TABLE runs (
     host            TEXT NOT NULL DEFAULT '',
     pid             INTEGER,
     started_at      TEXT NOT NULL,
-    finished_at     TEXT
+    finished_at     TEXT,
+    proc_start      TEXT NOT NULL DEFAULT ''   -- boot id and start time of process pid (schema 2)
 );
 CREATE INDEX runs_by_key ON runs (key, status);
 CREATE INDEX runs_by_group ON runs (group_key, status);
 """
 
+
+
+def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
+    """Adds ``proc_start`` and gives runs that stopped on a NaN loss their own status."""
+    conn.execute("ALTER TABLE runs ADD COLUMN proc_start TEXT NOT NULL DEFAULT ''")
+    conn.execute("UPDATE runs SET status = ? WHERE status = ? AND train_status = 'nan'", (DIVERGED, FINISHED))
+
+
 # MIGRATIONS[v] turns a version-v database into version v + 1 (inside the caller's transaction).
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {}
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _migrate_1_to_2}
+# Columns each schema version added to ``runs``: a read-only reader of an older file fills them in.
+ADDED_COLUMNS: dict[int, dict[str, str]] = {2: {"proc_start": "''"}}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,6 +151,7 @@ class RunRecord:
     pid: int | None
     started_at: str
     finished_at: str | None
+    proc_start: str = ""
 
     @functools.cached_property
     def spec(self) -> RunSpec:
@@ -148,6 +167,11 @@ class RunRecord:
 
 
 _COLUMNS = tuple(f.name for f in dataclasses.fields(RunRecord))
+# The value types each column must hold (SQLite stores whatever it is given).
+_NUMBER_COLUMNS = ("val_accuracy", "val_loss", "val_auc", "test_accuracy", "test_loss", "test_auc", "wall_time",
+                   "tokens_per_sec")
+_INTEGER_COLUMNS = ("best_epoch", "epochs_run", "params", "pid")
+_NULLABLE = set(_NUMBER_COLUMNS) | set(_INTEGER_COLUMNS) | {"finished_at"}
 
 
 def group_key(run: RunSpec) -> str:
@@ -202,11 +226,55 @@ def pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
+    except (OverflowError, ValueError):  # not a pid this system can have
+        return False
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return True
     return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+def _proc_stat_fields(pid: int) -> list[str] | None:
+    """The fields of ``/proc/PID/stat`` after the command name (field 3 first), or None."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return None
+
+
+def process_start(pid: int) -> str:
+    """``BOOT_ID:TICKS``, when process ``pid`` started on this boot, or ``""`` where /proc cannot tell.
+
+    With the pid it names one process: a later process that is given the same
+    pid started later, so its token differs.
+    """
+    fields = _proc_stat_fields(pid)
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+    return f"{boot}:{fields[19]}" if fields and len(fields) > 19 else ""
+
+
+def _process_started_at(pid: int) -> dt.datetime | None:
+    """When process ``pid`` started (wall clock, never later than the truth), or None where unknown."""
+    fields = _proc_stat_fields(pid)
+    try:
+        boot = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                    if line.startswith("btime "))
+        ticks = int(fields[19]) if fields and len(fields) > 19 else None
+    except (OSError, StopIteration, ValueError, IndexError):
+        return None
+    if ticks is None:
+        return None
+    return dt.datetime.fromtimestamp(boot + ticks / os.sysconf("SC_CLK_TCK"), dt.timezone.utc)
+
+
+def parse_time(text: str) -> dt.datetime:
+    """An ISO 8601 time as stored in the database (a time without a zone is UTC)."""
+    value = dt.datetime.fromisoformat(text)
+    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
 
 
 def _finite(value: Any) -> float | None:
@@ -217,99 +285,310 @@ def _finite(value: Any) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def _make_folder_for(path: Path) -> None:
+    """Creates the folder ``path`` will go in, or says in one line why it cannot be."""
+    parent = path.parent
+    blocker = next((p for p in (parent, *parent.parents) if p.exists() or p.is_symlink()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise ZooError(f"cannot create results database {path}: {blocker} is a file, not a folder; "
+                       "pass another --results path")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ZooError(f"cannot create results database {path}: cannot create its folder {parent} "
+                       f"({err.strerror or err}); pass another --results path") from None
+
+
+def _check_writable(path: Path) -> None:
+    """Refuses a results file, or its folder (where SQLite keeps its WAL files), that cannot be written."""
+    import tempfile
+
+    try:
+        if path.exists():
+            os.close(os.open(path, os.O_RDWR))
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.probe-", dir=path.parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        what = path if isinstance(err.filename, str) and Path(err.filename) == path else f"its folder {path.parent}"
+        raise ZooError(f"results database {path} cannot be written: {what} is not writable "
+                       f"({err.strerror or err}); make it writable or pass another --results file") from None
+
+
 class ResultsDB:
     """The SQLite results database at ``path``.
 
     Every method opens its own short-lived connection, so one object can be
-    shared by threads, and a process holds no lock between writes.
+    shared by threads, and a process holds no lock between writes. Every row
+    read is checked (types, status, JSON, spec), so a damaged or hand-edited
+    file gives one :class:`ZooError` naming it, not a traceback.
 
     Args:
         path: The database file.
         create: Create the file (and its folder) if missing; when False a
             missing file is a :class:`ZooError` ("no results yet").
         timeout: Seconds a writer waits for another writer before giving up.
+        readonly: Only read: open the file read-only and never create,
+            migrate or lock it, so a file in a read-only folder or on a
+            read-only disk can still be read. Writes then raise ZooError.
+
+    Raises:
+        ZooError: a missing file (when not creating), a folder or file that
+            cannot be created or written (when not read-only), or a file that
+            is not an rnn-zoo results database or was damaged.
     """
 
-    def __init__(self, path: str | os.PathLike, create: bool = True, timeout: float = 120.0):
+    def __init__(self, path: str | os.PathLike, create: bool = True, timeout: float = 120.0,
+                 readonly: bool = False):
         self.path = Path(path).expanduser()
         self.timeout = timeout
+        self.readonly = readonly
+        self._uri: str | None = None  # set for read-only connections
+        self._select = ", ".join(_COLUMNS)
+        self._version = SCHEMA_VERSION
+        if self.path.is_dir():
+            raise ZooError(f"results database {self.path} is a folder, not a file; pass a file path to --results")
         if not self.path.exists():
-            if not create:
+            if readonly or not create:
                 raise ZooError(f"no results yet: {self.path} does not exist (run `zoo rank` first)")
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            _make_folder_for(self.path)
+            _check_writable(self.path)
+            self._create()
+        if self.path.stat().st_size == 0:  # rnn-zoo never leaves one (see _create): emptied, or made elsewhere
+            raise ZooError(f"{self.path} is an empty file, not an rnn-zoo results database; delete it to start a "
+                           "new one there, or pass another --results file")
+        if not readonly:
+            _check_writable(self.path)
         self._prepare()
+
+    def _create(self) -> None:
+        """Writes a new, empty database beside ``path`` and links it into place.
+
+        The file appears whole or not at all, so an empty file at ``path`` is
+        never one of ours half-made (it is refused, not filled), and of two
+        processes creating it at once, the second simply uses the first's.
+        """
+        temporary = self.path.with_name(f".{self.path.name}.new-{new_run_id()}")
+        try:
+            os.close(os.open(temporary, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))  # the umask's usual mode
+            conn = sqlite3.connect(temporary, isolation_level=None)
+            try:
+                conn.execute("BEGIN")
+                for statement in _statements(_SCHEMA):
+                    conn.execute(statement)
+                conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL, applied_at TEXT NOT NULL)")
+                conn.execute("INSERT INTO schema_version VALUES (?, ?)", (SCHEMA_VERSION, now()))
+                conn.execute("COMMIT")
+            finally:
+                conn.close()
+            try:
+                os.link(temporary, self.path)  # never replaces a file that appeared meanwhile
+            except FileExistsError:
+                pass
+            except OSError:  # a file system without hard links
+                if not self.path.exists():
+                    os.replace(temporary, self.path)
+        except (OSError, sqlite3.Error) as err:
+            raise ZooError(f"cannot create results database {self.path}: {getattr(err, 'strerror', None) or err}; "
+                           "pass another --results path") from None
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
 
     # -- connections and schema ---------------------------------------
     @contextlib.contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
         try:
-            conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
+            if self._uri:
+                conn = sqlite3.connect(self._uri, uri=True, timeout=self.timeout, isolation_level=None)
+            else:
+                conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
         except sqlite3.Error as err:
-            raise ZooError(f"cannot open results database {self.path}: {err}") from None
+            raise self._error(err) from None
         conn.row_factory = sqlite3.Row
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
             yield conn
-        except sqlite3.DatabaseError as err:
-            if "not a database" in str(err) or "malformed" in str(err):
-                raise ZooError(f"{self.path} is not an rnn-zoo results database ({err})") from None
-            raise
+        except sqlite3.Error as err:
+            raise self._error(err) from None
         finally:
             conn.close()
+
+    def _error(self, err: sqlite3.Error) -> ZooError:
+        """One line for an SQLite error: what it means for this file and what to do."""
+        text = str(err)
+        if "not a database" in text or "malformed" in text:
+            return ZooError(f"{self.path} is not an rnn-zoo results database, or it is damaged ({text}); "
+                            "restore it from a backup or pass another --results file")
+        if "readonly" in text or "read-only" in text:
+            return ZooError(f"results database {self.path} cannot be written ({text}); "
+                            "make it and its folder writable or pass another --results file")
+        if "locked" in text or "busy" in text:
+            return ZooError(f"results database {self.path} is locked by another process ({text}); "
+                            "try again when it is done")
+        if "no such table" in text or "no such column" in text:
+            return ZooError(f"results database {self.path} lacks what rnn-zoo needs ({text}); it was damaged "
+                            "or edited: restore it from a backup or pass another --results file")
+        return ZooError(f"results database {self.path}: {text}")
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One write transaction, taking the write lock up front (so read-then-write is atomic)."""
+        if self.readonly:
+            raise ZooError(f"results database {self.path} was opened read-only")
         with self._connect() as conn:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
             except BaseException:
-                conn.execute("ROLLBACK")
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
 
+    def _readonly_uri(self) -> str:
+        """The URI a reader opens: read-only wherever this process cannot write.
+
+        A reader of a WAL file creates its ``-shm`` file when none exists, and
+        one made by a process that cannot write the database is read-only and
+        locks every later writer out. So a reader that could write opens the
+        file as usual (only reading it, and tidying the WAL files up at the
+        end); one that cannot reads it read-only while a writer has its WAL
+        files open, and otherwise as immutable: nothing can be writing it.
+        """
+        base = self.path.resolve().as_uri()
+        if os.access(self.path, os.W_OK) and os.access(self.path.parent, os.W_OK):
+            return base + "?mode=rw"
+        if all(Path(f"{self.path}{suffix}").exists() for suffix in ("-wal", "-shm")):
+            return base + "?mode=ro"
+        return base + "?mode=ro&immutable=1"
+
     def _prepare(self) -> None:
-        """Switches to WAL and creates, migrates or refuses the schema."""
+        """Checks the schema; a writer also switches to WAL and creates or migrates it."""
+        if self.readonly:
+            self._uri = self._readonly_uri()
+            with self._connect() as conn:
+                self._version = self._check_schema(conn)
+            missing = {c: d for v, added in ADDED_COLUMNS.items() if v > self._version for c, d in added.items()}
+            self._select = ", ".join(f"{missing[c]} AS {c}" if c in missing else c for c in _COLUMNS)
+            return
         with self._connect() as conn:
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if mode.lower() != "wal":  # e.g. a file system without shared memory
                 raise ZooError(f"results database {self.path}: cannot use WAL journal mode (got {mode!r})")
         with self._write() as conn:
-            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-            if not tables:
-                for statement in _statements(_SCHEMA_V1):
-                    conn.execute(statement)
-                conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL, applied_at TEXT NOT NULL)")
-                conn.execute("INSERT INTO schema_version VALUES (1, ?)", (now(),))
-                version = 1
-            elif "schema_version" not in tables:
-                raise ZooError(f"{self.path} is an SQLite database but not an rnn-zoo results database "
-                               "(it has no schema_version table); pass another --results file")
-            else:
-                version = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()[0] or 0
-            if version > SCHEMA_VERSION:
-                raise ZooError(f"results database {self.path} has schema version {version}, newer than this "
-                               f"rnn-zoo understands ({SCHEMA_VERSION}); upgrade rnn-zoo or pass another --results file")
+            version = self._check_schema(conn)
             while version < SCHEMA_VERSION:
-                if version not in MIGRATIONS:
-                    raise ZooError(f"results database {self.path} has schema version {version}, which cannot be "
-                                   f"migrated to {SCHEMA_VERSION}; pass another --results file")
                 MIGRATIONS[version](conn)
                 version += 1
                 conn.execute("INSERT INTO schema_version VALUES (?, ?)", (version, now()))
+            self._version = version
+
+    def _check_schema(self, conn: sqlite3.Connection) -> int:
+        """The file's schema version, after checking its tables and columns are those of that version.
+
+        Raises:
+            ZooError: an empty or foreign file, a newer or unmigratable
+                version, a bad version value, a missing table or column.
+        """
+        tables = _tables(conn)
+        if not tables:  # rnn-zoo never leaves such a file (see _create): it was emptied or made elsewhere
+            raise ZooError(f"{self.path} is an SQLite database without tables, not an rnn-zoo results database; "
+                           "delete it to start a new one there, or pass another --results file")
+        if "schema_version" not in tables:
+            raise ZooError(f"{self.path} is an SQLite database but not an rnn-zoo results database "
+                           "(it has no schema_version table); pass another --results file")
+        damaged = "it was damaged or edited: restore it from a backup or pass another --results file"
+        if "version" not in _columns(conn, "schema_version"):
+            raise ZooError(f"results database {self.path}: table schema_version has no column 'version'; {damaged}")
+        versions = [r[0] for r in conn.execute("SELECT version FROM schema_version")]
+        bad = next((v for v in versions if type(v) is not int or v < 1), None)
+        if bad is not None:
+            raise ZooError(f"results database {self.path}: schema_version holds {_shown(bad)}, "
+                           f"not a version number; {damaged}")
+        if not versions:
+            raise ZooError(f"results database {self.path}: table schema_version is empty; {damaged}")
+        version = max(versions)
+        if version > SCHEMA_VERSION:
+            raise ZooError(f"results database {self.path} has schema version {version}, newer than this "
+                           f"rnn-zoo understands ({SCHEMA_VERSION}); upgrade rnn-zoo or pass another --results file")
+        if not self.readonly and any(v not in MIGRATIONS for v in range(version, SCHEMA_VERSION)):
+            raise ZooError(f"results database {self.path} has schema version {version}, which cannot be "
+                           f"migrated to {SCHEMA_VERSION}; pass another --results file")
+        if "runs" not in tables:
+            raise ZooError(f"results database {self.path} has no runs table; {damaged}")
+        have = _columns(conn, "runs")
+        later = {c for v, added in ADDED_COLUMNS.items() if v > version for c in added}
+        missing = [c for c in _COLUMNS if c not in have and c not in later]
+        if missing:
+            extra = sorted(set(have) - set(_COLUMNS))
+            found = f" (it has {', '.join(map(repr, extra))} instead)" if extra else ""
+            raise ZooError(f"results database {self.path}: table runs lacks column "
+                           f"{', '.join(map(repr, missing))}{found}; {damaged}")
+        return version
 
     def schema_version(self) -> int:
         with self._connect() as conn:
             return conn.execute("SELECT MAX(version) FROM schema_version").fetchone()[0]
 
+    def _record(self, row: Mapping[str, Any]) -> RunRecord:
+        """A checked :class:`RunRecord` of one row.
+
+        Raises:
+            ZooError: a value of the wrong type, an unknown status, a bad time,
+                malformed JSON or a spec that does not parse.
+        """
+        values = dict(row)
+        run_id = values.get("id")
+
+        def fail(column: str, expected: str) -> ZooError:
+            who = f"run {run_id!r}" if isinstance(run_id, str) else "a run"
+            return ZooError(f"results database {self.path}: {who} has {column} = {_shown(values[column])}, "
+                            f"expected {expected}; it was damaged or edited by hand (restore it from a backup "
+                            "or pass another --results file)")
+
+        for column in _COLUMNS:
+            value = values[column]
+            if value is None and column in _NULLABLE:
+                continue
+            if column in _NUMBER_COLUMNS:
+                if type(value) not in (int, float) or not math.isfinite(value):
+                    raise fail(column, "a finite number or NULL")
+            elif column in _INTEGER_COLUMNS or column == "seed":
+                if type(value) is not int:
+                    raise fail(column, "an integer" + (" or NULL" if column in _NULLABLE else ""))
+            elif type(value) is not str:
+                raise fail(column, "text")
+        if values["status"] not in STATUSES:
+            raise fail("status", f"one of {', '.join(STATUSES)}")
+        for column in ("started_at", "finished_at"):
+            if values[column] is not None:
+                try:
+                    parse_time(values[column])
+                except ValueError:
+                    raise fail(column, "an ISO 8601 time") from None
+        try:
+            spec = RunSpec.from_json(values["spec_json"])
+        except Exception as err:  # noqa: BLE001 - whatever is wrong with it, it is this row's fault
+            raise fail("spec_json", f"a run spec as JSON ({type(err).__name__}: {err})") from None
+        try:
+            curves = json.loads(values["curves_json"])
+        except ValueError:
+            curves = None
+        if not isinstance(curves, list) or not all(isinstance(c, dict) for c in curves):
+            raise fail("curves_json", "a JSON list of per-epoch objects")
+        record = RunRecord(**values)
+        record.__dict__["spec"] = spec  # parsed once (a cached_property)
+        return record
+
     # -- writes ---------------------------------------------------------
     def claim(self, run: RunSpec, run_id: str | None = None) -> str | None:
-        """Starts ``run`` (status ``running``) unless it already finished or a live process runs it.
+        """Starts ``run`` (status ``running``) unless it finished or diverged, or a live process runs it.
 
-        A ``running`` row whose process died (same host: its pid is gone;
-        another host: older than :data:`FOREIGN_CLAIM_TTL`) is marked
-        ``abandoned`` and the run is claimed afresh.
+        A ``running`` row whose process died (same host: its pid is gone, or
+        now belongs to a process that started later; another host: older than
+        :data:`FOREIGN_CLAIM_TTL`) is marked ``abandoned`` and the run is
+        claimed afresh.
 
         Returns:
             The new run id, or None when the run should be skipped.
@@ -319,34 +598,40 @@ class ResultsDB:
         key = run.key()
         with self._write() as conn:
             rows = conn.execute(
-                "SELECT id, status, host, pid, started_at FROM runs WHERE key = ? AND status IN (?, ?)",
-                (key, RUNNING, FINISHED),
+                f"SELECT {self._select} FROM runs WHERE key = ? AND status IN (?, ?, ?)",
+                (key, RUNNING, *DONE),
             ).fetchall()
-            if any(r["status"] == FINISHED for r in rows):
+            records = [self._record(r) for r in rows]
+            if any(r.status in DONE for r in records):
                 return None
-            for row in rows:
-                if _claim_is_live(row["id"], row["host"], row["pid"], row["started_at"], info["host"]):
+            for record in records:
+                if _claim_is_live(record, info["host"]):
                     return None
                 conn.execute("UPDATE runs SET status = ?, message = ?, finished_at = ? WHERE id = ?",
-                             (ABANDONED, "its process died before it finished", now(), row["id"]))
-            spec = run.model
-            conn.execute(
-                "INSERT INTO runs (id, key, group_key, seed, label, encoder, cell, aggregator, head, spec_json,"
-                " status, tf_version, project_version, git_commit, host, pid, started_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (run_id, key, group_key(run), run.seed, spec.label, spec.encoder, spec.cell, spec.aggregator,
-                 spec.head, run.to_json(), RUNNING, info["tf_version"], info["project_version"],
-                 info["git_commit"], info["host"], os.getpid(), now()),
-            )
+                             (ABANDONED, "its process died before it finished", now(), record.id))
+            self._insert(conn, run, run_id, info)
         _HELD_CLAIMS.add(run_id)
         return run_id
 
+    def _insert(self, conn: sqlite3.Connection, run: RunSpec, run_id: str, info: Mapping[str, str]) -> None:
+        """Inserts a ``running`` row for ``run`` owned by this process."""
+        spec = run.model
+        conn.execute(
+            "INSERT INTO runs (id, key, group_key, seed, label, encoder, cell, aggregator, head, spec_json,"
+            " status, tf_version, project_version, git_commit, host, pid, proc_start, started_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (run_id, run.key(), group_key(run), run.seed, spec.label, spec.encoder, spec.cell, spec.aggregator,
+             spec.head, run.to_json(), RUNNING, info["tf_version"], info["project_version"],
+             info["git_commit"], info["host"], os.getpid(), process_start(os.getpid()), now()),
+        )
+
     def finish(self, run_id: str, result: Any, run_dir: str | os.PathLike = "", data_checksum: str = "") -> None:
-        """Records a training result (a ``TrainResult``) and marks the run ``finished``."""
+        """Records a training result (a ``TrainResult``): ``finished``, or ``diverged`` for a NaN loss."""
         history = list(getattr(result, "history", []) or [])
+        train_status = str(getattr(result, "status", "") or "completed")
         values = {
-            "status": FINISHED,
-            "train_status": str(getattr(result, "status", "") or "completed"),
+            "status": DIVERGED if train_status == "nan" else FINISHED,
+            "train_status": train_status,
             "message": str(getattr(result, "message", "") or ""),
             "best_epoch": getattr(result, "best_epoch", None),
             "epochs_run": len(history),
@@ -396,43 +681,57 @@ class ResultsDB:
                run_id: str | None = None) -> str:
         """Records a run trained outside :meth:`claim` (e.g. by ``zoo train``); returns its id."""
         run_id = run_id or new_run_id()
-        info = provenance()
-        spec = run.model
         with self._write() as conn:
-            conn.execute(
-                "INSERT INTO runs (id, key, group_key, seed, label, encoder, cell, aggregator, head, spec_json,"
-                " status, tf_version, project_version, git_commit, host, pid, started_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (run_id, run.key(), group_key(run), run.seed, spec.label, spec.encoder, spec.cell,
-                 spec.aggregator, spec.head, run.to_json(), RUNNING, info["tf_version"],
-                 info["project_version"], info["git_commit"], info["host"], os.getpid(), now()),
-            )
+            self._insert(conn, run, run_id, provenance())
         self.finish(run_id, result, run_dir, data_checksum)
         return run_id
 
     # -- reads ----------------------------------------------------------
     def runs(self, statuses: Sequence[str] | None = None) -> list[RunRecord]:
         """Every run (or those with one of ``statuses``), oldest first."""
-        query = f"SELECT {', '.join(_COLUMNS)} FROM runs"
+        query = f"SELECT {self._select} FROM runs"
         args: list[Any] = []
         if statuses:
             query += f" WHERE status IN ({', '.join('?' * len(statuses))})"
             args.extend(statuses)
         with self._connect() as conn:
             rows = conn.execute(query + " ORDER BY started_at, id", args).fetchall()
-        return [RunRecord(**dict(r)) for r in rows]
+        return [self._record(r) for r in rows]
 
     def finished(self) -> list[RunRecord]:
-        """Finished runs, keeping only the latest of any (spec, seed) recorded twice."""
+        """Finished runs, keeping only the latest of any (spec, seed) recorded twice.
+
+        A run that stopped on a NaN loss is left out even where an older file
+        (read without migrating) still calls it ``finished``.
+        """
         latest: dict[str, RunRecord] = {}
         for record in self.runs([FINISHED]):
+            if record.train_status == "nan":
+                continue
             if record.key not in latest or (record.finished_at or "") >= (latest[record.key].finished_at or ""):
                 latest[record.key] = record
         return sorted(latest.values(), key=lambda r: (r.started_at, r.id))
 
+    def diverged(self) -> list[RunRecord]:
+        """Runs that stopped on a NaN or infinite loss (kept off the leaderboard)."""
+        return [r for r in self.runs([FINISHED, DIVERGED]) if r.status == DIVERGED or r.train_status == "nan"]
+
     def finished_keys(self) -> set[str]:
-        with self._connect() as conn:
-            return {r[0] for r in conn.execute("SELECT DISTINCT key FROM runs WHERE status = ?", (FINISHED,))}
+        """Keys of the runs that finished (diverged ones not included)."""
+        return {r.key for r in self.finished()}
+
+    def done_keys(self) -> dict[str, str]:
+        """``{key: status}`` of every (spec, seed) that is not trained again: finished or diverged.
+
+        It reads (and so checks) every row: ``zoo rank`` calls it first, to
+        refuse a damaged file before training anything.
+        """
+        done: dict[str, str] = {}
+        for record in self.runs():
+            if record.status in DONE and done.get(record.key) != FINISHED:
+                diverged = record.status == DIVERGED or record.train_status == "nan"
+                done[record.key] = DIVERGED if diverged else FINISHED
+        return done
 
     def get(self, prefix: str) -> RunRecord:
         """The run whose id is ``prefix`` or starts with it.
@@ -442,7 +741,7 @@ class ResultsDB:
         """
         with self._connect() as conn:
             rows = conn.execute(
-                f"SELECT {', '.join(_COLUMNS)} FROM runs WHERE id = ? OR id LIKE ? ESCAPE '\\' ORDER BY id",
+                f"SELECT {self._select} FROM runs WHERE id = ? OR id LIKE ? ESCAPE '\\' ORDER BY id",
                 (prefix, prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"),
             ).fetchall()
         exact = [r for r in rows if r["id"] == prefix]
@@ -450,13 +749,27 @@ class ResultsDB:
         if not rows:
             raise ZooError(f"unknown run {prefix!r} in {self.path} (see `zoo runs`)")
         if len(rows) > 1:
-            ids = ", ".join(r["id"] for r in rows[:5]) + (", ..." if len(rows) > 5 else "")
+            ids = ", ".join(str(r["id"]) for r in rows[:5]) + (", ..." if len(rows) > 5 else "")
             raise ZooError(f"run id prefix {prefix!r} is ambiguous: {ids}")
-        return RunRecord(**dict(rows[0]))
+        return self._record(rows[0])
 
     def integrity_check(self) -> str:
         with self._connect() as conn:
             return conn.execute("PRAGMA integrity_check").fetchone()[0]
+
+
+def _tables(conn: sqlite3.Connection) -> set[str]:
+    return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+
+def _columns(conn: sqlite3.Connection, table: str) -> list[str]:
+    return [r[1] for r in conn.execute(f"PRAGMA table_info({table})")]
+
+
+def _shown(value: Any, width: int = 40) -> str:
+    """``repr(value)``, cut to ``width`` characters, for an error line."""
+    text = repr(value)
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def _statements(script: str) -> list[str]:
@@ -465,14 +778,27 @@ def _statements(script: str) -> list[str]:
     return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
 
 
-def _claim_is_live(run_id: str, host: str, pid: int | None, started_at: str, this_host: str) -> bool:
-    """Whether a ``running`` row still belongs to a live process."""
-    if host == this_host:
-        if pid == os.getpid():
-            return run_id in _HELD_CLAIMS
-        return pid is not None and pid_alive(pid)
-    started = dt.datetime.fromisoformat(started_at)
-    return dt.datetime.now(dt.timezone.utc) - started < FOREIGN_CLAIM_TTL
+def _claim_is_live(record: RunRecord, this_host: str) -> bool:
+    """Whether a ``running`` row still belongs to a live process.
+
+    On this host its pid must be running and be the same process: the start
+    token recorded with the claim (rows from before schema 2: a process that
+    started after the claim was made is another one).
+    """
+    if record.host != this_host:
+        return dt.datetime.now(dt.timezone.utc) - parse_time(record.started_at) < FOREIGN_CLAIM_TTL
+    pid = record.pid
+    if pid is None:
+        return False
+    if pid == os.getpid():
+        return record.id in _HELD_CLAIMS
+    if not pid_alive(pid):
+        return False
+    if record.proc_start:
+        current = process_start(pid)
+        return not current or current == record.proc_start
+    started = _process_started_at(pid)
+    return started is None or started <= parse_time(record.started_at)
 
 
 def _json_default(value: Any) -> Any:
@@ -484,7 +810,14 @@ def _json_default(value: Any) -> Any:
 
 
 def resolve_results_path(explicit: str | os.PathLike | None, settings: Any) -> Path:
-    """``--results PATH``, else ``settings.results`` (which ``$ZOO_RESULTS`` already overrides)."""
-    if explicit:
+    """``--results PATH``, else ``settings.results`` (which ``$ZOO_RESULTS`` already overrides).
+
+    Raises:
+        ZooError: an empty ``--results`` (it would quietly mean the default file).
+    """
+    if explicit is not None:
+        if not str(explicit).strip():
+            raise ZooError("--results needs a file path, got an empty one (leave the flag out for the default "
+                           f"{settings.results})")
         return Path(explicit).expanduser().resolve()
     return Path(settings.results)

@@ -2,20 +2,32 @@
 
 A run directory holds::
 
-    run.json          the RunSpec, the vocabulary size, the training result, provenance
+    run.json          the RunSpec, the vocabulary size, the training result, provenance,
+                      and the SHA-256 of every other file of the run
     vocab.json        the vocabulary (zoo_core.data.Vocabulary)
     weights/model.*   a TensorFlow checkpoint of the classifier's variables (never pickle)
 
-:func:`save_run` writes into a temporary sibling and renames it into place, so
-an interrupted save never leaves a half-written run behind.
+:func:`save_run` writes into a temporary folder first and moves the files into
+place at the end, so an interrupted save never leaves a half-written run
+behind. It never deletes what is not the run's own: it writes only into a
+missing or empty folder, or (when asked to overwrite) replaces the three
+entries above in a folder that already holds a saved run.
+
+:func:`load_run` checks everything before using it: run.json's structure, the
+checksums (runs saved before checksums were recorded skip only that check),
+the vocabulary against the embedding, and that every weight is finite. Each
+problem is one :class:`ZooError` naming the file.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
+import re
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +36,9 @@ from zoo_core.errors import ZooError
 
 FORMAT_VERSION = 1
 CHECKPOINT = Path("weights") / "model"
+# The entries of a run folder that belong to the run; nothing else in the folder is touched.
+RUN_FILES = ("run.json", "vocab.json", "weights")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 def _result_dict(result: Any) -> dict[str, Any]:
@@ -34,25 +49,123 @@ def _result_dict(result: Any) -> dict[str, Any]:
     return json.loads(json.dumps(values, default=float), parse_constant=lambda _: None)
 
 
-def save_run(directory: str | os.PathLike, model, vocab, run: RunSpec, result: Any) -> Path:
+# -- where a run may be saved ------------------------------------------------------------
+def check_folder_writable(folder: str | os.PathLike, what: str) -> Path:
+    """Refuses a folder that cannot be written or created, before anything is trained.
+
+    Args:
+        folder: A folder that files will be written into (created if missing).
+        what: What it is, for the message (e.g. ``"runs folder"``).
+
+    Returns:
+        ``folder`` as an absolute path.
+
+    Raises:
+        ZooError: it is a file, an ancestor is a file, or it (or the nearest
+            existing ancestor, when it is missing) cannot be written.
+    """
+    folder = Path(folder).expanduser().absolute()
+    existing = next((p for p in (folder, *folder.parents) if p.exists() or p.is_symlink()), None)
+    if existing is None:
+        raise ZooError(f"cannot use {what} {folder}: none of its folders exists")
+    if not existing.is_dir():
+        raise ZooError(f"cannot use {what} {folder}: {existing} is a file, not a folder")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".zoo-probe-", dir=existing)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        verb = "write in" if existing == folder else "create it in"
+        raise ZooError(f"cannot use {what} {folder}: cannot {verb} {existing} ({err.strerror or err})") from None
+    return folder
+
+
+def is_saved_run(folder: str | os.PathLike) -> bool:
+    """Whether ``folder`` holds a run.json that says it is a saved run (its other files are not checked)."""
+    try:
+        meta = json.loads((Path(folder) / "run.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and "format" in meta and "run" in meta
+
+
+def check_save_target(directory: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Where a run may be saved: a missing or empty folder, or (with ``overwrite``) a saved run.
+
+    Call it before training, so a bad destination costs nothing.
+
+    Returns:
+        The folder as an absolute path.
+
+    Raises:
+        ZooError: an empty path, a file, a folder holding other things, a
+            saved run without ``overwrite``, or a place that cannot be written.
+    """
+    if not str(directory).strip():
+        raise ZooError("--save needs a folder name, got an empty one")
+    folder = Path(directory).expanduser().absolute()
+    if folder.is_dir():
+        try:
+            entries = sorted(p.name for p in folder.iterdir())
+        except OSError as err:
+            raise ZooError(f"cannot save to {folder}: cannot list it ({err.strerror or err})") from None
+        if entries and not is_saved_run(folder):
+            shown = ", ".join(repr(e) for e in entries[:3]) + (", ..." if len(entries) > 3 else "")
+            raise ZooError(f"cannot save to {folder}: it is not empty ({len(entries)} entries: {shown}) and holds "
+                           "no saved run, so nothing was written; choose a new or empty folder")
+        if entries and not overwrite:
+            raise ZooError(f"cannot save to {folder}: it already holds a saved run; pass --overwrite to replace its "
+                           f"{', '.join(RUN_FILES[:-1])} and {RUN_FILES[-1]}/ (nothing else in it is touched), "
+                           "or choose another folder")
+    elif folder.exists() or folder.is_symlink():
+        raise ZooError(f"cannot save to {folder}: it is a file, not a folder")
+    return check_folder_writable(folder, "save folder")
+
+
+# -- saving ----------------------------------------------------------------------------
+def sha256_of(path: str | os.PathLike) -> str:
+    """The SHA-256 of a file's bytes, as 64 hex digits."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _checksums(folder: Path) -> dict[str, str]:
+    """``{relative path: sha256}`` of vocab.json and every file under weights/."""
+    files = [folder / "vocab.json"] + sorted(p for p in (folder / "weights").rglob("*") if p.is_file())
+    return {p.relative_to(folder).as_posix(): sha256_of(p) for p in files}
+
+
+def save_run(directory: str | os.PathLike, model, vocab, run: RunSpec, result: Any, overwrite: bool = False) -> Path:
     """Saves a trained classifier, its vocabulary, its spec and its result under ``directory``.
 
     Args:
-        directory: The run's folder (created; replaced if it exists).
+        directory: The run's folder: missing (created), empty, or with
+            ``overwrite`` a saved run, whose run.json, vocab.json and weights/
+            are replaced (anything else in it is kept).
         model: The trained :class:`zoo_core.model.Classifier`.
         vocab: The :class:`zoo_core.data.Vocabulary` it was trained with.
         run: The RunSpec it was trained from.
         result: Its ``TrainResult``.
+        overwrite: Allow replacing a saved run.
 
     Returns:
         The directory.
+
+    Raises:
+        ZooError: see :func:`check_save_target`.
     """
     import tensorflow as tf
 
     from zoo_core.results import provenance
 
-    directory = Path(directory)
-    partial = directory.with_name(f".{directory.name}.partial-{os.getpid()}")
+    directory = check_save_target(directory, overwrite)
+    exists = directory.is_dir()
+    # Beside a new folder (renamed into place at once), or inside an existing one (moved entry by entry).
+    partial = directory / f".partial-{os.getpid()}" if exists else directory.with_name(
+        f".{directory.name}.partial-{os.getpid()}")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     try:
@@ -63,34 +176,144 @@ def save_run(directory: str | os.PathLike, model, vocab, run: RunSpec, result: A
             "run": run.to_dict(),
             "key": run.key(),
             "vocab_size": int(model.encoder.vocab_size),
+            "checksums": _checksums(partial),
             "result": _result_dict(result),
             "provenance": provenance(),
         }
         (partial / "run.json").write_text(json.dumps(meta, indent=2, sort_keys=True), encoding="utf-8")
-        if directory.exists():
-            shutil.rmtree(directory)
-        partial.rename(directory)
+        if not exists:
+            partial.rename(directory)
+        else:
+            _replace_run_files(partial, directory)
     finally:
         shutil.rmtree(partial, ignore_errors=True)
     return directory
 
 
+def _replace_run_files(new: Path, directory: Path) -> None:
+    """Moves the run's own entries from ``new`` into ``directory``, run.json last.
+
+    A save stopped half-way leaves the old run.json, whose checksums then tell
+    that vocab.json or weights/ changed: the run is refused, not misused.
+    """
+    old_weights = directory / f".old-weights-{os.getpid()}"
+    if (directory / "weights").exists():
+        (directory / "weights").rename(old_weights)
+    (new / "weights").rename(directory / "weights")
+    shutil.rmtree(old_weights, ignore_errors=True)
+    os.replace(new / "vocab.json", directory / "vocab.json")
+    os.replace(new / "run.json", directory / "run.json")
+
+
+# -- loading ---------------------------------------------------------------------------
 def read_meta(directory: str | os.PathLike) -> dict[str, Any]:
-    """The parsed ``run.json`` of a saved run.
+    """The parsed and checked ``run.json`` of a saved run.
+
+    Returns:
+        The mapping, with ``format`` (int), ``run`` (a mapping that
+        :meth:`RunSpec.from_dict` accepts), ``vocab_size`` (int >= 3) and
+        optionally ``checksums`` (``{relative path: sha256}``).
 
     Raises:
-        ZooError: when the folder holds no saved run.
+        ZooError: when the folder holds no saved run, or its run.json is
+            unreadable or malformed; the message names the file.
     """
     path = Path(directory) / "run.json"
     try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
+        meta = json.loads(path.read_text(encoding="utf-8"), parse_constant=_no_constant)
     except FileNotFoundError:
         raise ZooError(f"no saved run at {directory} (its run.json is missing)") from None
     except (OSError, ValueError) as err:
-        raise ZooError(f"saved run at {directory} is unreadable: {err}") from None
-    if meta.get("format", 0) > FORMAT_VERSION:
-        raise ZooError(f"saved run at {directory} has format {meta['format']}, newer than this rnn-zoo reads")
+        raise ZooError(f"saved run at {directory} is unreadable: {path}: {err}") from None
+
+    def bad(what: str) -> ZooError:
+        return ZooError(f"saved run at {directory} is damaged: {path} {what}")
+
+    if not isinstance(meta, dict):
+        raise bad(f"holds {_shown(meta)}, not a JSON object")
+    for key in ("format", "run", "vocab_size"):
+        if key not in meta:
+            raise bad(f"has no {key!r}")
+    fmt = meta["format"]
+    if type(fmt) is not int or fmt < 1:
+        raise bad(f"has format {_shown(fmt)}, not a format number")
+    if fmt > FORMAT_VERSION:
+        raise ZooError(f"saved run at {directory} has format {fmt}, newer than this rnn-zoo reads "
+                       f"({FORMAT_VERSION}); upgrade rnn-zoo")
+    if not isinstance(meta["run"], dict):
+        raise bad(f"has 'run' = {_shown(meta['run'])}, not a run spec")
+    try:
+        RunSpec.from_dict(meta["run"])
+    except Exception as err:  # noqa: BLE001 - any fault in the spec is the file's
+        raise bad(f"has a 'run' that is not a valid run spec ({type(err).__name__}: {err})") from None
+    size = meta["vocab_size"]
+    if type(size) is not int or size < 3:
+        raise bad(f"has vocab_size {_shown(size)}, not a whole number of at least 3")
+    checksums = meta.get("checksums")
+    if checksums is not None and not (
+            isinstance(checksums, dict)
+            and all(isinstance(k, str) and _inside(k) and isinstance(v, str) and _SHA256.fullmatch(v)
+                    for k, v in checksums.items())):
+        raise bad("has 'checksums' that are not {relative file: SHA-256}")
     return meta
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _inside(relative: str) -> bool:
+    """Whether a path from run.json stays inside the run's folder."""
+    parts = Path(relative).parts
+    return bool(parts) and not Path(relative).is_absolute() and ".." not in parts
+
+
+def _shown(value: Any, width: int = 40) -> str:
+    """A value from a JSON file as JSON, cut to ``width`` characters, for an error line."""
+    text = json.dumps(value, default=repr)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def verify_checksums(directory: str | os.PathLike, meta: dict[str, Any]) -> None:
+    """Checks each file listed in run.json's ``checksums`` (runs saved before checksums: nothing to check).
+
+    Raises:
+        ZooError: a listed file is missing or its bytes changed.
+    """
+    directory = Path(directory)
+    for relative, expected in (meta.get("checksums") or {}).items():
+        path = directory / relative
+        try:
+            actual = sha256_of(path)
+        except OSError as err:
+            raise ZooError(f"saved run at {directory} is damaged: {path} is missing or unreadable "
+                           f"({err.strerror or err})") from None
+        if actual != expected:
+            raise ZooError(f"saved run at {directory} is damaged: {path} does not match the checksum in "
+                           "run.json (it was changed or cut short after saving)")
+
+
+def _load_vocab(directory: Path, vocab_size: int):
+    """The run's vocabulary, checked to fit an embedding of ``vocab_size`` rows."""
+    from zoo_core.data import Vocabulary
+
+    path = directory / "vocab.json"
+    try:
+        vocab = Vocabulary.load(path)
+    except FileNotFoundError:
+        raise ZooError(f"saved run at {directory} has no vocab.json") from None
+    except (OSError, UnicodeDecodeError, ZooError) as err:
+        raise ZooError(f"saved run at {directory} is damaged: {path}: {err}") from None
+    words = vocab.words
+    odd = next((w for w in words if not isinstance(w, str)), None)
+    if odd is not None:
+        raise ZooError(f"saved run at {directory} is damaged: {path} holds {_shown(odd)}, not a word")
+    if len(set(words)) != len(words):
+        raise ZooError(f"saved run at {directory} is damaged: {path} lists a word twice")
+    if len(words) != vocab_size:
+        raise ZooError(f"saved run at {directory} is damaged: {path} has {len(words)} words, but the model was "
+                       f"trained on {vocab_size} (vocab_size in run.json)")
+    return vocab
 
 
 def load_run(directory: str | os.PathLike, registry):
@@ -100,31 +323,43 @@ def load_run(directory: str | os.PathLike, registry):
         ``(classifier, vocabulary, run_spec)``.
 
     Raises:
-        ZooError: missing or corrupt files, or weights that do not fit the spec.
+        ZooError: missing, damaged or tampered files (a bad run.json, a
+            checksum mismatch, a vocabulary that does not fit the embedding,
+            an unreadable checkpoint, NaN or infinite weights), or weights that
+            do not fit the spec. The message names the file.
     """
+    import numpy as np
     import tensorflow as tf
 
-    from zoo_core.data import Vocabulary
     from zoo_core.model import Classifier
 
     directory = Path(directory)
     meta = read_meta(directory)
+    verify_checksums(directory, meta)
     run = RunSpec.from_dict(meta["run"])
-    try:
-        vocab = Vocabulary.load(directory / "vocab.json")
-    except FileNotFoundError:
-        raise ZooError(f"saved run at {directory} has no vocab.json") from None
-    model = Classifier(run.model, registry, int(meta.get("vocab_size", len(vocab))))
+    vocab = _load_vocab(directory, meta["vocab_size"])
+    model = Classifier(run.model, registry, meta["vocab_size"])
     checkpoint = directory / CHECKPOINT
     if not Path(str(checkpoint) + ".index").exists():
         raise ZooError(f"saved run at {directory} has no weights ({CHECKPOINT}.index is missing)")
     try:
         status = tf.train.Checkpoint(model=model).read(str(checkpoint))
         status.assert_consumed()  # every saved value restored, every variable of the model given one
-    except (AssertionError, ValueError, tf.errors.OpError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ZooError(f"weights at {directory} do not fit its spec {run.model.label}: {first}") from None
+    except (AssertionError, ValueError) as err:
+        raise ZooError(f"weights at {directory} do not fit its spec {run.model.label}: {_first_line(err)}") from None
+    except Exception as err:  # noqa: BLE001 - TF reports a cut or garbled checkpoint in many ways
+        raise ZooError(f"saved run at {directory} is damaged: cannot read its weights {checkpoint}.*: "
+                       f"{_first_line(err)}") from None
+    for variable in model.variables:
+        if not np.all(np.isfinite(variable.numpy())):
+            raise ZooError(f"saved run at {directory} is damaged: its weights {checkpoint}.* hold NaN or infinite "
+                           f"values (in {variable.name}); retrain it")
     return model, vocab, run
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
 
 
 def resolve_run(reference: str, db, settings=None) -> tuple[Path, str]:
@@ -148,16 +383,32 @@ def resolve_run(reference: str, db, settings=None) -> tuple[Path, str]:
         group = lb.sort_groups(lb.group_runs(setup.records), "test_accuracy")[0]
         record = group.best_run("test_accuracy")
         return _run_dir(record, settings), record.id
-    path = Path(reference).expanduser()
-    if (path / "run.json").is_file():
-        return path, path.name
+    folder = saved_run_folder(reference)
+    if folder is not None:
+        return folder, folder.name
     record = db.get(reference)
     directory = _run_dir(record, settings)
+    if record.status == "diverged":
+        raise ZooError(f"run {record.id} diverged (its loss became NaN or infinite); give its folder {directory} "
+                       "to use its last good weights anyway")
     if record.status != "finished":
         raise ZooError(f"run {record.id} is {record.status}, not finished: it has no saved weights")
     if not (directory / "run.json").exists():
         raise ZooError(f"run {record.id} has no saved files at {directory} (were they deleted?)")
     return directory, record.id
+
+
+def saved_run_folder(reference: str) -> Path | None:
+    """``reference`` as a saved run's folder, or None when it names a run in the database instead.
+
+    A folder holding run.json is one; so is any folder given as a path (with a
+    slash), whose missing or damaged files :func:`load_run` then names. A bare
+    word without run.json (``best``, an id) is looked up in the database.
+    """
+    path = Path(reference).expanduser()
+    if (path / "run.json").is_file() or (path.is_dir() and (os.sep in reference or reference in (".", ".."))):
+        return path
+    return None
 
 
 def _run_dir(record, settings) -> Path:

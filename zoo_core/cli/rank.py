@@ -28,10 +28,11 @@ def results_option(func):
     )(func)
 
 
-def _open_db(state, results_path, create: bool = False):
+def _open_db(state, results_path):
+    """The results database, opened read-only: reading works in a read-only folder, and writes nothing."""
     from zoo_core.results import ResultsDB, resolve_results_path
 
-    return ResultsDB(resolve_results_path(results_path, state.settings), create=create)
+    return ResultsDB(resolve_results_path(results_path, state.settings), create=False, readonly=True)
 
 
 def _table_text(table, fmt: str) -> str:
@@ -91,9 +92,8 @@ def rank(state, patterns, preset, seeds, results_path, dry_run, fmt, seed, set_v
     runs = ranking.plan_runs(registry, patterns, preset, range(seed, seed + seeds), set_values, pick(flags, ALL_FLAGS))
     db = ResultsDB(resolve_results_path(results_path, registry.settings))
     if dry_run:
-        finished = db.finished_keys()
-        rows = [[i, r.model.label, r.seed, "finished" if r.key() in finished else "to train"]
-                for i, r in enumerate(runs, 1)]
+        done = db.done_keys()
+        rows = [[i, r.model.label, r.seed, done.get(r.key(), "to train")] for i, r in enumerate(runs, 1)]
         click.echo(render(rows, ["#", "model", "seed", "status"], fmt))
         return
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)  # `kill` ends a run as cleanly as Ctrl-C
@@ -108,7 +108,7 @@ def rank(state, patterns, preset, seeds, results_path, dry_run, fmt, seed, set_v
     click.echo(outcome.summary(db.path), err=True)
     if outcome.interrupted:
         raise SystemExit(INTERRUPTED_EXIT)
-    if outcome.failed:
+    if outcome.failed or outcome.missing:
         raise SystemExit(1)
 
 
@@ -158,6 +158,10 @@ def leaderboard(state, patterns, metric, by_kind, top, fmt, output, plot_path, s
     settings = state.settings
     db = _open_db(state, results_path)
     records = [r for r in db.finished() if lb.matches(r, patterns, components)]
+    diverged = [r for r in db.diverged() if lb.matches(r, patterns, components)]
+    if diverged:
+        click.echo(f"note: {len(diverged)} diverged run(s) (NaN or infinite loss) left out; "
+                   "see `zoo runs --status diverged`", err=True)
     if not records:
         what = " matching the filters" if patterns or any(components.values()) else ""
         raise ZooError(f"no finished runs{what} in {db.path} (run `zoo rank` first)")
@@ -194,7 +198,7 @@ def leaderboard(state, patterns, metric, by_kind, top, fmt, output, plot_path, s
 @cli.command()
 @click.argument("patterns", nargs=-1)
 @click.option("--status", "statuses", multiple=True,
-              type=click.Choice(["running", "finished", "interrupted", "failed", "abandoned"]),
+              type=click.Choice(["running", "finished", "diverged", "interrupted", "failed", "abandoned"]),
               help="Only runs with this status (repeatable).")
 @format_option()
 @results_option
@@ -220,10 +224,10 @@ def runs(state, patterns, statuses, fmt, results_path):
 
 def _load(state, run_ref: str, results_path):
     """``(model, vocab, run_spec, run_id)`` for a run id, id prefix, ``best`` or a saved-run folder."""
-    from zoo_core.runs import load_run, resolve_run
+    from zoo_core.runs import load_run, resolve_run, saved_run_folder
 
-    folder = Path(run_ref).expanduser()
-    if (folder / "run.json").is_file():  # a saved run's folder, e.g. from `zoo train --save DIR`
+    folder = saved_run_folder(run_ref)
+    if folder is not None:  # a saved run's folder, e.g. from `zoo train --save DIR`
         directory, run_id = folder, folder.name
     else:
         directory, run_id = resolve_run(run_ref, _open_db(state, results_path), state.settings)

@@ -77,11 +77,15 @@ def _saver():
 @data_options
 @train_options
 @click.option("--save", "save_dir", metavar="DIR", type=click.Path(file_okay=False),
-              help="Save weights, vocabulary and spec to DIR (then e.g. `zoo evaluate ./DIR`).")
+              help="Save weights, vocabulary and spec to DIR, a new or empty folder (then e.g. "
+                   "`zoo evaluate ./DIR`).")
+@click.option("--overwrite", is_flag=True,
+              help="With --save: replace the saved run already in DIR (only its own files).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @format_option()
 @pass_state
-def train(state, model, encoder, cell, aggregator, head, set_values, seed, save_dir, quiet, fmt, **flags):
+def train(state, model, encoder, cell, aggregator, head, set_values, seed, save_dir, overwrite, quiet, fmt,
+          **flags):
     """Train one model on IMDB; print its learning curve and validation and test scores.
 
     MODEL is a named model (`zoo models`); --encoder/--cell/--aggregator/--head
@@ -107,7 +111,13 @@ def train(state, model, encoder, cell, aggregator, head, set_values, seed, save_
     components = {"encoder": encoder, "cell": cell, "aggregator": aggregator, "head": head}
     registry = state.registry
     run = build_run_spec(registry, model, components, set_values, pick(flags, ALL_FLAGS), seed)
-    save_run = _saver() if save_dir else None  # fail before training, not after
+    save_run = _saver() if save_dir is not None else None  # fail before training, not after
+    if save_dir is not None:
+        from zoo_core.runs import check_save_target
+
+        check_save_target(save_dir, overwrite)
+    elif overwrite:
+        raise ZooError("--overwrite goes with --save DIR")
     text = fmt not in ("json", "csv")
     if text:
         click.echo(render(describe_run(run), ["", ""], "plain"))
@@ -120,8 +130,8 @@ def train(state, model, encoder, cell, aggregator, head, set_values, seed, save_
                f"{len(dataset.test)} test reviews; vocabulary {len(dataset.vocab)}", err=True)
     classifier, result = train_model(run, registry, dataset, progress=not quiet)
 
-    if save_dir:
-        save_run(save_dir, classifier, dataset.vocab, run, result)
+    if save_dir is not None:
+        save_run(save_dir, classifier, dataset.vocab, run, result, overwrite=overwrite)
         click.echo(f"saved to {save_dir}", err=True)
 
     if fmt == "json":
