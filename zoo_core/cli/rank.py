@@ -13,7 +13,7 @@ import click
 
 from zoo_core.cli import cli, pass_state
 from zoo_core.cli.options import ALL_FLAGS, component_options, data_options, pick, train_options
-from zoo_core.config import KINDS
+from zoo_core.config import KINDS, SEED
 from zoo_core.errors import ZooError
 from zoo_core.leaderboard import SORT_METRICS
 from zoo_core.tables import format_option, render
@@ -79,6 +79,8 @@ def rank(state, patterns, preset, seeds, results_path, dry_run, fmt, seed, set_v
     from zoo_core.leaderboard import default_run
     from zoo_core.results import ResultsDB, resolve_results_path
 
+    if seed + seeds - 1 > SEED.high:
+        raise ZooError(f"--seed {seed} --seeds {seeds} runs past the largest seed, {SEED.high}")
     registry = state.registry
     runs = ranking.plan_runs(registry, patterns, preset, range(seed, seed + seeds), set_values, pick(flags, ALL_FLAGS))
     db = ResultsDB(resolve_results_path(results_path, registry.settings))
@@ -139,6 +141,9 @@ def leaderboard(state, patterns, metric, by_kind, top, fmt, output, plot_path, r
     from zoo_core import leaderboard as lb
 
     settings = state.settings
+    for kind, wanted in components.items():
+        if wanted is not None and not wanted.strip():  # would filter nothing out
+            raise ZooError(f"--{kind} is empty: give a {kind} name or pattern, or leave it out")
     db = _open_db(state, results_path)
     records = [r for r in db.finished() if lb.matches(r, patterns, components)]
     if not records:
@@ -185,6 +190,8 @@ def _load(state, run_ref: str, results_path):
     """``(model, vocab, run_spec, run_id)`` for a run id, id prefix, ``best`` or a saved-run folder."""
     from zoo_core.runs import load_run, resolve_run
 
+    if not run_ref.strip():  # '' would be the working directory, or a prefix of every run id
+        raise ZooError("RUN is empty: give a run id (see `zoo runs`), best, or a saved run's folder")
     folder = Path(run_ref).expanduser()
     if (folder / "run.json").is_file():  # a saved run's folder, e.g. from `zoo train --save DIR`
         directory, run_id = folder, folder.name
