@@ -258,13 +258,13 @@ def evaluate(state, run_ref, data_path, fmt, results_path):
       zoo evaluate 3fa2 --data my_reviews.tsv
     """
     from zoo_core.data import find_source, read_labelled
-    from zoo_core.runs import TextSplit, check_labelled_file
+    from zoo_core.runs import check_labelled_file, text_split
     from zoo_core.training import evaluate as score
 
     model, vocab, run, run_id = _load(state, run_ref, results_path)
     path = data_path or find_source(run.data, state.settings, progress=False)
     check_labelled_file(path)
     texts, labels = read_labelled(path)
-    metrics = score(model, TextSplit(texts, labels, vocab, run), run)
+    metrics = score(model, text_split(texts, labels, vocab, run), run)
     rows = [[run_id, run.model.label, str(path), len(texts)] + [round(metrics[m], 4) for m in ("accuracy", "loss", "auc")]]
     click.echo(render(rows, ["run", "model", "data", "reviews", "accuracy", "loss", "auc"], fmt))
