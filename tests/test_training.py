@@ -55,6 +55,11 @@ class TinySplit:
                 ids[i, -n:], mask[i, -n:] = self.seqs[row], True
             yield SimpleNamespace(ids=ids, mask=mask, labels=self.labels[rows])
 
+    def scoring_batches(self, batch_size):
+        """What evaluation reads: every review once, here in the split's order (padding is masked)."""
+        for start, batch in zip(range(0, len(self), batch_size), self.batches(batch_size)):
+            yield np.arange(start, start + len(batch.labels)), batch
+
 
 class InterruptingSplit(TinySplit):
     """Raises KeyboardInterrupt (as Ctrl-C would) at batch ``at_batch`` of epoch ``at_epoch``."""

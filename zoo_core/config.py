@@ -10,6 +10,7 @@ and flags all go through the same checks.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 from collections.abc import Mapping
@@ -20,10 +21,14 @@ from zoo_core.params import HParam
 
 
 def setting(default: Any, help: str, **constraints: Any) -> Any:
-    """A dataclass field whose validation lives in its metadata (an :class:`HParam`)."""
+    """A dataclass field whose validation lives in its metadata (an :class:`HParam`).
+
+    ``constraints`` are :class:`HParam`'s: ``low``, ``high``, ``low_open``, ``choices`` ...
+    """
     return dataclasses.field(default=default, metadata={"help": help, **constraints})
 
 
+@functools.cache
 def settings_hparams(cls: type) -> tuple[HParam, ...]:
     """The :class:`HParam` declarations of a settings dataclass's fields."""
     out = []
@@ -43,7 +48,7 @@ def _build(cls: type, given: Mapping[str, Any], owner: str):
 class DataConfig:
     """How reviews become batches."""
 
-    source: str = setting("", "path to the data; empty means the configured search path")
+    source: str = setting("", "path to the data; empty means the configured search path", allow_empty=True)
     num_words: int = setting(20000, "vocabulary size, including pad=0, start=1, UNK=2", low=4, high=1_000_000)
     maxlen: int = setting(200, "longest sequence kept, in tokens", low=1, high=100_000)
     padding: str = setting("pre", "where padding goes", choices=("pre", "post"))
@@ -66,7 +71,7 @@ class TrainConfig:
 
     epochs: int = setting(3, "training epochs", low=1, high=10_000)
     batch_size: int = setting(64, "examples per batch", low=1, high=65_536)
-    lr: float = setting(1e-3, "learning rate", low=0.0, high=100.0)
+    lr: float = setting(1e-3, "learning rate", low=0.0, low_open=True, high=100.0)
     lr_schedule: str = setting("constant", "learning rate over the run: constant, or decayed to 0 by its last step "
                                            "(cosine or linear)", choices=("constant", "cosine", "linear"))
     optimizer: str = setting("adam", "Keras optimizer", choices=("adam", "sgd", "rmsprop"))
@@ -83,6 +88,9 @@ class TrainConfig:
 
 
 KINDS = ("encoder", "cell", "aggregator", "head")
+# NumPy's and Keras' seeding take 0 .. 2**32 - 1.
+SEED = HParam("seed", int, 0, "random seed: initial weights, batch order, the --limit subset and the split",
+              low=0, high=2**32 - 1)
 
 # Settings added after results were first recorded, with the value that
 # behaves as before. At that value they stay out of RunSpec.key(), so runs
@@ -201,7 +209,7 @@ class RunSpec:
             model=ModelSpec.from_mapping(values["model"]),
             data=DataConfig.from_mapping(values.get("data", {})),
             train=TrainConfig.from_mapping(values.get("train", {})),
-            seed=int(values.get("seed", 0)),
+            seed=SEED.validate(values.get("seed", 0), "run"),
         )
 
     @classmethod

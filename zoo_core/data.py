@@ -298,6 +298,44 @@ class Split:
         for rows in batch_order(self.lengths, batch_size, bucket, shuffle, seed):
             yield self.batch(rows, width)
 
+    def canonical_order(self) -> np.ndarray:
+        """Review indices sorted by length, then tokens, then label.
+
+        The order depends only on which reviews the split holds, not on the
+        order they came in: the same reviews in any order give the same batches.
+        """
+        keys = [(int(self.lengths[i]), self.sequence(i).tobytes(), int(self.labels[i])) for i in range(len(self))]
+        return np.array(sorted(range(len(self)), key=keys.__getitem__), dtype=np.int64)
+
+    def scoring_batches(self, batch_size: int) -> Iterator[tuple[np.ndarray, Batch]]:
+        """Every review once, as ``(rows, batch)``, batched so that its score depends only on itself.
+
+        For evaluation and prediction. Reviews are served in
+        :meth:`canonical_order`, and each is padded as training padded it:
+        with ``batching="padded"`` to ``maxlen``. With ``"bucket"`` a masked
+        run pads a batch to its longest review (the mask keeps padding out of
+        the result); an unmasked run sees padding as input, so its batches hold
+        reviews of one length only, and each review is scored at its own length,
+        as length-sorted buckets trained it. Otherwise a review's score would
+        move with the length of the longest review it happened to share a
+        batch with.
+
+        Args:
+            batch_size: Most reviews per batch.
+
+        Returns:
+            An iterator of ``rows`` (int64 ``[b]``, indices into this split) and their :class:`Batch`.
+        """
+        order = self.canonical_order()
+        padded = self.config.batching == "padded"
+        groups = [order]
+        if not padded and not self.config.mask:
+            groups = np.split(order, np.flatnonzero(np.diff(self.lengths[order])) + 1)
+        for group in groups:
+            for start in range(0, len(group), batch_size):
+                rows = group[start:start + batch_size]
+                yield rows, self.batch(rows, self.config.maxlen if padded else None)
+
     def subset(self, rows: np.ndarray) -> "Split":
         """The reviews ``rows`` as a new split."""
         rows = np.asarray(rows, dtype=np.int64)

@@ -26,7 +26,9 @@ class UnknownNameError(ZooError, KeyError):
         self.known = sorted(known)
         close = difflib.get_close_matches(name, self.known, n=3, cutoff=0.5)
         message = f"unknown {kind} {name!r}"
-        if close:
+        if not name.strip():  # e.g. --cell '': a slip, never a request for the default
+            message = f"the {kind} name is empty"
+        elif close:
             message += f"; did you mean {', '.join(repr(c) for c in close)}?"
         elif 0 < len(self.known) <= 8:  # short lists are worth showing whole
             message += f"; known: {', '.join(self.known)}"

@@ -45,8 +45,8 @@ def _models(registry, patterns: Sequence[str], preset: str | None) -> tuple[list
     """The model specs to rank and the preset's ``--set`` items."""
     specs: list[ModelSpec] = []
     preset_sets: list[str] = []
-    if preset or not patterns:
-        chosen = registry.preset(preset or DEFAULT_PRESET)
+    if preset is not None or not patterns:  # an empty --preset is an error, not the default
+        chosen = registry.preset(DEFAULT_PRESET if preset is None else preset)
         specs.extend(registry.expand_preset(chosen))
         preset_sets = _preset_set_values("data", chosen.data) + _preset_set_values("train", chosen.train)
     for pattern in patterns:

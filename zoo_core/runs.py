@@ -465,36 +465,46 @@ def check_labelled_file(path: str | os.PathLike) -> None:
         check_text(data, str(path))
 
 
-def predict_proba(model, vocab, run: RunSpec, texts: list[str], batch_size: int = 256):
+def predict_proba(model, vocab, run: RunSpec, texts: list[str]):
     """P(positive) for each text, encoded exactly as the run's training data.
+
+    A text's score depends only on the text: the same alone, beside any other
+    texts and in any order (see :meth:`zoo_core.data.Split.scoring_batches`).
 
     Returns:
         float array ``[len(texts)]``.
     """
     import numpy as np
 
-    from zoo_core.data import encode_texts
+    from zoo_core.training import predict
 
-    out = []
-    for start in range(0, len(texts), batch_size):
-        batch = encode_texts(texts[start:start + batch_size], vocab, run.data)
-        out.append(model.prob_positive(batch.ids, batch.mask if run.data.mask else None).numpy())
-    return np.concatenate(out) if out else np.zeros([0], np.float32)
+    return predict(model, text_split(texts, np.zeros(len(texts), np.int32), vocab, run), run)
 
 
-class TextSplit:
-    """Labelled texts that :func:`zoo_core.training.evaluate` can score like a data split."""
+def text_split(texts: list[str], labels, vocab, run: RunSpec):
+    """Labelled texts as a :class:`zoo_core.data.Split`, encoded as the run's training data was.
 
-    def __init__(self, texts: list[str], labels, vocab, run: RunSpec):
-        self.texts, self.labels, self.vocab, self.run = texts, labels, vocab, run
+    :func:`zoo_core.training.evaluate` and :func:`zoo_core.training.predict`
+    score it like a data split, in an order that does not depend on the texts' order.
 
-    def __len__(self) -> int:
-        return len(self.texts)
+    Args:
+        texts: Raw reviews.
+        labels: int ``[len(texts)]``, 1 = positive.
+        vocab: The run's vocabulary.
+        run: Its RunSpec; ``run.data`` says how to tokenise, truncate, pad and batch.
+    """
+    import numpy as np
 
-    def batches(self, batch_size: int, shuffle: bool = False, seed: int = 0):
-        from zoo_core.data import encode_texts
+    from zoo_core.data import Split, encode_texts
 
-        for start in range(0, len(self.texts), batch_size):
-            batch = encode_texts(self.texts[start:start + batch_size], self.vocab, self.run.data)
-            batch.labels = self.labels[start:start + batch_size].astype("int32")
-            yield batch
+    tokens, lengths = [], []
+    for start in range(0, len(texts), 1024):  # padded to maxlen, so encode in bounded chunks
+        batch = encode_texts(texts[start:start + 1024], vocab, run.data)
+        tokens.append(batch.ids[batch.mask])  # row-major: each review's tokens, in order
+        lengths.append(batch.mask.sum(axis=1))
+    lengths = np.concatenate(lengths) if lengths else np.zeros([0], np.int64)
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    ids = np.concatenate(tokens) if tokens else np.zeros([0], np.int32)
+    n = len(texts)
+    # Lengths before truncation are not kept; movies and review ids are unknown for raw text.
+    return Split(ids, offsets, np.asarray(labels), lengths, np.full(n, -1), np.arange(n), run.data)

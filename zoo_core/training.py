@@ -222,9 +222,12 @@ def _eval_step(model: Classifier, use_mask: bool, jit: bool) -> Callable:
 def evaluate(model: Classifier, split, run: RunSpec) -> dict[str, float]:
     """Accuracy, mean loss and AUC of ``model`` on ``split`` (NaN for an empty split).
 
+    The reviews are scored as :meth:`zoo_core.data.Split.scoring_batches`
+    batches them, so the metrics do not depend on the order of the reviews.
+
     Args:
         model: The classifier.
-        split: A :class:`zoo_core.data.Split` (anything with ``batches`` and ``__len__``).
+        split: A :class:`zoo_core.data.Split` (anything with ``scoring_batches`` and ``__len__``).
         run: Supplies the mask setting, the batch size and the XLA flag.
     """
     if len(split) == 0:
@@ -233,7 +236,7 @@ def evaluate(model: Classifier, split, run: RunSpec) -> dict[str, float]:
     accuracy = keras.metrics.BinaryAccuracy()
     auc = keras.metrics.AUC(num_thresholds=AUC_THRESHOLDS)
     loss_sum, count, positives = 0.0, 0, 0
-    for batch in split.batches(max(run.train.batch_size, MIN_EVAL_BATCH)):
+    for _, batch in split.scoring_batches(max(run.train.batch_size, MIN_EVAL_BATCH)):
         loss, probs = step(batch.ids, batch.mask, batch.labels)
         accuracy.update_state(batch.labels, probs)
         auc.update_state(batch.labels, probs)
@@ -244,6 +247,22 @@ def evaluate(model: Classifier, split, run: RunSpec) -> dict[str, float]:
     both_classes = 0 < positives < count
     return {"accuracy": float(accuracy.result()), "loss": loss_sum / count,
             "auc": float(auc.result()) if both_classes else math.nan}
+
+
+def predict(model: Classifier, split, run: RunSpec) -> np.ndarray:
+    """P(positive) of every review of ``split``, in the split's order, scored as :func:`evaluate` scores them.
+
+    Each review's score depends only on the review (see
+    :meth:`zoo_core.data.Split.scoring_batches`), not on the others in ``split``.
+
+    Returns:
+        float32 ``[len(split)]``.
+    """
+    step = _eval_step(model, run.data.mask, run.train.jit)
+    probs = np.zeros([len(split)], np.float32)
+    for rows, batch in split.scoring_batches(max(run.train.batch_size, MIN_EVAL_BATCH)):
+        probs[rows] = step(batch.ids, batch.mask, batch.labels)[1].numpy()
+    return probs
 
 
 def _improved(value: float, best: float | None, monitor: str) -> bool:

@@ -13,8 +13,9 @@ from pathlib import Path
 import click
 import numpy as np
 
-from zoo_core.cli import cli, pass_state
+from zoo_core.cli import cli, options, pass_state
 from zoo_core.cli.options import data_config, data_options
+from zoo_core.config import TrainConfig
 from zoo_core.errors import ZooError
 from zoo_core.tables import format_option, render
 
@@ -30,8 +31,7 @@ def _load(state, flags: dict, seed: int, download: bool):
 
 
 def seed_option(func):
-    return click.option("--seed", type=int, default=0, show_default=True,
-                        help="Seeds the --limit subset and the validation split.")(func)
+    return options.seed_option(func, "Seeds the --limit subset and the validation split.")
 
 
 def download_option(func):
@@ -72,7 +72,7 @@ def data():
 @data.command()
 @data_options
 @seed_option
-@click.option("--batch-size", type=click.IntRange(1), default=None,
+@click.option("--batch-size", type=options.declared_type(TrainConfig, "batch_size"), default=None,
               help="Batch size for the padding-efficiency figures [default: registry.toml's].")
 @download_option
 @format_option()

@@ -57,13 +57,13 @@ def diagnose(state, model, encoder, cell, aggregator, head, set_values, seed, st
     flags = pick(flags, ALL_FLAGS)
     if steps is not None:
         flags["maxlen"] = steps
-    cells = [c.strip() for c in cell.split(",") if c.strip()] if cell else [None]
+    cells = [c.strip() for c in cell.split(",") if c.strip()] if cell is not None else [None]
     if not cells:
         raise ZooError("--cell got no cell names")
     registry = state.registry
     saved = None
-    if run_ref:
-        if model or encoder or cell or aggregator or head or set_values:
+    if run_ref is not None:
+        if any(v is not None for v in (model, encoder, cell, aggregator, head)) or set_values:
             raise ZooError("--run diagnoses the saved run's own model: drop MODEL, --encoder, --cell, "
                            "--aggregator, --head and --set")
         classifier, vocab, saved_run, run_id = _load(state, run_ref, results_path)

@@ -12,8 +12,9 @@ from typing import Any
 
 import click
 
-from zoo_core.config import KINDS, DataConfig, ModelSpec, RunSpec, TrainConfig, settings_hparams
+from zoo_core.config import KINDS, SEED, DataConfig, ModelSpec, RunSpec, TrainConfig, settings_hparams
 from zoo_core.errors import ZooError
+from zoo_core.params import HParam
 
 # Flags that map straight onto a DataConfig / TrainConfig field.
 DATA_FLAGS = {
@@ -37,18 +38,37 @@ TRAIN_FLAGS = {
 }
 
 
-def _flag_type(cls, field_name: str):
-    hp = {p.name: p for p in settings_hparams(cls)}[field_name]
-    if hp.choices:
-        return click.Choice(hp.choices)
-    return {int: int, float: float, str: str, bool: bool}[hp.type]
+class Declared(click.ParamType):
+    """A flag parsed and range-checked by its setting's declaration (an :class:`HParam`).
+
+    A bad value is a :class:`ZooError` naming the flag and the valid range, so
+    it reaches the user as one line, like a bad ``--set``.
+    """
+
+    def __init__(self, hparam: HParam):
+        self.hparam = hparam
+        self.name = {int: "integer", float: "float", str: "text"}.get(hparam.type, hparam.type.__name__)
+
+    def get_metavar(self, param, ctx=None) -> str:
+        return "[" + "|".join(self.hparam.choices) + "]" if self.hparam.choices else self.name.upper()
+
+    def convert(self, value, param, ctx):
+        label = param.opts[0] if param is not None else None
+        if isinstance(value, str):
+            value = self.hparam.parse(value, label)
+        return self.hparam.validate(value, label=label)
+
+
+def declared_type(cls, field_name: str) -> Declared:
+    """The click type of a flag for the setting ``cls.field_name`` (e.g. ``TrainConfig``, ``"lr"``)."""
+    return Declared({p.name: p for p in settings_hparams(cls)}[field_name])
 
 
 def data_options(func):
     """Adds the data flags; the command receives them as keyword arguments."""
     for flag, (field_name, help_text) in reversed(DATA_FLAGS.items()):
         name = "--" + flag.replace("_", "-")
-        func = click.option(name, flag, type=_flag_type(DataConfig, field_name), default=None,
+        func = click.option(name, flag, type=declared_type(DataConfig, field_name), default=None,
                             envvar="ZOO_DATA" if flag == "data" else None, help=help_text)(func)
     mask = click.option("--mask/--no-mask", "mask", default=None, help="Mask padded steps [default on].")
     return mask(func)
@@ -61,13 +81,18 @@ def train_options(func):
         if flag == "jit":
             func = click.option(name, flag, is_flag=True, default=None, help=help_text)(func)
         else:
-            func = click.option(name, flag, type=_flag_type(TrainConfig, field_name), default=None, help=help_text)(func)
-    func = click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")(func)
+            func = click.option(name, flag, type=declared_type(TrainConfig, field_name), default=None, help=help_text)(func)
+    func = seed_option(func, "Random seed.")
     func = click.option(
         "--set", "set_values", multiple=True, metavar="KEY=VALUE",
         help="Override any setting: cell.units=128, encoder.dim=32, data.maxlen=500, train.clip_norm=1. Repeatable.",
     )(func)
     return func
+
+
+def seed_option(func, help_text: str):
+    """Adds ``--seed``, checked against :data:`zoo_core.config.SEED`'s range."""
+    return click.option("--seed", type=Declared(SEED), default=0, show_default=True, help=help_text)(func)
 
 
 def component_options(func):
@@ -87,6 +112,8 @@ def parse_set_values(values: Iterable[str]) -> dict[str, dict[str, str]]:
         section, dot, name = key.strip().partition(".")
         if not sep or not dot or not name:
             raise ZooError(f"--set {item!r}: expected SECTION.KEY=VALUE, e.g. cell.units=128")
+        if not value.strip():
+            raise ZooError(f"--set {item!r}: {key.strip()!r} has no value (expected SECTION.KEY=VALUE)")
         if section not in sections:
             raise ZooError(f"--set {item!r}: unknown section {section!r} (sections: {', '.join(sections)})")
         groups.setdefault(section, {})[name] = value.strip()
@@ -100,12 +127,15 @@ def _merge(cls, base, overrides: Mapping[str, Any]):
 
 
 def data_config(base: DataConfig, flags: Mapping[str, Any], overrides: Mapping[str, Any] = ()) -> DataConfig:
-    """``base`` with ``--set data.*`` ``overrides``, then the :func:`data_options` flags, applied and validated."""
-    values = dict(overrides)
-    values.update({DATA_FLAGS[k][0]: v for k, v in flags.items() if k in DATA_FLAGS and v is not None})
+    """``base`` with ``--set data.*`` ``overrides``, then the :func:`data_options` flags, applied and validated.
+
+    The overrides are validated before the flags apply, so a bad ``--set`` is
+    an error even where a flag sets the same key.
+    """
+    values = {DATA_FLAGS[k][0]: v for k, v in flags.items() if k in DATA_FLAGS and v is not None}
     if flags.get("mask") is not None:
         values["mask"] = flags["mask"]
-    return _merge(DataConfig, base, values)
+    return _merge(DataConfig, _merge(DataConfig, base, dict(overrides)), values)
 
 
 def build_run_spec(registry, model: str | None, components: Mapping[str, str | None],
@@ -123,12 +153,14 @@ def build_run_spec(registry, model: str | None, components: Mapping[str, str | N
         base_model: Used instead of ``model`` when given (e.g. a preset's entry).
     """
     settings = registry.settings
-    spec = base_model or (registry.model(model) if model else None)
+    # `is not None`, not truthiness: an empty name given is an error (the registry's), never the default.
+    spec = base_model or (registry.model(model) if model is not None else None)
+    chosen = {k: v for k, v in components.items() if v is not None}
     if spec is None:
         defaults = {"encoder": "embedding", "cell": "tanh", "aggregator": "last", "head": "sigmoid1"}
-        spec = ModelSpec(**{k: components.get(k) or defaults[k] for k in KINDS})
+        spec = ModelSpec(**{**defaults, **chosen})
     else:
-        spec = spec.replace(**{k: v for k, v in components.items() if v})
+        spec = spec.replace(**chosen)
     groups = parse_set_values(set_values)
     for kind in KINDS:
         if kind in groups:
@@ -145,12 +177,12 @@ def build_run_spec(registry, model: str | None, components: Mapping[str, str | N
             typed[kind] = {k: full[k] for k in given}
     spec = spec.replace(params=typed)
 
-    train_over = dict(groups.get("train", {}))
-    train_over.update({TRAIN_FLAGS[k][0]: v for k, v in flags.items() if k in TRAIN_FLAGS and v is not None})
+    train_flags = {TRAIN_FLAGS[k][0]: v for k, v in flags.items() if k in TRAIN_FLAGS and v is not None}
     return RunSpec(
         model=spec,
         data=data_config(settings.data, flags, groups.get("data", {})),
-        train=_merge(TrainConfig, settings.train, train_over),
+        # --set first, validated on its own, so a flag for the same key cannot hide a bad value.
+        train=_merge(TrainConfig, _merge(TrainConfig, settings.train, groups.get("train", {})), train_flags),
         seed=seed,
     )
 

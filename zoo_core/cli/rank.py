@@ -13,7 +13,7 @@ import click
 
 from zoo_core.cli import cli, pass_state
 from zoo_core.cli.options import ALL_FLAGS, component_options, data_options, pick, train_options
-from zoo_core.config import KINDS
+from zoo_core.config import KINDS, SEED
 from zoo_core.errors import ZooError
 from zoo_core.leaderboard import SORT_METRICS
 from zoo_core.tables import format_option, render, wrap_caption
@@ -88,6 +88,8 @@ def rank(state, patterns, preset, seeds, results_path, dry_run, fmt, seed, set_v
     from zoo_core.leaderboard import default_run
     from zoo_core.results import ResultsDB, resolve_results_path
 
+    if seed + seeds - 1 > SEED.high:
+        raise ZooError(f"--seed {seed} --seeds {seeds} runs past the largest seed, {SEED.high}")
     registry = state.registry
     runs = ranking.plan_runs(registry, patterns, preset, range(seed, seed + seeds), set_values, pick(flags, ALL_FLAGS))
     db = ResultsDB(resolve_results_path(results_path, registry.settings))
@@ -156,6 +158,9 @@ def leaderboard(state, patterns, metric, by_kind, top, fmt, output, plot_path, s
     from zoo_core import leaderboard as lb
 
     settings = state.settings
+    for kind, wanted in components.items():
+        if wanted is not None and not wanted.strip():  # would filter nothing out
+            raise ZooError(f"--{kind} is empty: give a {kind} name or pattern, or leave it out")
     db = _open_db(state, results_path)
     records = [r for r in db.finished() if lb.matches(r, patterns, components)]
     diverged = [r for r in db.diverged() if lb.matches(r, patterns, components)]
@@ -226,6 +231,8 @@ def _load(state, run_ref: str, results_path):
     """``(model, vocab, run_spec, run_id)`` for a run id, id prefix, ``best`` or a saved-run folder."""
     from zoo_core.runs import load_run, resolve_run, saved_run_folder
 
+    if not run_ref.strip():  # '' would be the working directory, or a prefix of every run id
+        raise ZooError("RUN is empty: give a run id (see `zoo runs`), best, or a saved run's folder")
     folder = saved_run_folder(run_ref)
     if folder is not None:  # a saved run's folder, e.g. from `zoo train --save DIR`
         directory, run_id = folder, folder.name
@@ -292,13 +299,13 @@ def evaluate(state, run_ref, data_path, fmt, results_path):
       zoo evaluate 3fa2 --data my_reviews.tsv
     """
     from zoo_core.data import find_source, read_labelled
-    from zoo_core.runs import TextSplit, check_labelled_file
+    from zoo_core.runs import check_labelled_file, text_split
     from zoo_core.training import evaluate as score
 
     model, vocab, run, run_id = _load(state, run_ref, results_path)
     path = data_path or find_source(run.data, state.settings, progress=False)
     check_labelled_file(path)
     texts, labels = read_labelled(path)
-    metrics = score(model, TextSplit(texts, labels, vocab, run), run)
+    metrics = score(model, text_split(texts, labels, vocab, run), run)
     rows = [[run_id, run.model.label, str(path), len(texts)] + [round(metrics[m], 4) for m in ("accuracy", "loss", "auc")]]
     click.echo(render(rows, ["run", "model", "data", "reviews", "accuracy", "loss", "auc"], fmt))
