@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
 import numpy as np
@@ -93,21 +92,17 @@ def test_json_output_holds_the_learning_curve(tiny_imdb_archive):
     assert result.stderr.count("epoch 1/2") == 0  # -q: no progress
 
 
-def test_a_diverging_run_exits_1_with_the_step_named(tiny_imdb_archive, monkeypatch):
-    import zoo_core.training as training
-
-    real_train = training.train
-
-    def diverging_train(run, registry, dataset, **kwargs):
-        # An lr no flag accepts (they stop at 100), to make the loss overflow for sure.
-        train_config = dataclasses.replace(run.train, lr=1e30, optimizer="sgd", clip_norm=0.0)
-        return real_train(dataclasses.replace(run, train=train_config), registry, dataset, **kwargs)
-
-    monkeypatch.setattr(training, "train", diverging_train)
-    result = zoo("train", "--epochs", 1, "--data", tiny_imdb_archive, *TINY, "-q")
+def test_a_diverging_run_exits_1_with_the_step_named(tiny_imdb_archive, tmp_path):
+    # The test-only trap head (tests/trap_plugin.py) makes the loss NaN at step 2 on any CPU.
+    registry = tmp_path / "registry.toml"
+    registry.write_text('[plugins]\nmodules = ["zoo_plugins.builtin", "tests.trap_plugin"]\n', encoding="utf-8")
+    result = zoo("--registry", registry, "train", "--head", "trap-sigmoid1", "--set", "head.nan_step=2",
+                 "--epochs", 1, "--data", tiny_imdb_archive, *TINY, "-q", "--save", tmp_path / "saved")
     assert result.exit_code == 1
-    assert "status: nan" in result.stdout and "epoch 1, step" in result.stdout
+    assert "status: nan" in result.stdout and "non-finite loss (nan) at epoch 1, step 2;" in result.stdout
     assert "kept the last good weights" in result.stdout
+    saved = json.loads((tmp_path / "saved" / "run.json").read_text(encoding="utf-8"))
+    assert saved["result"]["status"] == "nan"
 
 
 def test_ctrl_c_stops_a_real_run_cleanly_with_exit_130(tiny_imdb_archive, tmp_path):

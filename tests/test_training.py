@@ -19,6 +19,17 @@ VOCAB = 24
 GOOD, BAD = 3, 4  # the tokens that decide the label; 5.. are filler
 
 
+@pytest.fixture(scope="module")
+def trap_registry():
+    """The registry plus the test-only ``trap-sigmoid1`` head of :mod:`tests.trap_plugin`."""
+    from tests.trap_plugin import TrapSigmoidHead
+    from zoo_core.registry import build_registry
+
+    registry = build_registry()
+    registry.register("head", TrapSigmoidHead, plugin="tests.trap_plugin")
+    return registry
+
+
 class TinySplit:
     """A stand-in for ``zoo_core.data.Split``: pre-padded batches of a synthetic task.
 
@@ -81,8 +92,10 @@ def tiny_dataset(train_split=None, val_split=None, test_split=None):
     )
 
 
-def tiny_run(cell="tanh", aggregator="mean-states", head="sigmoid1", seed=0, data=None, **train_settings):
-    spec = ModelSpec("embedding", cell, aggregator, head, params={"encoder": {"dim": 8}, "cell": {"units": 8}})
+def tiny_run(cell="tanh", aggregator="mean-states", head="sigmoid1", seed=0, data=None, head_params=None,
+             **train_settings):
+    params = {"encoder": {"dim": 8}, "cell": {"units": 8}, **({"head": head_params} if head_params else {})}
+    spec = ModelSpec("embedding", cell, aggregator, head, params=params)
     settings = {"epochs": 4, "batch_size": 16, "lr": 0.03, **train_settings}
     return RunSpec(model=spec, data=data or DataConfig(), train=TrainConfig(**settings), seed=seed)
 
@@ -124,13 +137,23 @@ def test_early_stopping_keeps_and_tests_the_best_epoch(registry, monitor):
     assert result.test == pytest.approx(evaluate(model, data.test, run), rel=1e-5)
 
 
-def test_a_diverging_run_stops_with_status_nan_and_keeps_finite_weights(registry):
-    run = tiny_run(optimizer="sgd", lr=1e30, clip_norm=0.0)
-    model, result = train(run, registry, tiny_dataset(), progress=False)
+# The trap head adds NaN to the loss at step 3, so the run diverges there for certain whatever the
+# model (a huge lr overflows or not depending on how the CPU rounds). The rows vary the gradient
+# path the loop must stop and undo: fused BPTT kernels, autodiff through gates, ReLU and max.
+DIVERGING = [("tanh", "mean-states"), ("lstm", "last"), ("irnn", "max-states"), ("mgu", "mean-logits")]
+
+
+@pytest.mark.parametrize("cell, aggregator", DIVERGING)
+def test_a_diverging_run_stops_with_status_nan_and_keeps_finite_weights(trap_registry, cell, aggregator):
+    run = tiny_run(cell=cell, aggregator=aggregator, head="trap-sigmoid1", head_params={"nan_step": 3})
+    initial = weights_of(Classifier(run.model, trap_registry, VOCAB))
+    model, result = train(run, trap_registry, tiny_dataset(), progress=False)
     assert result.status == "nan"
-    assert "non-finite" in result.message and "epoch 1, step" in result.message
+    assert "non-finite loss (nan) at epoch 1, step 3;" in result.message
     assert result.history == []  # it never finished an epoch
-    assert all(np.all(np.isfinite(w)) for w in weights_of(model))
+    kept = weights_of(model)
+    assert all(np.all(np.isfinite(w)) for w in kept)
+    assert any(not np.allclose(a, b) for a, b in zip(kept, initial)), "step 1 was kept"
     assert math.isfinite(evaluate(model, tiny_dataset().train, run)["loss"])  # the kept weights still work
 
 
