@@ -67,6 +67,24 @@ class TinySplit:
             yield SimpleNamespace(ids=ids, mask=mask, labels=self.labels[rows])
 
 
+class StopAfter:
+    """A ``should_stop`` that turns true once ``split`` has served ``batches`` batches (stop requests, in-process)."""
+
+    def __init__(self, split: TinySplit, batches: int):
+        self.served, self.batches = 0, batches
+        original = split.batches
+
+        def counting(*args, **kwargs):
+            for batch in original(*args, **kwargs):
+                self.served += 1
+                yield batch
+
+        split.batches = counting
+
+    def __call__(self) -> bool:
+        return self.served >= self.batches
+
+
 class InterruptingSplit(TinySplit):
     """Raises KeyboardInterrupt (as Ctrl-C would) at batch ``at_batch`` of epoch ``at_epoch``."""
 
@@ -180,6 +198,32 @@ def test_ctrl_c_returns_the_last_good_weights_with_status_interrupted(registry):
     assert all(np.all(np.isfinite(w)) for w in kept)
     assert any(not np.allclose(a, b) for a, b in zip(kept, initial)), "the kept weights were trained"
     assert result.test == pytest.approx(evaluate(model, data.test, run), rel=1e-5)
+
+
+STOP_CASES = [
+    # should_stop() turns true as this split's n-th batch is drawn (12 training batches an epoch,
+    # one evaluation batch), so it is seen just before that batch is used.
+    ("train", 3, 4, "during epoch 1"),  # mid-epoch
+    ("train", 25, 4, "during epoch 3"),  # between epochs 2 and 3
+    ("val", 1, 4, "during epoch 1"),  # in the validation after epoch 1
+    ("test", 1, 1, "during the final evaluation"),  # in the test evaluation of a finished run
+]
+
+
+@pytest.mark.parametrize("split, nth, epochs, where", STOP_CASES)
+def test_a_stop_request_ends_the_run_as_interrupted_keeping_trained_weights(registry, split, nth, epochs, where):
+    data = tiny_dataset()
+    should_stop = StopAfter(getattr(data, split), nth)
+    run = tiny_run(epochs=epochs)
+    initial = weights_of(Classifier(run.model, registry, VOCAB))
+    model, result = train(run, registry, data, progress=False, should_stop=should_stop)
+    assert result.status == "interrupted" and where in result.message
+    assert math.isnan(result.test["accuracy"])  # the evaluation left is skipped, not run
+    kept = weights_of(model)
+    assert all(np.all(np.isfinite(w)) for w in kept)
+    assert any(not np.allclose(a, b) for a, b in zip(kept, initial)), "the kept weights were trained"
+    if split == "test":
+        assert len(result.history) == epochs and math.isfinite(result.val["accuracy"])
 
 
 def test_same_seed_same_run_and_different_seed_different_run(registry):

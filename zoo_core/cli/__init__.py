@@ -17,6 +17,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TF's start-up chatter
 import click  # noqa: E402
 
 from zoo_core import __version__  # noqa: E402
+from zoo_core.cli import signals  # noqa: E402
 from zoo_core.errors import ZooError  # noqa: E402
 
 COMMAND_MODULES = ("catalogue", "train", "data", "rank", "diagnose")
@@ -53,8 +54,8 @@ class AppState:
         return registry
 
 
-class ZooGroup(click.Group):
-    """Turns :class:`ZooError` into one line and exit status 2, and adds plugin commands."""
+class ZooGroup(signals.ExitOnInterrupt, click.Group):
+    """Turns :class:`ZooError` into one line and exit status 2 (Ctrl-C into 130), and adds plugin commands."""
 
     def invoke(self, ctx):
         try:
@@ -121,6 +122,7 @@ def cli(ctx, registry_file, plugins):
 
 def main(argv=None):
     """Console-script entry point."""
+    signals.install()  # first thing: from here on Ctrl-C and SIGTERM end zoo with 130 or 143
     return cli.main(args=argv, prog_name="zoo")
 
 
