@@ -19,6 +19,17 @@ VOCAB = 24
 GOOD, BAD = 3, 4  # the tokens that decide the label; 5.. are filler
 
 
+@pytest.fixture(scope="module")
+def trap_registry():
+    """The registry plus the test-only ``trap-sigmoid1`` head of :mod:`tests.trap_plugin`."""
+    from tests.trap_plugin import TrapSigmoidHead
+    from zoo_core.registry import build_registry
+
+    registry = build_registry()
+    registry.register("head", TrapSigmoidHead, plugin="tests.trap_plugin")
+    return registry
+
+
 class TinySplit:
     """A stand-in for ``zoo_core.data.Split``: pre-padded batches of a synthetic task.
 
@@ -61,6 +72,24 @@ class TinySplit:
             yield np.arange(start, start + len(batch.labels)), batch
 
 
+class StopAfter:
+    """A ``should_stop`` that turns true once ``split`` has served ``batches`` batches (stop requests, in-process)."""
+
+    def __init__(self, split: TinySplit, batches: int):
+        self.served, self.batches = 0, batches
+        original = split.batches
+
+        def counting(*args, **kwargs):
+            for batch in original(*args, **kwargs):
+                self.served += 1
+                yield batch
+
+        split.batches = counting
+
+    def __call__(self) -> bool:
+        return self.served >= self.batches
+
+
 class InterruptingSplit(TinySplit):
     """Raises KeyboardInterrupt (as Ctrl-C would) at batch ``at_batch`` of epoch ``at_epoch``."""
 
@@ -86,8 +115,10 @@ def tiny_dataset(train_split=None, val_split=None, test_split=None):
     )
 
 
-def tiny_run(cell="tanh", aggregator="mean-states", head="sigmoid1", seed=0, data=None, **train_settings):
-    spec = ModelSpec("embedding", cell, aggregator, head, params={"encoder": {"dim": 8}, "cell": {"units": 8}})
+def tiny_run(cell="tanh", aggregator="mean-states", head="sigmoid1", seed=0, data=None, head_params=None,
+             **train_settings):
+    params = {"encoder": {"dim": 8}, "cell": {"units": 8}, **({"head": head_params} if head_params else {})}
+    spec = ModelSpec("embedding", cell, aggregator, head, params=params)
     settings = {"epochs": 4, "batch_size": 16, "lr": 0.03, **train_settings}
     return RunSpec(model=spec, data=data or DataConfig(), train=TrainConfig(**settings), seed=seed)
 
@@ -129,13 +160,23 @@ def test_early_stopping_keeps_and_tests_the_best_epoch(registry, monitor):
     assert result.test == pytest.approx(evaluate(model, data.test, run), rel=1e-5)
 
 
-def test_a_diverging_run_stops_with_status_nan_and_keeps_finite_weights(registry):
-    run = tiny_run(optimizer="sgd", lr=1e30, clip_norm=0.0)
-    model, result = train(run, registry, tiny_dataset(), progress=False)
+# The trap head adds NaN to the loss at step 3, so the run diverges there for certain whatever the
+# model (a huge lr overflows or not depending on how the CPU rounds). The rows vary the gradient
+# path the loop must stop and undo: fused BPTT kernels, autodiff through gates, ReLU and max.
+DIVERGING = [("tanh", "mean-states"), ("lstm", "last"), ("irnn", "max-states"), ("mgu", "mean-logits")]
+
+
+@pytest.mark.parametrize("cell, aggregator", DIVERGING)
+def test_a_diverging_run_stops_with_status_nan_and_keeps_finite_weights(trap_registry, cell, aggregator):
+    run = tiny_run(cell=cell, aggregator=aggregator, head="trap-sigmoid1", head_params={"nan_step": 3})
+    initial = weights_of(Classifier(run.model, trap_registry, VOCAB))
+    model, result = train(run, trap_registry, tiny_dataset(), progress=False)
     assert result.status == "nan"
-    assert "non-finite" in result.message and "epoch 1, step" in result.message
+    assert "non-finite loss (nan) at epoch 1, step 3;" in result.message
     assert result.history == []  # it never finished an epoch
-    assert all(np.all(np.isfinite(w)) for w in weights_of(model))
+    kept = weights_of(model)
+    assert all(np.all(np.isfinite(w)) for w in kept)
+    assert any(not np.allclose(a, b) for a, b in zip(kept, initial)), "step 1 was kept"
     assert math.isfinite(evaluate(model, tiny_dataset().train, run)["loss"])  # the kept weights still work
 
 
@@ -162,6 +203,32 @@ def test_ctrl_c_returns_the_last_good_weights_with_status_interrupted(registry):
     assert all(np.all(np.isfinite(w)) for w in kept)
     assert any(not np.allclose(a, b) for a, b in zip(kept, initial)), "the kept weights were trained"
     assert result.test == pytest.approx(evaluate(model, data.test, run), rel=1e-5)
+
+
+STOP_CASES = [
+    # should_stop() turns true as this split's n-th batch is drawn (12 training batches an epoch,
+    # one evaluation batch), so it is seen just before that batch is used.
+    ("train", 3, 4, "during epoch 1"),  # mid-epoch
+    ("train", 25, 4, "during epoch 3"),  # between epochs 2 and 3
+    ("val", 1, 4, "during epoch 1"),  # in the validation after epoch 1
+    ("test", 1, 1, "during the final evaluation"),  # in the test evaluation of a finished run
+]
+
+
+@pytest.mark.parametrize("split, nth, epochs, where", STOP_CASES)
+def test_a_stop_request_ends_the_run_as_interrupted_keeping_trained_weights(registry, split, nth, epochs, where):
+    data = tiny_dataset()
+    should_stop = StopAfter(getattr(data, split), nth)
+    run = tiny_run(epochs=epochs)
+    initial = weights_of(Classifier(run.model, registry, VOCAB))
+    model, result = train(run, registry, data, progress=False, should_stop=should_stop)
+    assert result.status == "interrupted" and where in result.message
+    assert math.isnan(result.test["accuracy"])  # the evaluation left is skipped, not run
+    kept = weights_of(model)
+    assert all(np.all(np.isfinite(w)) for w in kept)
+    assert any(not np.allclose(a, b) for a, b in zip(kept, initial)), "the kept weights were trained"
+    if split == "test":
+        assert len(result.history) == epochs and math.isfinite(result.val["accuracy"])
 
 
 def test_same_seed_same_run_and_different_seed_different_run(registry):

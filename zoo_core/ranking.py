@@ -154,13 +154,16 @@ class Progress:
 
 def rank(runs: Sequence[RunSpec], registry, db: ResultsDB, *, progress: bool = True,
          echo: Callable[[str], None] | None = None, load_dataset: Callable | None = None,
-         train: Callable | None = None) -> RankOutcome:
+         train: Callable | None = None, should_stop: Callable[[], bool] = lambda: False) -> RankOutcome:
     """Trains each run that has not finished in ``db``, records it and saves it.
 
     Data is loaded once per distinct DataConfig (with seed 0, so every run of
     every seed sees the same split). A run that raises is marked ``failed``
-    and the loop goes on; Ctrl-C marks the current run ``interrupted`` and
-    stops, keeping everything that finished.
+    and the loop goes on. A stop request (``should_stop()``, checked between
+    runs, after loading data and by training between batches) or
+    ``KeyboardInterrupt`` marks the current run ``interrupted`` and stops,
+    keeping everything that finished; a run that finished training before the
+    request is still saved and recorded.
 
     Args:
         runs: From :func:`plan_runs`.
@@ -169,7 +172,8 @@ def rank(runs: Sequence[RunSpec], registry, db: ResultsDB, *, progress: bool = T
         progress: Show per-epoch progress from training and data loading.
         echo: Where progress lines go (default: stderr).
         load_dataset, train: Stand-ins for :func:`zoo_core.data.load_dataset`
-            and :func:`zoo_core.training.train` (tests).
+            and :func:`zoo_core.training.train` (tests), or wrappers of them.
+        should_stop: Whether to stop (the CLI: SIGINT or SIGTERM arrived).
     """
     from zoo_core.runs import save_run
 
@@ -190,6 +194,8 @@ def rank(runs: Sequence[RunSpec], registry, db: ResultsDB, *, progress: bool = T
     for index, run in enumerate(runs, start=1):
         run_id = None
         try:
+            if should_stop():
+                raise KeyboardInterrupt  # handled below, like Ctrl-C at this point
             run_id = db.claim(run)
             if run_id is None:
                 outcome.skipped += 1
@@ -203,9 +209,11 @@ def rank(runs: Sequence[RunSpec], registry, db: ResultsDB, *, progress: bool = T
                     db.mark(run_id, FAILED, "its data could not be loaded")
                     raise
             dataset = datasets[run.data]
+            if should_stop():
+                raise KeyboardInterrupt
             started = time.monotonic()
             try:
-                model, result = train(run, registry, dataset, progress=progress)
+                model, result = train(run, registry, dataset, progress=progress, should_stop=should_stop)
             except Exception as err:  # noqa: BLE001 - one broken model must not end the ranking
                 message = f"{type(err).__name__}: {err}".replace("\n", " ")
                 db.mark(run_id, FAILED, message)

@@ -5,9 +5,10 @@ runs one compiled training step per batch (BPTT through the shared unroll),
 evaluates on the validation split after each epoch, stops early on the
 monitored metric, restores the best epoch's weights and evaluates them on
 the test split. It never raises for a diverging or interrupted run: a
-non-finite loss or gradient stops it with status ``"nan"`` and Ctrl-C with
-status ``"interrupted"``, both keeping the last good weights, so the caller can
-still save and report them.
+non-finite loss or gradient stops it with status ``"nan"``, and a stop request
+(the caller's ``should_stop()``, checked between batches, evaluation batches
+and epochs) or ``KeyboardInterrupt`` with status ``"interrupted"``; both keep
+the last good weights, so the caller can still save and report them.
 """
 
 from __future__ import annotations
@@ -78,6 +79,17 @@ class TrainResult:
 
 class NonFiniteLoss(Exception):
     """A training step gave a NaN or infinite loss, gradient or weight; its update was not kept."""
+
+
+class Stopped(Exception):
+    """``should_stop()`` asked the work to stop; raised between two batches."""
+
+
+StopCheck = Callable[[], bool]
+
+
+def _never() -> bool:
+    return False
 
 
 def learning_rate(config: TrainConfig, total_steps: int | None = None):
@@ -219,7 +231,7 @@ def _eval_step(model: Classifier, use_mask: bool, jit: bool) -> Callable:
     return steps[(use_mask, jit)]
 
 
-def evaluate(model: Classifier, split, run: RunSpec) -> dict[str, float]:
+def evaluate(model: Classifier, split, run: RunSpec, should_stop: StopCheck = _never) -> dict[str, float]:
     """Accuracy, mean loss and AUC of ``model`` on ``split`` (NaN for an empty split).
 
     The reviews are scored as :meth:`zoo_core.data.Split.scoring_batches`
@@ -229,6 +241,10 @@ def evaluate(model: Classifier, split, run: RunSpec) -> dict[str, float]:
         model: The classifier.
         split: A :class:`zoo_core.data.Split` (anything with ``scoring_batches`` and ``__len__``).
         run: Supplies the mask setting, the batch size and the XLA flag.
+        should_stop: Checked before each batch.
+
+    Raises:
+        Stopped: ``should_stop()`` was true before a batch.
     """
     if len(split) == 0:
         return {"accuracy": math.nan, "loss": math.nan, "auc": math.nan}
@@ -237,6 +253,8 @@ def evaluate(model: Classifier, split, run: RunSpec) -> dict[str, float]:
     auc = keras.metrics.AUC(num_thresholds=AUC_THRESHOLDS)
     loss_sum, count, positives = 0.0, 0, 0
     for _, batch in split.scoring_batches(max(run.train.batch_size, MIN_EVAL_BATCH)):
+        if should_stop():
+            raise Stopped
         loss, probs = step(batch.ids, batch.mask, batch.labels)
         accuracy.update_state(batch.labels, probs)
         auc.update_state(batch.labels, probs)
@@ -298,7 +316,8 @@ class _EpochProgress:
             self._bar.__exit__(*exc)
 
 
-def _run_epoch(train_step: TrainStep, split, run: RunSpec, epoch: int, progress: bool) -> dict[str, float]:
+def _run_epoch(train_step: TrainStep, split, run: RunSpec, epoch: int, progress: bool,
+               should_stop: StopCheck = _never) -> dict[str, float]:
     """One pass over the training split.
 
     ``tokens_per_sec`` counts real tokens from the second step on, so the
@@ -306,6 +325,7 @@ def _run_epoch(train_step: TrainStep, split, run: RunSpec, epoch: int, progress:
 
     Raises:
         NonFiniteLoss: naming the epoch and step; that step's update was not kept.
+        Stopped: ``should_stop()`` was true before a step.
     """
     accuracy = keras.metrics.BinaryAccuracy()
     loss_sum, examples, tokens = 0.0, 0, 0
@@ -314,6 +334,8 @@ def _run_epoch(train_step: TrainStep, split, run: RunSpec, epoch: int, progress:
     batches = split.batches(run.train.batch_size, shuffle=True, seed=run.seed * 100_003 + epoch)
     with _EpochProgress(progress, len(split), f"epoch {epoch}/{run.train.epochs}") as bar:
         for step, batch in enumerate(batches, start=1):
+            if should_stop():
+                raise Stopped
             loss, probs, norm, applied = train_step(batch.ids, batch.mask, batch.labels)
             loss, norm = float(loss), float(norm)
             if not bool(applied):
@@ -366,7 +388,8 @@ def _restore(variables: Iterable[tf.Variable], values: list[np.ndarray]) -> None
         variable.assign(value)
 
 
-def train(run: RunSpec, registry: Registry, dataset, *, progress: bool = True) -> tuple[Classifier, TrainResult]:
+def train(run: RunSpec, registry: Registry, dataset, *, progress: bool = True,
+          should_stop: StopCheck = _never) -> tuple[Classifier, TrainResult]:
     """Trains the model of ``run`` on ``dataset``.
 
     Args:
@@ -374,10 +397,14 @@ def train(run: RunSpec, registry: Registry, dataset, *, progress: bool = True) -
         registry: Where the model's components are looked up.
         dataset: A :class:`zoo_core.data.Dataset` (``vocab``, ``train``, ``val``, ``test``).
         progress: Show a progress bar and a line per epoch on stderr.
+        should_stop: Checked before every training and evaluation batch; once
+            it is true the run ends with status ``"interrupted"`` and skips
+            whatever evaluation is left (its scores are NaN). The caller
+            decides what sets it (the CLI: SIGINT or SIGTERM).
 
     Returns:
         The classifier holding the kept weights (the best epoch's, or the last
-        good ones after a non-finite loss or Ctrl-C) and its :class:`TrainResult`.
+        good ones after a non-finite loss or a stop) and its :class:`TrainResult`.
     """
     started = time.perf_counter()
     keras.utils.set_random_seed(run.seed)
@@ -400,8 +427,8 @@ def train(run: RunSpec, registry: Registry, dataset, *, progress: bool = True) -
     epoch = 0
     try:
         for epoch in range(1, run.train.epochs + 1):
-            stats = _run_epoch(train_step, dataset.train, run, epoch, progress)
-            val = evaluate(model, dataset.val, run)
+            stats = _run_epoch(train_step, dataset.train, run, epoch, progress, should_stop)
+            val = evaluate(model, dataset.val, run, should_stop)
             history.append({"epoch": epoch, **stats, "val_loss": val["loss"], "val_accuracy": val["accuracy"],
                             "val_auc": val["auc"]})
             _echo(progress, f"epoch {epoch}: loss {stats['train_loss']:.4f} acc {stats['train_accuracy']:.4f}  "
@@ -417,7 +444,7 @@ def train(run: RunSpec, registry: Registry, dataset, *, progress: bool = True) -
                 break
     except NonFiniteLoss as err:
         status, message = "nan", str(err)
-    except KeyboardInterrupt:
+    except (Stopped, KeyboardInterrupt):
         status, message = "interrupted", f"interrupted during epoch {epoch}; kept the last good weights"
     _echo(progress and bool(message), message)
 
@@ -427,7 +454,11 @@ def train(run: RunSpec, registry: Registry, dataset, *, progress: bool = True) -
     else:
         # The weights go on from the last finished epoch; they are what is kept.
         best_epoch, val = len(history), {}
-    val, test = _final_evaluation(model, dataset, run, val, status)
+    val, test, stopped = _final_evaluation(model, dataset, run, val, should_stop)
+    if stopped and status != "interrupted":
+        status = "interrupted"
+        message = f"interrupted during the final evaluation; kept epoch {best_epoch}'s weights, not fully scored"
+        _echo(progress, message)
     epoch_rates = [h["tokens_per_sec"] for h in history]
     result = TrainResult(
         run=run,
@@ -444,17 +475,18 @@ def train(run: RunSpec, registry: Registry, dataset, *, progress: bool = True) -
     return model, result
 
 
-def _final_evaluation(model: Classifier, dataset, run: RunSpec, val: dict, status: str) -> tuple[dict, dict]:
+def _final_evaluation(model: Classifier, dataset, run: RunSpec, val: dict,
+                      should_stop: StopCheck) -> tuple[dict, dict, bool]:
     """Evaluates the kept weights on validation (unless already known) and test.
 
-    A second Ctrl-C during this evaluation of an interrupted run skips it, leaving NaNs.
+    Returns:
+        ``(val, test, stopped)``; a stop request or ``KeyboardInterrupt`` ends
+        the evaluation, leaving NaN for what it did not score.
     """
     missing = {"accuracy": math.nan, "loss": math.nan, "auc": math.nan}
     try:
         if not val:
-            val = evaluate(model, dataset.val, run)
-        return val, evaluate(model, dataset.test, run)
-    except KeyboardInterrupt:
-        if status != "interrupted":
-            raise
-        return val or dict(missing), dict(missing)
+            val = evaluate(model, dataset.val, run, should_stop)
+        return val, evaluate(model, dataset.test, run, should_stop), False
+    except (Stopped, KeyboardInterrupt):
+        return val or dict(missing), dict(missing), True

@@ -14,7 +14,7 @@ from functools import cached_property
 import click
 
 from zoo_core import __version__
-from zoo_core.cli import quiet
+from zoo_core.cli import quiet, signals
 from zoo_core.errors import ZooError
 
 COMMAND_MODULES = ("catalogue", "train", "data", "rank", "curves", "diagnose")
@@ -51,8 +51,8 @@ class AppState:
                               warn=lambda message: click.echo(f"warning: {message}", err=True))
 
 
-class ZooGroup(click.Group):
-    """Turns :class:`ZooError` into one line and exit status 2, and adds plugin commands."""
+class ZooGroup(signals.ExitOnInterrupt, click.Group):
+    """Turns :class:`ZooError` into one line and exit status 2 (Ctrl-C into 130), and adds plugin commands."""
 
     def invoke(self, ctx):
         try:
@@ -128,7 +128,9 @@ def cli(ctx, registry_file, plugins):
 
 
 def main(argv=None):
-    """Console-script entry point: hides native log lines (see :mod:`zoo_core.cli.quiet`), then runs ``zoo``."""
+    """Console-script entry point: holds Ctrl-C and SIGTERM (see :mod:`zoo_core.cli.signals`), hides native
+    log lines (see :mod:`zoo_core.cli.quiet`), then runs ``zoo``."""
+    signals.install()  # first thing: from here on Ctrl-C and SIGTERM end zoo with 130 or 143
     quiet.quiet_native_stderr()
     return cli.main(args=argv, prog_name="zoo")
 

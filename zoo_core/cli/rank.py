@@ -6,19 +6,16 @@ not import TensorFlow; training and prediction import it when they start.
 
 from __future__ import annotations
 
-import signal
 from pathlib import Path
 
 import click
 
-from zoo_core.cli import cli, pass_state
+from zoo_core.cli import cli, pass_state, signals
 from zoo_core.cli.options import ALL_FLAGS, component_options, data_options, pick, train_options
 from zoo_core.config import KINDS, SEED
 from zoo_core.errors import ZooError
 from zoo_core.leaderboard import SORT_METRICS
 from zoo_core.tables import format_option, render, wrap_caption
-
-INTERRUPTED_EXIT = 130  # the shell's convention for "ended by SIGINT"
 
 
 def results_option(func):
@@ -74,7 +71,9 @@ def rank(state, patterns, preset, seeds, results_path, dry_run, fmt, seed, set_v
     out as encoder/cell/aggregator/head. With no PATTERN and no --preset it ranks the
     `quick` preset. Results go to the results database; runs that already
     finished there are skipped, so after Ctrl-C or a crash the same command
-    resumes where it stopped.
+    resumes where it stopped. Ctrl-C or SIGTERM stops after the current batch,
+    marking that run interrupted (exit 130, or 143 for SIGTERM); a second
+    Ctrl-C stops at once.
 
     \b
     Examples:
@@ -98,24 +97,23 @@ def rank(state, patterns, preset, seeds, results_path, dry_run, fmt, seed, set_v
         rows = [[i, r.model.label, r.seed, done.get(r.key(), "to train")] for i, r in enumerate(runs, 1)]
         click.echo(render(rows, ["#", "model", "seed", "status"], fmt))
         return
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)  # `kill` ends a run as cleanly as Ctrl-C
-    try:
-        outcome = ranking.rank(runs, registry, db)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    from zoo_core.data import load_dataset
+
+    with signals.stoppable() as should_stop:  # Ctrl-C or SIGTERM: stop after the current batch, keep what finished
+        def load_at_once(*args, **kwargs):  # loading data checks no request: a signal stops it at once
+            with should_stop.at_once():
+                return load_dataset(*args, **kwargs)
+
+        outcome = ranking.rank(runs, registry, db, should_stop=should_stop, load_dataset=load_at_once)
     table = ranking.leaderboard_of(db, runs, fmt, default_run(registry.settings.data, registry.settings.train))
     if table is not None:
         click.echo()
         _emit(table, fmt, None)
     click.echo(outcome.summary(db.path), err=True)
-    if outcome.interrupted:
-        raise SystemExit(INTERRUPTED_EXIT)
+    if outcome.interrupted or should_stop():
+        raise SystemExit(should_stop.exit_status)
     if outcome.failed or outcome.missing:
         raise SystemExit(1)
-
-
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt
 
 
 @cli.command()

@@ -7,14 +7,13 @@ import math
 
 import click
 
-from zoo_core.cli import cli, pass_state
+from zoo_core.cli import cli, pass_state, signals
 from zoo_core.cli.options import ALL_FLAGS, build_run_spec, component_options, data_options, pick, train_options
 from zoo_core.config import RunSpec
 from zoo_core.errors import ZooError
 from zoo_core.tables import format_option, render
 
 EXIT_NAN = 1
-EXIT_INTERRUPTED = 130  # the shell's convention for "ended by SIGINT"
 EPOCH_HEADERS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_auc", "seconds", "tokens/s"]
 
 
@@ -93,8 +92,10 @@ def train(state, model, encoder, cell, aggregator, head, set_values, seed, save_
     Flags override --set, which overrides the model and registry.toml. The data
     is found by --data, $ZOO_DATA or registry.toml's search path.
 
-    A NaN or infinite loss stops the run (exit 1) and Ctrl-C ends it (exit 130);
-    both keep the last good weights, which --save still saves.
+    A NaN or infinite loss stops the run (exit 1); Ctrl-C or SIGTERM stops it
+    after the current batch (exit 130, or 143 for SIGTERM), skipping the
+    evaluation left. Both keep the last good weights, which --save still
+    saves; a second Ctrl-C stops at once.
 
     \b
     Examples:
@@ -128,11 +129,11 @@ def train(state, model, encoder, cell, aggregator, head, set_values, seed, save_
     dataset = load_dataset(run.data, state.settings, seed=run.seed, progress=not quiet)
     click.echo(f"data: {dataset.source}: {len(dataset.train)} train, {len(dataset.val)} validation, "
                f"{len(dataset.test)} test reviews; vocabulary {len(dataset.vocab)}", err=True)
-    classifier, result = train_model(run, registry, dataset, progress=not quiet)
-
-    if save_dir is not None:
-        save_run(save_dir, classifier, dataset.vocab, run, result, overwrite=overwrite)
-        click.echo(f"saved to {save_dir}", err=True)
+    with signals.stoppable() as should_stop:  # a signal from here on stops the run and still saves it
+        classifier, result = train_model(run, registry, dataset, progress=not quiet, should_stop=should_stop)
+        if save_dir is not None:
+            save_run(save_dir, classifier, dataset.vocab, run, result, overwrite=overwrite)
+            click.echo(f"saved to {save_dir}", err=True)
 
     if fmt == "json":
         click.echo(json.dumps(strict_json(result.to_dict()), indent=2))
@@ -148,5 +149,5 @@ def train(state, model, encoder, cell, aggregator, head, set_values, seed, save_
         click.echo(render(score_rows(result), ["", "accuracy", "auc", "loss"], fmt))
     if result.status == "nan":
         click.get_current_context().exit(EXIT_NAN)
-    if result.status == "interrupted":
-        click.get_current_context().exit(EXIT_INTERRUPTED)
+    if should_stop():  # also when the signal came after training's last check
+        click.get_current_context().exit(should_stop.exit_status)

@@ -1,0 +1,25 @@
+"""The ``zoo`` console script: hold Ctrl-C and SIGTERM from its first moment, then run the command line.
+
+Importing the command line (click, NumPy, tabulate, ...) takes from a few
+tenths of a second to seconds on a busy machine. A signal in that time would
+get Python's default handling: a ``KeyboardInterrupt`` traceback, or death by
+SIGTERM. So, before importing anything, this only records such a signal;
+:func:`zoo_core.cli.signals.install`, the first thing ``zoo`` does once
+imported, then ends it with exit status 130 (SIGINT) or 143 (SIGTERM).
+"""
+
+import signal
+
+
+def main():
+    """Console-script entry point: :func:`zoo_core.cli.main` with the signals of its imports kept."""
+    early: list[int] = []
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(signum) is not signal.SIG_IGN:  # a background job of a script keeps ignoring Ctrl-C
+            signal.signal(signum, lambda number, frame: early.append(number))
+
+    from zoo_core.cli import main as cli_main
+    from zoo_core.cli import signals
+
+    signals.early_signals = early  # read, and the handlers replaced, by install() at the start of cli_main
+    return cli_main()
