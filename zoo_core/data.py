@@ -662,7 +662,9 @@ def keras_datasets_dir() -> Path:
 def candidate_sources(config: DataConfig, settings) -> list[tuple[Path, str]]:
     """Where the loader looks, in order: ``(path, why)``."""
     if config.source:
-        return [(Path(config.source).expanduser(), "--data")]
+        # The CLI's --data flag also reads $ZOO_DATA: name the one the user actually set.
+        why = "ZOO_DATA" if config.source == os.environ.get("ZOO_DATA") else "--data"
+        return [(Path(config.source).expanduser(), why)]
     if os.environ.get("ZOO_DATA"):
         return [(Path(os.environ["ZOO_DATA"]).expanduser(), "ZOO_DATA")]
     return [(Path(p), "search path") for p in settings.search_path]
@@ -684,8 +686,9 @@ def find_source(config: DataConfig, settings, allow_download: bool = False, prog
     if allow_download:
         return download_imdb(progress=progress)
     looked = ", ".join(str(p) for p, _ in candidates) or "nowhere (registry.toml has no [data] search_path)"
-    raise ZooError(f"no IMDB data found; looked in: {looked}; point elsewhere with --data PATH or ZOO_DATA=PATH "
-                   "(or let it download with --download)")
+    # Only what every command that loads data has: --data, $ZOO_DATA and `zoo data download`.
+    raise ZooError(f"no IMDB data found; looked in: {looked}; point to a copy with --data PATH or ZOO_DATA=PATH, "
+                   "or fetch Stanford's archive with `zoo data download`")
 
 
 def _sha256_file(path: Path) -> str:

@@ -88,6 +88,11 @@ def rank(state, patterns, preset, seeds, results_path, dry_run, fmt, seed, set_v
                 for i, r in enumerate(runs, 1)]
         click.echo(render(rows, ["#", "model", "seed", "status"], fmt))
         return
+    from zoo_core.data import find_source
+
+    finished = db.finished_keys()
+    for data_config in dict.fromkeys(r.data for r in runs if r.key() not in finished):
+        find_source(data_config, registry.settings, progress=False)  # missing data: one line, no failed run
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)  # `kill` ends a run as cleanly as Ctrl-C
     try:
         outcome = ranking.rank(runs, registry, db)
