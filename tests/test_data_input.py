@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.bad_sources import BAD_SOURCES, npz, ragged
 from tests.cli_helpers import zoo
 from tests.imdb_fixtures import write_imdb_tree
 from zoo_core import data
@@ -46,6 +47,54 @@ def built(tmp_path: Path, build) -> Path:
     folder = tmp_path / "src"
     folder.mkdir()
     return build(folder)
+
+
+# -- bad sources -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name, build, message", BAD_SOURCES, ids=[row[0] for row in BAD_SOURCES])
+def test_a_bad_source_is_one_zoo_error_and_caches_nothing(tmp_path, name, build, message):
+    source = built(tmp_path, build)
+    with pytest.raises(ZooError) as err:
+        load(source, tmp_path)
+    assert message in str(err.value) and "\n" not in str(err.value)
+    assert cache_files(tmp_path / "cache") == []
+
+
+CLI_ROWS = ["review id beyond int range (archive)", "npz labels are strings", "npz header claims 10^12 ints",
+            "word index is malformed JSON", "only positive reviews"]
+
+
+@pytest.mark.parametrize("name", CLI_ROWS)
+def test_a_bad_source_is_one_line_and_exit_2_from_a_real_zoo_process(tmp_path, name):
+    _, build, message = next(row for row in BAD_SOURCES if row[0] == name)
+    source = built(tmp_path, build)
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache"), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    done = subprocess.run([sys.executable, "-m", "zoo_core.cli", "data", "info", "--data", str(source)],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 2, done.stderr
+    *progress, last = done.stderr.splitlines()
+    assert last.startswith("Error: ") and message in last and done.stdout == ""
+    assert all(line.startswith("tokenising ") for line in progress)  # the progress bar's label, nothing else
+    assert cache_files(tmp_path / "cache" / "rnn-zoo") == []
+
+
+# Odd but meaningful sources load, with the meaning they have (and a bounded word table).
+@pytest.mark.parametrize("name, build, unknown", [
+    ("float labels that are exactly 0.0 and 1.0", npz(y_train=np.array([1.0, 0.0, 1.0, 0.0])), 0),
+    ("bool labels", npz(y_train=np.array([True, False, True, False])), 0),
+    ("a word rank beyond any vocabulary", npz(x_train=ragged([[10**12, 1], [3, 1, 4], [2, 2], [5]])), 1),
+])
+def test_odd_but_meaningful_npz_sources_load(tmp_path, name, build, unknown):
+    ds = load(built(tmp_path, build), tmp_path, val_fraction=0.0, split="random")
+    assert sorted(ds.train.labels.tolist()) == [0, 0, 1, 1]
+    assert int(np.sum(ds.train.ids == data.UNK)) == unknown
+    assert len(ds.vocab) <= ds.config.num_words
+
+
+def test_a_training_split_of_one_class_after_limit_is_refused(tmp_path):
+    tree = write_imdb_tree(tmp_path, {"train/pos": ["good", "fine"], "train/neg": ["bad", "dull"],
+                                      "test/pos": ["good"], "test/neg": ["bad"]})
+    with pytest.raises(ZooError, match=r"training split holds only (positive|negative) reviews \(1 in all\)"):
+        load(tree, tmp_path, limit=1, val_fraction=0.0)
 
 
 # -- missing data ------------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ import hashlib
 import io
 import itertools
 import json
+import math
 import os
 import pickle
 import re
@@ -389,6 +390,25 @@ class Corpus:
         return corpus
 
 
+MAX_REVIEW_ID = int(np.iinfo(np.int32).max)  # review ids are stored as int32
+
+
+def _review_numbers(name: str, review_id: str, rating: str) -> tuple[int, int]:
+    """The id and rating in a review file's name ``<id>_<rating>.txt``, checked.
+
+    Raises:
+        ZooError: for an id beyond :data:`MAX_REVIEW_ID` or a rating outside 1..10.
+    """
+    # Length first: int() of a thousands-digit name would itself fail.
+    if len(review_id.lstrip("0")) > len(str(MAX_REVIEW_ID)) or int(review_id) > MAX_REVIEW_ID:
+        raise ZooError(f"{name}: review id {review_id} is too large (review files are named <id>_<rating>.txt, "
+                       f"with ids up to {MAX_REVIEW_ID:,}); rename or remove the file")
+    if len(rating.lstrip("0")) > 2 or not 1 <= int(rating) <= 10:
+        raise ZooError(f"{name}: rating {rating} is outside 1..10 (review files are named <id>_<rating>.txt, "
+                       "rated 1-4 in neg/ and 7-10 in pos/); rename or remove the file")
+    return int(review_id), int(rating)
+
+
 class _TokenTable(dict):
     """``token -> id``, giving each new token the next id on first lookup."""
 
@@ -449,6 +469,9 @@ class _CorpusBuilder:
             lines = self.urls.get((int(split), int(label)), ())
             if review_id < len(lines):
                 match = _MOVIE.search(lines[review_id])
+                if match and len(match.group(1).lstrip("0")) > 18:  # beyond int64
+                    raise ZooError(f"{SPLITS[split]}/urls_{LABELS[label]}.txt, line {review_id + 1}: movie number "
+                                   f"tt{match.group(1)} is too large; fix or remove that urls file")
                 if match:
                     movies[row] = int(match.group(1))
         return movies
@@ -497,10 +520,12 @@ def _read_archive(path: Path, progress: bool) -> Corpus:
                 review = _REVIEW_FILE.search(member.name)
                 urls = None if review else _URLS_FILE.search(member.name)
                 if (review or urls) and member.isfile():
-                    text = tar.extractfile(member).read().decode("utf-8", "replace")
                     if review:
                         split, label, review_id, rating = review.groups()
-                        builder.add_review(split, label, int(review_id), int(rating), text)
+                        review_id, rating = _review_numbers(member.name, review_id, rating)
+                    text = tar.extractfile(member).read().decode("utf-8", "replace")
+                    if review:
+                        builder.add_review(split, label, review_id, rating, text)
                     else:
                         builder.add_urls(*urls.groups(), text)
                 position = raw.tell()
@@ -538,14 +563,36 @@ def _read_folder(root: Path, progress: bool) -> Corpus:
         for file in files:
             name = file.relative_to(root).as_posix()
             review, urls = _REVIEW_FILE.search(name), _URLS_FILE.search(name)
-            text = file.read_text(encoding="utf-8", errors="replace")
             if review:
                 split, label, review_id, rating = review.groups()
-                builder.add_review(split, label, int(review_id), int(rating), text)
+                review_id, rating = _review_numbers(str(file), review_id, rating)
+            try:
+                text = file.read_text(encoding="utf-8", errors="replace")
+            except OSError as err:
+                raise ZooError(f"cannot read {file}: {err.strerror or _one_line(err)}") from None
+            if review:
+                builder.add_review(split, label, review_id, rating, text)
             elif urls:
                 builder.add_urls(*urls.groups(), text)
             bar.update(1)
     return builder.build("folder")
+
+
+class _CheckedArray(np.ndarray):
+    """The only array class the restricted unpickler builds: its state must fill its shape exactly.
+
+    A pickle names its own shape; without this check a few bytes claiming
+    ``(10**12,)`` would make numpy allocate terabytes before failing.
+    """
+
+    def __setstate__(self, state):
+        shape, dtype, data = (state[1], state[2], state[4]) if len(state) == 5 else (state[0], state[1], state[3])
+        if not (isinstance(shape, tuple) and all(type(n) is int and n >= 0 for n in shape)):
+            raise pickle.UnpicklingError(f"a pickled array has shape {shape!r}")
+        held = len(data) if isinstance(data, list) else len(data) // max(1, np.dtype(dtype).itemsize)
+        if math.prod(shape) != held:
+            raise pickle.UnpicklingError(f"a pickled array claims shape {shape} but holds {held:,} values")
+        super().__setstate__(state)
 
 
 class _ArrayUnpickler(pickle.Unpickler):
@@ -554,25 +601,53 @@ class _ArrayUnpickler(pickle.Unpickler):
     ``np.load(allow_pickle=True)`` would run any code a tampered file carries.
     """
 
-    _ALLOWED = {("numpy", "ndarray"), ("numpy", "dtype"),
-                ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct")}
+    _ALLOWED = {("numpy", "dtype"), ("numpy.core.multiarray", "_reconstruct"),
+                ("numpy._core.multiarray", "_reconstruct")}
 
     def find_class(self, module: str, name: str):
+        if (module, name) == ("numpy", "ndarray"):
+            return _CheckedArray
         if (module, name) in self._ALLOWED:
             return super().find_class(module, name)
         raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
 
 
-def _read_npy(member: io.BufferedIOBase) -> np.ndarray:
-    buffer = io.BytesIO(member.read())
-    try:
-        return np.lib.format.read_array(buffer, allow_pickle=False)
-    except ValueError:  # an object array: skip the header, then unpickle with restrictions
+# Keras' imdb.npz members are about 20 MB each once unzipped; far larger is not that file.
+MAX_NPY_BYTES = 1 << 30
+
+
+def _read_npy(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> np.ndarray:
+    """One ``.npy`` member; its header is checked against its size before anything is allocated.
+
+    Raises:
+        ValueError: a header or pickle that is not a sane array (the caller names the file).
+    """
+    if info.file_size > MAX_NPY_BYTES:
+        raise ValueError(f"{info.file_size:,} bytes unzipped, more than an imdb.npz member ({MAX_NPY_BYTES:,})")
+    with archive.open(info) as member:
+        buffer = io.BytesIO(member.read())
+    version = np.lib.format.read_magic(buffer)
+    if version not in ((1, 0), (2, 0)):
+        raise ValueError(f"npy format version {version[0]}.{version[1]} is not read here")
+    read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    shape, fortran_order, dtype = read_header(buffer)
+    if not all(type(n) is int and n >= 0 for n in shape):
+        raise ValueError(f"its header gives shape {shape}")
+    count, available = math.prod(shape), len(buffer.getbuffer()) - buffer.tell()
+    # An object array's pickle needs at least a byte per element; a plain one its itemsize.
+    needed = count if dtype.hasobject else count * dtype.itemsize
+    if needed > available:
+        raise ValueError(f"its header claims shape {shape} ({count:,} values) but only {available:,} bytes follow")
+    if not dtype.hasobject:
         buffer.seek(0)
-        major, _ = np.lib.format.read_magic(buffer)
-        read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
-        read_header(buffer)
-        return _ArrayUnpickler(buffer).load()
+        return np.lib.format.read_array(buffer, allow_pickle=False)
+    try:
+        array = _ArrayUnpickler(buffer).load()
+    except Exception as err:  # noqa: BLE001 - any failure to unpickle untrusted bytes is a bad file
+        raise ValueError(f"its pickled data is not an array ({_one_line(err)})") from None
+    if not isinstance(array, np.ndarray) or array.shape != shape:
+        raise ValueError(f"its pickled data is not the {shape} array its header announces")
+    return np.asarray(array)
 
 
 def read_keras_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
@@ -581,15 +656,22 @@ def read_keras_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
     The ``x`` arrays hold one list per review of word *ranks* (1 = most frequent
     word), without start token; ``keras.datasets.imdb.load_data`` turns rank ``r``
     into id ``r + 3`` and prepends the start id 1.
+
+    Raises:
+        ZooError: for a file that is not such an npz (not a zip, a member that is
+            not a sane array, missing arrays), naming the file and the member.
     """
     arrays = {}
     try:
         with zipfile.ZipFile(path) as archive:
-            for name in archive.namelist():
-                if name.endswith(".npy"):
-                    with archive.open(name) as member:
-                        arrays[name[:-4]] = _read_npy(member)
-    except (zipfile.BadZipFile, pickle.UnpicklingError, ValueError, EOFError, OSError) as err:
+            for info in archive.infolist():
+                if info.filename.endswith(".npy"):
+                    try:
+                        arrays[info.filename[:-4]] = _read_npy(archive, info)
+                    except (ValueError, EOFError, zipfile.BadZipFile, zlib.error) as err:
+                        raise ZooError(f"{path}: {info.filename} is not a readable array ({_one_line(err)}); "
+                                       "expected Keras' imdb.npz") from None
+    except (zipfile.BadZipFile, ValueError, EOFError, OSError) as err:
         raise ZooError(f"{path} is not a readable Keras imdb.npz ({_one_line(err)})") from None
     missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in arrays]
     if missing:
@@ -597,25 +679,112 @@ def read_keras_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
     return arrays
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n:,} {word}" + ("" if n == 1 else "s")
+
+
+def _npz_reviews(path: Path, name: str, x: np.ndarray) -> list:
+    """The reviews of ``x`` (``x_train`` or ``x_test``) as sequences of ints, checked.
+
+    Raises:
+        ZooError: unless ``x`` is a 1-D array of integer lists (Keras' layout) or a 2-D integer array.
+    """
+    expected = f"{path}: {name} must hold one list of word ranks (whole numbers) per review"
+    if x.ndim == 2 and x.dtype.kind in "iu":
+        return list(x)
+    if x.ndim != 1 or x.dtype != object:
+        raise ZooError(f"{expected}; it holds a {x.ndim}-D array of {x.dtype} values")
+    rows = list(x)
+    for row in rows:
+        if isinstance(row, np.ndarray) and not (row.ndim == 1 and row.dtype.kind in "iu"):
+            raise ZooError(f"{expected}; one is a {row.ndim}-D array of {row.dtype} values")
+        if not isinstance(row, (list, tuple, np.ndarray)):
+            raise ZooError(f"{expected}; one review is a {type(row).__name__} ({repr(row)[:30]})")
+    kinds = set(map(type, itertools.chain.from_iterable(r for r in rows if not isinstance(r, np.ndarray))))
+    bad = [t for t in kinds if t is bool or not issubclass(t, (int, np.integer))]
+    if bad:
+        raise ZooError(f"{expected}; it holds {bad[0].__name__} values")
+    return rows
+
+
+def _npz_labels(path: Path, name: str, y: np.ndarray, reviews: int) -> np.ndarray:
+    """``y`` (``y_train`` or ``y_test``) as int8 0/1 labels, one per review, checked.
+
+    Raises:
+        ZooError: for labels that are not one 0 or 1 per review (2, -1, 0.7, "pos", a 2-D array ...).
+    """
+    if y.ndim != 1:
+        raise ZooError(f"{path}: {name} must be one label per review; it is a {y.ndim}-D array of shape {y.shape}")
+    if len(y) != reviews:
+        raise ZooError(f"{path}: {name} has {_plural(len(y), 'label')} for {_plural(reviews, 'review')} in "
+                       f"x_{name[2:]}; each review needs exactly one label")
+    if y.dtype == object:  # a pickled array of Python numbers
+        try:
+            y = np.array(y.tolist())
+        except ValueError:
+            pass
+    if y.dtype.kind not in "biuf":
+        raise ZooError(f"{path}: {name} holds {y.dtype} values; labels must be 0 (negative) or 1 (positive)")
+    wrong = y[(y != 0) & (y != 1)]
+    if wrong.size:
+        shown = ", ".join(str(v) for v in np.unique(wrong)[:3].tolist())
+        raise ZooError(f"{path}: {name} holds labels {shown}; labels must be 0 (negative) or 1 (positive)")
+    return y.astype(np.int8)
+
+
+def _read_word_index(path: Path) -> dict[str, int]:
+    """``imdb_word_index.json``: ``{word: rank}``, ranks whole numbers from 1.
+
+    Raises:
+        ZooError: for a file that is not such a JSON object.
+    """
+    fix = "fix it, or move it away (an npz without it has no words, so text cannot be encoded)"
+    try:
+        index = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise ZooError(f"{path} is not a readable JSON word index ({_one_line(err)}); {fix}") from None
+    if not isinstance(index, dict):
+        raise ZooError(f"{path} must be a JSON object {{word: rank}}; it is a {type(index).__name__}; {fix}")
+    for word, rank in index.items():
+        if type(rank) is not int or rank < 1:
+            raise ZooError(f"{path}: word {word!r} has rank {rank!r}; ranks are whole numbers from 1; {fix}")
+        if "\n" in word:  # the cache stores words one per line
+            raise ZooError(f"{path}: word {word!r} holds a line break; {fix}")
+    return index
+
+
+# num_words is at most this, so a rank at or above it is never in any vocabulary: all such ranks share
+# one placeholder, which keeps a file claiming rank 10**12 from asking for a table that long.
+MAX_NPZ_RANK = {f.name: f for f in dataclasses.fields(DataConfig)}["num_words"].metadata["high"]
+
+
 def _read_npz(path: Path, progress: bool) -> Corpus:
     """Keras' ``imdb.npz`` with ``imdb_word_index.json`` beside it if there is one."""
     arrays = read_keras_npz(path)
-    sequences = [list(arrays["x_train"]), list(arrays["x_test"])]
-    labels = np.concatenate([np.asarray(arrays["y_train"]), np.asarray(arrays["y_test"])]).astype(np.int8)
+    sequences = [_npz_reviews(path, "x_train", arrays["x_train"]), _npz_reviews(path, "x_test", arrays["x_test"])]
+    labels = np.concatenate([_npz_labels(path, "y_train", arrays["y_train"], len(sequences[0])),
+                             _npz_labels(path, "y_test", arrays["y_test"], len(sequences[1]))])
     lengths = np.array([len(s) for part in sequences for s in part], dtype=np.int64)
     offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
-    tokens = np.fromiter(itertools.chain.from_iterable(itertools.chain(*sequences)), dtype=np.int64,
-                         count=int(offsets[-1]))
+    try:
+        tokens = np.fromiter(itertools.chain.from_iterable(itertools.chain(*sequences)), dtype=np.int64,
+                             count=int(offsets[-1]))
+    except OverflowError:
+        raise ZooError(f"{path}: a word rank is beyond 64-bit integers; expected Keras' imdb.npz") from None
     if tokens.size and tokens.min() < 1:
         raise ZooError(f"{path}: word ranks start at 1 in Keras' imdb.npz, found {int(tokens.min())}")
+    np.minimum(tokens, MAX_NPZ_RANK, out=tokens)
     top = int(tokens.max(initial=0))
     words = [f"<{rank + 3}>" for rank in range(top + 1)]  # placeholders named by Keras id
     words[0] = "<unused>"  # Keras id 3 (rank 0) never occurs
+    if top == MAX_NPZ_RANK:
+        words[top] = "<rare>"
     index_file = path.with_name("imdb_word_index.json")
-    if index_file.is_file():
-        for word, rank in json.loads(index_file.read_text(encoding="utf-8")).items():
-            if rank <= top:
+    named = index_file.is_file()
+    if named:
+        for word, rank in _read_word_index(index_file).items():
+            if rank <= top and rank < MAX_NPZ_RANK:
                 words[rank] = word
     n_train = len(sequences[0])
     return Corpus(
@@ -635,7 +804,12 @@ def source_kind(path: Path) -> str:
 
 
 def read_corpus(path: str | os.PathLike, progress: bool = False) -> Corpus:
-    """Reads and tokenises every review of a source (slow: see :func:`load_corpus` for the cached way)."""
+    """Reads and tokenises every review of a source (slow: see :func:`load_corpus` for the cached way).
+
+    Raises:
+        ZooError: for a source that is missing a split, has training reviews of one
+            class only, or cannot be read (see the readers).
+    """
     path = Path(path)
     kind = source_kind(path)
     if kind == "npz":
@@ -650,7 +824,20 @@ def read_corpus(path: str | os.PathLike, progress: bool = False) -> Corpus:
     for split in (0, 1):
         if not np.any(corpus.splits == split):
             raise ZooError(f"{path} holds no {SPLITS[split]} reviews (expected the aclImdb layout)")
+    train_labels = corpus.labels[corpus.splits == 0]
+    if _one_class(train_labels):
+        raise ZooError(f"{path} holds {_one_class(train_labels)} training reviews ({len(train_labels):,} in all); "
+                       "a classifier needs positive and negative ones (aclImdb/train/pos and aclImdb/train/neg)")
     return corpus
+
+
+def _one_class(labels: np.ndarray) -> str:
+    """What ``labels`` hold when it is not both classes (``"no"``, ``"only positive"``), else ``""``."""
+    if not len(labels):
+        return "no"
+    if labels.min() == labels.max():
+        return "only " + ("negative", "positive")[int(labels[0])]
+    return ""
 
 
 # -- finding, checking and caching sources -----------------------------------------------------------
@@ -944,6 +1131,11 @@ def prepare(corpus: Corpus, config: DataConfig, seed: int = 0) -> tuple[Vocabula
     if config.long == "drop":
         train_rows = train_rows[~too_long]
 
+    if _one_class(corpus.labels[train_rows]):  # the source has both: --limit, the split or --long drop took one
+        raise ZooError(f"the training split holds {_one_class(corpus.labels[train_rows])} reviews "
+                       f"({len(train_rows):,} in all) after limit {config.limit}, val_fraction "
+                       f"{config.val_fraction:g} and long={config.long}; a classifier needs both classes: "
+                       "raise --limit or lower data.val_fraction")
     vocab, lookup = build_vocabulary(corpus, train_rows, config.num_words)
     splits = {name: make_split(corpus, rows, lookup, config)
               for name, rows in (("train", train_rows), ("val", val_rows), ("test", test_rows))}
