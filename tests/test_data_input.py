@@ -97,6 +97,155 @@ def test_a_training_split_of_one_class_after_limit_is_refused(tmp_path):
         load(tree, tmp_path, limit=1, val_fraction=0.0)
 
 
+# -- text normalisation ------------------------------------------------------------------------------
+@pytest.mark.parametrize("typed, plain", [
+    ("I don\u2019t think so", "I don't think so"),        # right single quotation mark
+    ("I don\u2018t think so", "I don't think so"),        # left single quotation mark
+    ("I don\u00b4t think so", "I don't think so"),        # acute accent used as an apostrophe
+    ("I don\x92t think so", "I don't think so"),          # Windows-1252 apostrophe as a C1 control
+    ("\u201cGreat\u201d film", '"Great" film'),           # curly double quotes
+    ("a \ufb01ne \uff27\uff4f\uff4f\uff44 film", "a fine Good film"),  # ligature, full-width letters
+    ("wait\x85what", "wait...what"),                      # IMDB's ellipsis (U+0085)
+    ("wait\u2026what", "wait...what"),
+    ("no\u00a0break", "no break"),
+])
+def test_typographic_text_tokenises_as_its_ascii_form(typed, plain):
+    assert data.tokenize(typed) == data.tokenize(plain)
+    assert data.keras_tokenize(typed) == data.keras_tokenize(plain)
+
+
+@pytest.mark.parametrize("text, tokens", [
+    ("Great film, I loved it.", ["great", "film", "i", "loved", "it"]),
+    ("It's GREAT.<br /><br />10/10!", ["it's", "great", "br", "br", "10", "10"]),
+    ("\u201cDon\u2019t\u201d -- (really)", ["don't", "really"]),
+    ("", []),
+])
+def test_keras_tokenizer_drops_punctuation_as_keras_data_does(text, tokens):
+    assert data.keras_tokenize(text) == tokens
+
+
+def test_training_and_prediction_normalise_alike(tmp_path):
+    tree = write_imdb_tree(tmp_path, {"train/pos": ["I don\u2019t regret it", "great"], "train/neg": ["dull", "bad"],
+                                      "test/pos": ["great"], "test/neg": ["bad"]})
+    ds = load(tree, tmp_path, val_fraction=0.0)
+    assert "don't" in ds.vocab.index and "\u2019" not in ds.vocab.index
+    trained = [ds.train.sequence(i).tolist() for i in range(len(ds.train))]
+    for text in ("I don't regret it", "I don\u2019t regret it", "I don\u00b4t regret it"):
+        batch = data.encode_texts([text], ds.vocab, dataclasses.replace(ds.config, batching="bucket"))
+        assert batch.ids[0].tolist() in trained
+
+
+def test_the_cache_notices_a_change_of_normalisation(tmp_path, monkeypatch):
+    tree = write_imdb_tree(tmp_path, {"train/pos": ["good"], "train/neg": ["bad"], "test/pos": ["good"],
+                                      "test/neg": ["bad"]})
+    assert load(tree, tmp_path, val_fraction=0.0).report["cache_hit"] is False
+    assert load(tree, tmp_path, val_fraction=0.0).report["cache_hit"] is True
+    monkeypatch.setattr(data, "NORMALIZATION", data.NORMALIZATION + ",something-else")
+    assert load(tree, tmp_path, val_fraction=0.0).report["cache_hit"] is False
+
+
+# -- the tokenizer travels with the vocabulary -------------------------------------------------------
+KERAS_TRAIN = ["A good film, a good cast.", "Bad film!<br />Awful.", "good good story", "bad bad plot, bad film"]
+KERAS_TEST = ["good plot twist", "a bad, bad ending"]
+
+
+def write_keras_style_npz(folder: Path, with_word_index: bool) -> Path:
+    """An npz made as Keras made imdb.npz: text_to_word_sequence tokens, ranks by training frequency."""
+    from collections import Counter
+
+    counts = Counter(t for text in KERAS_TRAIN for t in data.keras_tokenize(text))
+    index = {w: r for r, w in enumerate(sorted(counts, key=lambda w: (-counts[w], w)), start=1)}
+    for text in KERAS_TEST:
+        for token in data.keras_tokenize(text):
+            index.setdefault(token, len(index) + 1)
+    path = folder / "imdb.npz"
+    np.savez(path, x_train=ragged([[index[t] for t in data.keras_tokenize(x)] for x in KERAS_TRAIN]),
+             y_train=np.array([1, 0, 1, 0]), x_test=ragged([[index[t] for t in data.keras_tokenize(x)]
+                                                            for x in KERAS_TEST]), y_test=np.array([1, 0]))
+    if with_word_index:
+        (folder / "imdb_word_index.json").write_text(json.dumps(index))
+    return path
+
+
+def test_text_is_encoded_as_keras_npz_was_made(tmp_path):
+    ds = load(write_keras_style_npz(tmp_path, True), tmp_path, val_fraction=0.0, split="random")
+    assert ds.vocab.tokenizer == "keras"
+    config = dataclasses.replace(ds.config, batching="bucket")
+    for i, text in enumerate(KERAS_TEST):  # no <unk> for the punctuation Keras' data never held
+        assert data.encode_texts([text], ds.vocab, config).ids[0].tolist() == ds.test.sequence(i).tolist()
+    assert data.UNK not in data.encode_texts(["Bad film!<br />Awful."], ds.vocab, config).ids[0]
+
+
+def test_text_is_refused_for_an_npz_without_its_word_index(tmp_path):
+    ds = load(write_keras_style_npz(tmp_path, False), tmp_path, val_fraction=0.0, split="random")
+    assert ds.vocab.tokenizer == "none"
+    with pytest.raises(ZooError, match="imdb_word_index.json") as err:
+        data.encode_texts(["good film"], ds.vocab, ds.config)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("words, tokenizer", [
+    (["<pad>", "<start>", "<unk>", "the", "film"], "zoo"),
+    (["<pad>", "<start>", "<unk>", "<unused>", "the", "film"], "keras"),
+    (["<pad>", "<start>", "<unk>", "<unused>", "<4>", "<5>"], "none"),
+])
+def test_vocabularies_saved_before_the_tokenizer_was_recorded_get_theirs(words, tokenizer):
+    assert data.Vocabulary.from_json(json.dumps({"words": words})).tokenizer == tokenizer
+    vocab = data.Vocabulary(words, tokenizer=tokenizer)
+    assert data.Vocabulary.from_json(vocab.to_json()) == vocab
+
+
+# -- zoo predict and zoo evaluate on a saved run -----------------------------------------------------
+VOCAB = ["<pad>", "<start>", "<unk>", "i", "don't", "think", "it", "was", "a", "good", "movie", "great", "film",
+         "bad", "really", ".", '"', "fun", ","]
+
+
+@pytest.fixture(scope="module")
+def saved_run(registry, tmp_path_factory):
+    """A tiny untrained GRU saved with a handmade vocabulary: every word moves its score."""
+    import tensorflow as tf
+
+    from zoo_core.model import Classifier
+    from zoo_core.runs import save_run
+    from zoo_core.training import TrainResult
+
+    folder = tmp_path_factory.mktemp("saved") / "run"
+    spec = ModelSpec("embedding", "gru", "mean-states", "sigmoid1", params={"cell": {"units": 4}, "encoder": {"dim": 4}})
+    run = RunSpec(spec, data=DataConfig(maxlen=20, batching="bucket"))
+    tf.random.set_seed(3)
+    model = Classifier(run.model, registry, len(VOCAB))
+    scores = {"accuracy": 0.5, "loss": 0.7, "auc": 0.5}
+    result = TrainResult(run=run, params=model.count_params(), history=[], best_epoch=1, val=scores, test=scores,
+                         wall_time=1.0, tokens_per_sec=1.0, status="completed")
+    return save_run(folder, model, data.Vocabulary(VOCAB), run, result)
+
+
+def predict_json(run_dir, *args) -> list[dict]:
+    return json.loads(zoo("predict", run_dir, *args, "--format", "json").stdout)
+
+
+TYPOGRAPHIC = [  # (typed, plain): each pair must score the same
+    ("I don\u2019t think it was a good movie.", "I don't think it was a good movie."),
+    ("\u201cgreat\u201d film", '"great" film'),
+    ("I don\x92t think so\x85 really", "I don't think so... really"),
+]
+
+
+def test_typographic_text_scores_as_its_ascii_form(saved_run):
+    rows = predict_json(saved_run, *[text for pair in TYPOGRAPHIC for text in pair])
+    assert [r["p_positive"] for r in rows[0::2]] == [r["p_positive"] for r in rows[1::2]]
+
+
+def test_a_run_trained_on_an_npz_without_word_index_refuses_text(saved_run, tmp_path):
+    import shutil
+
+    run_dir = Path(shutil.copytree(saved_run, tmp_path / "npz-run"))
+    words = ["<pad>", "<start>", "<unk>", "<unused>"] + [f"<{i}>" for i in range(4, len(VOCAB))]
+    data.Vocabulary(words, tokenizer="none").save(run_dir / "vocab.json")
+    result = zoo("predict", run_dir, "A good film.", expect=2)
+    assert result.output.count("\n") == 1 and "imdb_word_index.json" in result.output
+
+
 # -- missing data ------------------------------------------------------------------------------------
 def registry_without_data(tmp_path: Path) -> Path:
     """The checkout's registry.toml with a search path that finds nothing."""

@@ -11,7 +11,8 @@ then ``registry.toml``'s ``[data] search_path``. A source is one of
 The expensive step, tokenising 50k reviews, runs once per source: the result
 (every review as ids into a table of every distinct word, plus labels, movies
 and ratings) is cached as an ``.npz`` in ``settings.cache_dir``, keyed on the
-source's sha256 and :data:`CACHE_VERSION` (the tokenizer's rule). Nothing in
+source's sha256, :data:`CACHE_VERSION` (the tokenizer's rule) and :data:`NORMALIZATION`
+(what :func:`normalize_text` does to text before tokenising). Nothing in
 :class:`~zoo_core.config.DataConfig` changes those arrays, so one cache file
 serves every setting; the settings (limit, validation split, vocabulary,
 truncation) are then applied with vectorised numpy in well under a second.
@@ -39,6 +40,7 @@ import sys
 import tarfile
 import tempfile
 import time
+import unicodedata
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -57,7 +59,9 @@ from zoo_core.errors import ZooError
 PAD, START, UNK = 0, 1, 2
 RESERVED = ("<pad>", "<start>", "<unk>")
 # Bump when the tokenizer or the cached layout changes: old cache files are then ignored.
-CACHE_VERSION = 1
+CACHE_VERSION = 2
+# What normalize_text does; part of every cache key, so a change re-tokenises every source.
+NORMALIZATION = "cp1252-c1,ascii-quotes,nfkc"
 
 IMDB_URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
 IMDB_SHA256 = "c40f74a18d3b61f90feba1e17730e0d38e8b97c05fde7008942e91923d1658fe"
@@ -74,20 +78,82 @@ _MOVIE = re.compile(r"/title/tt(\d+)")
 
 
 # -- text -> tokens ----------------------------------------------------------------------------------
+def _normalization_table() -> dict[int, str]:
+    """``str.translate`` table: C1 controls as Windows-1252 punctuation, typographic quotes as ASCII."""
+    # IMDB's text holds Windows-1252 punctuation decoded as Latin-1 control characters:
+    # U+0085 for an ellipsis, U+0096/U+0097 for dashes, U+0091-U+0094 for curly quotes.
+    table = {}
+    for byte in range(0x80, 0xA0):
+        try:
+            table[byte] = bytes([byte]).decode("cp1252")
+        except UnicodeDecodeError:  # the 5 bytes cp1252 leaves undefined stay as they are
+            pass
+    # Before NFKC, which would split the acute accent used as an apostrophe ("don´t") into a space
+    # and a combining mark, and the double prime into two primes.
+    quotes = {"\u2018": "'", "\u2019": "'", "\u201a": "'", "\u201b": "'", "\u2032": "'", "\u02bc": "'",
+              "\u00b4": "'", "\u201c": '"', "\u201d": '"', "\u201e": '"', "\u201f": '"', "\u2033": '"'}
+    table = {byte: quotes.get(char, char) for byte, char in table.items()}
+    table.update({ord(char): ascii_char for char, ascii_char in quotes.items()})
+    return table
+
+
+_NORMALIZE = _normalization_table()
+
+
+def normalize_text(text: str) -> str:
+    """The text as every tokenizer sees it, in training and in prediction alike.
+
+    Windows-1252 punctuation stored as C1 control characters (as in IMDB's own
+    reviews: U+0085 is an ellipsis) becomes that punctuation; typographic
+    apostrophes and quotes (U+2018, U+2019, U+201C, U+201D, ...) and the acute
+    accent used as an apostrophe become ASCII ``'`` and ``"``; then Unicode
+    compatibility normalisation (NFKC) turns ligatures, full-width letters,
+    ``…`` and no-break spaces into their plain forms. :data:`NORMALIZATION`
+    names this rule in the cache key.
+
+    >>> normalize_text("I don’t ﬁnd it “great”…")
+    'I don\'t find it "great"...'
+    """
+    return unicodedata.normalize("NFKC", text.translate(_NORMALIZE))
+
+
 def tokenize(text: str) -> list[str]:
     """Splits a review into lowercase words and punctuation marks.
 
-    The rule: lowercase; replace HTML line breaks (``<br />``, ``<br>``) by spaces;
-    then a token is either a run of letters and digits, with apostrophes allowed
-    inside it (``don't``, ``it's``), or any other single non-space character
-    (``.``, ``!``, ``-``, ``'``). Letters are Unicode letters (``café`` is one word).
-    The pipeline then prepends the start token (id 1) to every review, as Keras
-    does; it counts in the review's length.
+    The rule: :func:`normalize_text`; lowercase; replace HTML line breaks
+    (``<br />``, ``<br>``) by spaces; then a token is either a run of letters and
+    digits, with apostrophes allowed inside it (``don't``, ``it's``), or any other
+    single non-space character (``.``, ``!``, ``-``, ``'``). Letters are Unicode
+    letters (``café`` is one word). The pipeline then prepends the start token
+    (id 1) to every review, as Keras does; it counts in the review's length.
 
     >>> tokenize("It's GREAT.<br /><br />10/10!")
     ["it's", 'great', '.', '10', '/', '10', '!']
     """
-    return _TOKEN.findall(_BREAK.sub(" ", text.lower()))
+    return _TOKEN.findall(_BREAK.sub(" ", normalize_text(text).lower()))
+
+
+# The characters keras.preprocessing.text.text_to_word_sequence removes, as Keras' imdb.npz was made.
+_KERAS_FILTERS = str.maketrans({c: " " for c in '!"#$%&()*+,-./:;<=>?@[\\]^_`{|}~\t\n'})
+
+
+def keras_tokenize(text: str) -> list[str]:
+    """Splits text as Keras' ``imdb.npz`` was made: punctuation removed, apostrophes kept.
+
+    :func:`normalize_text`, lowercase, every character of Keras' default filters
+    (punctuation but ``'``, tabs, newlines) replaced by a space, then split on
+    spaces. ``<br />`` thus becomes the word ``br``, which Keras' data holds.
+
+    >>> keras_tokenize("Great film, I didn't<br />hate it!")
+    ['great', 'film', 'i', "didn't", 'br', 'hate', 'it']
+    """
+    return [t for t in normalize_text(text).lower().translate(_KERAS_FILTERS).split(" ") if t]
+
+
+# How a vocabulary's words were cut from text: its source's tokenizer, recorded with the vocabulary
+# so new text is encoded as the training data was. "none": Keras' npz without its word index, whose
+# words are bare ids, so no text can be encoded.
+TOKENIZERS = {"zoo": tokenize, "keras": keras_tokenize, "none": None}
 
 
 # -- vocabulary --------------------------------------------------------------------------------------
@@ -97,21 +163,42 @@ class Vocabulary:
     Args:
         words: Every word in id order, starting with :data:`RESERVED`.
         counts: Optional training-set count of each word (same order), for export.
+        tokenizer: How the training text was cut into these words, a key of
+            :data:`TOKENIZERS`; new text is cut the same way (:meth:`tokenize`).
+
+    Raises:
+        ZooError: for words that do not start with :data:`RESERVED`, or an unknown tokenizer.
     """
 
-    def __init__(self, words: Sequence[str], counts: Sequence[int] | None = None):
+    def __init__(self, words: Sequence[str], counts: Sequence[int] | None = None, tokenizer: str = "zoo"):
         words = list(words)
         if tuple(words[:3]) != RESERVED:
             raise ZooError(f"a vocabulary must start with {', '.join(RESERVED)}")
+        if tokenizer not in TOKENIZERS:
+            raise ZooError(f"unknown tokenizer {tokenizer!r} (known: {', '.join(TOKENIZERS)})")
         self.words = words
         self.counts = None if counts is None else [int(c) for c in counts]
+        self.tokenizer = tokenizer
         self.index = {word: i for i, word in enumerate(words)}
 
     def __len__(self) -> int:
         return len(self.words)
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Vocabulary) and self.words == other.words
+        return isinstance(other, Vocabulary) and (self.words, self.tokenizer) == (other.words, other.tokenizer)
+
+    def tokenize(self, text: str) -> list[str]:
+        """``text`` cut into tokens as this vocabulary's training text was.
+
+        Raises:
+            ZooError: when the vocabulary holds ids, not words (Keras' npz without its word index).
+        """
+        split = TOKENIZERS[self.tokenizer]
+        if split is None:
+            raise ZooError("this run was trained on Keras' imdb.npz without imdb_word_index.json, so its "
+                           "vocabulary holds word ids, not words, and every word of a text would be <unk>; "
+                           "retrain with imdb_word_index.json beside imdb.npz, or on the aclImdb archive")
+        return split(text)
 
     def encode(self, tokens: Iterable[str]) -> list[int]:
         """Ids of ``tokens``; unknown words become :data:`UNK`. No start token is added."""
@@ -135,7 +222,7 @@ class Vocabulary:
         return dict(self.index)
 
     def to_json(self) -> str:
-        payload: dict[str, Any] = {"words": self.words}
+        payload: dict[str, Any] = {"words": self.words, "tokenizer": self.tokenizer}
         if self.counts is not None:
             payload["counts"] = self.counts
         return json.dumps(payload, ensure_ascii=False)
@@ -144,8 +231,10 @@ class Vocabulary:
     def from_json(cls, text: str) -> "Vocabulary":
         try:
             payload = json.loads(text)
-            return cls(payload["words"], payload.get("counts"))
-        except (ValueError, KeyError, TypeError) as err:
+            words = payload["words"]
+            tokenizer = payload.get("tokenizer") or _tokenizer_of(words)
+            return cls(words, payload.get("counts"), tokenizer)
+        except (ValueError, KeyError, TypeError, AttributeError) as err:
             raise ZooError(f"not a vocabulary file ({err})") from None
 
     def save(self, path: str | os.PathLike) -> None:
@@ -154,6 +243,14 @@ class Vocabulary:
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Vocabulary":
         return cls.from_json(Path(path).read_text(encoding="utf-8"))
+
+
+def _tokenizer_of(words: Sequence[str]) -> str:
+    """The tokenizer of a vocabulary saved before it was recorded, told from its words."""
+    if len(words) > 3 and words[3] == "<unused>":  # Keras' npz: id 3 (rank 0) never occurs
+        named = any(word != f"<{i}>" for i, word in enumerate(words[4:], start=4))
+        return "keras" if named else "none"
+    return "zoo"
 
 
 # -- batches and splits ------------------------------------------------------------------------------
@@ -346,6 +443,9 @@ class Corpus:
         review_ids: int32 ``[n]`` file id within its split and label folder.
         ranked: Whether ``words`` is already the vocabulary's order (Keras ids).
         kind: ``"archive"``, ``"folder"`` or ``"npz"``.
+        tokenizer: How the text was cut into ``words`` (a key of :data:`TOKENIZERS`):
+            ``"zoo"`` for text sources, ``"keras"`` for an npz with its word index,
+            ``"none"`` for one without (its words are bare ids).
     """
 
     words: list[str]
@@ -358,6 +458,7 @@ class Corpus:
     review_ids: np.ndarray
     ranked: bool
     kind: str
+    tokenizer: str = "zoo"
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -368,20 +469,21 @@ class Corpus:
         return {
             "words": blob, "tokens": self.tokens, "offsets": self.offsets, "labels": self.labels,
             "splits": self.splits, "movies": self.movies, "ratings": self.ratings, "review_ids": self.review_ids,
-            "meta": np.frombuffer(json.dumps({"ranked": self.ranked, "kind": self.kind,
-                                              "version": CACHE_VERSION}).encode(), dtype=np.uint8),
+            "meta": np.frombuffer(json.dumps({"ranked": self.ranked, "kind": self.kind, "tokenizer": self.tokenizer,
+                                              "version": CACHE_VERSION, "normalization": NORMALIZATION}).encode(),
+                                  dtype=np.uint8),
         }
 
     @classmethod
     def from_arrays(cls, arrays: Any) -> "Corpus":
         meta = json.loads(bytes(arrays["meta"]).decode())
-        if meta.get("version") != CACHE_VERSION:
+        if meta.get("version") != CACHE_VERSION or meta.get("normalization") != NORMALIZATION:
             raise ValueError("cache version differs")
         corpus = cls(
             words=bytes(arrays["words"]).decode("utf-8").split("\n"),
             tokens=arrays["tokens"], offsets=arrays["offsets"], labels=arrays["labels"], splits=arrays["splits"],
             movies=arrays["movies"], ratings=arrays["ratings"], review_ids=arrays["review_ids"],
-            ranked=bool(meta["ranked"]), kind=str(meta["kind"]),
+            ranked=bool(meta["ranked"]), kind=str(meta["kind"]), tokenizer=str(meta["tokenizer"]),
         )
         n = len(corpus.labels)
         if len(corpus.offsets) != n + 1 or corpus.offsets[-1] != len(corpus.tokens) or (
@@ -792,7 +894,7 @@ def _read_npz(path: Path, progress: bool) -> Corpus:
         splits=(np.arange(len(labels)) >= n_train).astype(np.int8),
         movies=np.full(len(labels), -1, dtype=np.int64), ratings=np.zeros(len(labels), dtype=np.int8),
         review_ids=np.concatenate([np.arange(n_train), np.arange(len(labels) - n_train)]).astype(np.int32),
-        ranked=True, kind="npz",
+        ranked=True, kind="npz", tokenizer="keras" if named else "none",
     )
 
 
@@ -941,8 +1043,8 @@ def source_checksum(path: Path, cache_dir: Path) -> str:
 
 
 def cache_file(cache_dir: Path, checksum: str) -> Path:
-    """The cache file of a source: keyed on its checksum and the tokenizer's version."""
-    key = hashlib.sha256(checksum.encode()).hexdigest()[:24]
+    """The cache file of a source: keyed on its checksum, the tokenizer's version and the text normalisation."""
+    key = hashlib.sha256(f"{checksum}|{NORMALIZATION}".encode()).hexdigest()[:24]
     return Path(cache_dir) / f"imdb-{key}-v{CACHE_VERSION}.npz"
 
 
@@ -1083,7 +1185,7 @@ def build_vocabulary(corpus: Corpus, train_rows: np.ndarray, num_words: int) -> 
         counts = counts[order]
     lookup[order] = np.arange(len(RESERVED), len(RESERVED) + len(order), dtype=np.int32)
     words = list(RESERVED) + [corpus.words[i] for i in order]
-    return Vocabulary(words, [0, 0, 0] + counts.tolist()), lookup
+    return Vocabulary(words, [0, 0, 0] + counts.tolist(), corpus.tokenizer), lookup
 
 
 def make_split(corpus: Corpus, rows: np.ndarray, lookup: np.ndarray, config: DataConfig) -> Split:
@@ -1175,9 +1277,14 @@ def load_dataset(config: DataConfig, settings, seed: int = 0, progress: bool = T
 def encode_texts(texts: Sequence[str], vocab: Vocabulary, config: DataConfig) -> Batch:
     """Turns raw texts into one batch exactly as training data was: start token, truncation, padding.
 
-    Pads to ``config.maxlen`` with ``batching="padded"``, else to the longest text. Labels are zero.
+    Each text is cut by the vocabulary's own tokenizer (:meth:`Vocabulary.tokenize`),
+    as its training text was. Pads to ``config.maxlen`` with ``batching="padded"``,
+    else to the longest text. Labels are zero.
+
+    Raises:
+        ZooError: when the vocabulary cannot encode text (Keras' npz without its word index).
     """
-    sequences = [[START] + vocab.encode(tokenize(text)) for text in texts]
+    sequences = [[START] + vocab.encode(vocab.tokenize(text)) for text in texts]
     lengths = np.array([len(s) for s in sequences], dtype=np.int64)
     offsets = np.zeros(len(sequences) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
