@@ -195,6 +195,49 @@ def test_vocabularies_saved_before_the_tokenizer_was_recorded_get_theirs(words, 
     assert data.Vocabulary.from_json(vocab.to_json()) == vocab
 
 
+# -- labelled tables (zoo evaluate --data F.tsv/.csv) ------------------------------------------------
+@pytest.mark.parametrize("name, content, texts, labels", [
+    ("byte-order mark", "\ufeff1\tgreat film\n0\tbad movie\n", ["great film", "bad movie"], [1, 0]),
+    ("text starting with a quote", '1\t"Great" film\n0\tbad movie\n1\tgood\n', ['"Great" film', "bad movie", "good"],
+     [1, 0, 1]),
+    ("unbalanced quote", '1\t"Great film\n0\tbad" movie\n', ['"Great film', 'bad" movie'], [1, 0]),
+    ("U+0085 and U+2028 inside a review", "1\tgreat\x85film\n0\tbad\u2028movie\n", ["great\x85film", "bad\u2028movie"],
+     [1, 0]),
+    ("CRLF line ends", "1\tgreat film\r\n0\tbad movie\r\n", ["great film", "bad movie"], [1, 0]),
+    ("a header", "label\ttext\npos\tgreat\nneg\tbad\n", ["great", "bad"], [1, 0]),
+    ("tabs in the text", "1\tgreat\tfilm\n", ["great\tfilm"], [1]),
+])
+def test_a_tsv_line_is_one_review_and_quotes_are_text(tmp_path, name, content, texts, labels):
+    path = tmp_path / "mine.tsv"
+    path.write_text(content, encoding="utf-8", newline="")
+    got_texts, got_labels = data.read_labelled(path)
+    assert got_texts == texts and got_labels.tolist() == labels
+
+
+@pytest.mark.parametrize("content, texts", [
+    ('1,"great, fun"\n0,"she said ""dull"""\n', ["great, fun", 'she said "dull"']),
+    ('1,"great" film\n0,bad, really\n', ['"great" film', "bad, really"]),
+])
+def test_a_csv_text_is_unquoted_only_when_it_is_one_quoted_field(tmp_path, content, texts):
+    path = tmp_path / "mine.csv"
+    path.write_text(content, encoding="utf-8")
+    assert data.read_labelled(path)[0] == texts
+
+
+@pytest.mark.parametrize("content, message", [
+    ("1\tgreat\n0\t<br /><br />\n", "mine.tsv:2: the review is empty"),
+    ("1\tgreat\n0\t   \n", "mine.tsv:2: the review is empty"),
+    ("2\tgreat\n0\tbad\n", "mine.tsv:1: label '2'"),  # not a header: it was silently dropped
+    ("1\tgreat\nmaybe\tok\n", "mine.tsv:2: label 'maybe'"),
+    ("1 great\n", "mine.tsv:1: label '1 great'"),
+])
+def test_bad_tsv_rows_name_their_line(tmp_path, content, message):
+    path = tmp_path / "mine.tsv"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(ZooError, match=re.escape(message)):
+        data.read_labelled(path)
+
+
 # -- zoo predict and zoo evaluate on a saved run -----------------------------------------------------
 VOCAB = ["<pad>", "<start>", "<unk>", "i", "don't", "think", "it", "was", "a", "good", "movie", "great", "film",
          "bad", "really", ".", '"', "fun", ","]
@@ -234,6 +277,55 @@ TYPOGRAPHIC = [  # (typed, plain): each pair must score the same
 def test_typographic_text_scores_as_its_ascii_form(saved_run):
     rows = predict_json(saved_run, *[text for pair in TYPOGRAPHIC for text in pair])
     assert [r["p_positive"] for r in rows[0::2]] == [r["p_positive"] for r in rows[1::2]]
+
+
+@pytest.mark.parametrize("text", ["", "   ", "<br /><br />", "\t", "..."])
+def test_an_empty_review_on_the_command_line_is_refused(saved_run, text):
+    result = zoo("predict", saved_run, "good film", text, expect=2)
+    assert result.output.startswith("Error: review 2 on the command line is empty")
+    assert result.output.count("\n") == 1
+
+
+# (name, file content, the reviews read, which of them are empty)
+REVIEW_FILES = [
+    ("U+0085 inside a review", "great film\x85 really\nbad movie\n", ["great film\x85 really", "bad movie"], []),
+    ("U+2028 and a form feed inside", "great\u2028film\nbad\x0cmovie\n", ["great\u2028film", "bad\x0cmovie"], []),
+    ("a blank line keeps its row", "great film\n\nbad movie\n", ["great film", "", "bad movie"], [1]),
+    ("a line of only line breaks", "great\n<br /><br />\nbad\n", ["great", "<br /><br />", "bad"], [1]),
+    ("CRLF and a missing last newline", "great film\r\nbad movie", ["great film", "bad movie"], []),
+    ("a quote opens no multi-line text", '"great film\nbad" movie\n', ['"great film', 'bad" movie'], []),
+    ("trailing blank lines", "great\nbad\n\n\n", ["great", "bad"], []),
+    ("a byte-order mark", "\ufeffgreat\nbad\n", ["great", "bad"], []),
+]
+
+
+@pytest.mark.parametrize("name, content, reviews, empty", REVIEW_FILES, ids=[row[0] for row in REVIEW_FILES])
+def test_one_line_of_a_review_file_is_one_review(tmp_path, name, content, reviews, empty):
+    from zoo_core.runs import read_reviews
+
+    path = tmp_path / "reviews.txt"
+    path.write_text(content, encoding="utf-8", newline="")
+    got = read_reviews(path)
+    assert got == reviews and [i for i, text in enumerate(got) if data.is_blank(text)] == empty
+
+
+def test_predict_file_rows_stay_aligned_with_the_input_lines(saved_run, tmp_path):
+    lines = ["great film\x85 really", "", "bad\u2028movie", "<br /><br />", '"great film', 'bad" movie', "fun"]
+    path = tmp_path / "reviews.txt"
+    path.write_text("\r\n".join(lines) + "\n", encoding="utf-8", newline="")
+    rows = predict_json(saved_run, "--file", path)
+    assert [r["review"] for r in rows] == lines
+    assert [r["label"] == "empty" and r["p_positive"] is None for r in rows] == [
+        False, True, False, True, False, False, False]
+    alone = predict_json(saved_run, *[line for line in lines if not data.is_blank(line)])
+    assert [r["p_positive"] for r in rows if r["label"] != "empty"] == [r["p_positive"] for r in alone]
+
+
+def test_evaluate_reads_every_line_as_one_review(saved_run, tmp_path):
+    path = tmp_path / "mine.tsv"
+    path.write_text('\ufeff1\tgreat film\n0\t"bad movie\n1\tgood\x85fun\n0\tbad" film\n', encoding="utf-8")
+    scored = json.loads(zoo("evaluate", saved_run, "--data", path, "--format", "json").stdout)[0]
+    assert scored["reviews"] == 4
 
 
 def test_a_run_trained_on_an_npz_without_word_index_refuses_text(saved_run, tmp_path):

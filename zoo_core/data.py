@@ -26,7 +26,6 @@ cut like any other token when ``truncating="pre"`` removes a review's head.
 from __future__ import annotations
 
 import array
-import csv
 import dataclasses
 import hashlib
 import io
@@ -154,6 +153,11 @@ def keras_tokenize(text: str) -> list[str]:
 # so new text is encoded as the training data was. "none": Keras' npz without its word index, whose
 # words are bare ids, so no text can be encoded.
 TOKENIZERS = {"zoo": tokenize, "keras": keras_tokenize, "none": None}
+
+
+def is_blank(text: str) -> bool:
+    """True when ``text`` holds no letter or digit once HTML line breaks are removed (``""``, ``"<br />"``)."""
+    return not re.search(r"[^\W_]", _BREAK.sub(" ", normalize_text(text)))
 
 
 # -- vocabulary --------------------------------------------------------------------------------------
@@ -1299,23 +1303,64 @@ def encode_texts(texts: Sequence[str], vocab: Vocabulary, config: DataConfig) ->
 _LABEL_WORDS = {"1": 1, "pos": 1, "positive": 1, "0": 0, "neg": 0, "negative": 0}
 
 
+def text_lines(text: str) -> list[str]:
+    """``text`` cut at ``\\n`` and ``\\r\\n`` only: one line of a file is one review.
+
+    ``str.splitlines`` would also cut at U+0085, U+2028, form feeds and more,
+    which occur inside IMDB's reviews. A final line break ends the last line
+    rather than starting an empty one.
+    """
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+
+def _csv_unquote(field: str) -> str:
+    """A field that is exactly one CSV-quoted value (``"Great, fun"``, inner quotes doubled), unquoted."""
+    inner = field[1:-1]
+    if len(field) >= 2 and field[0] == field[-1] == '"' and '"' not in inner.replace('""', ""):
+        return inner.replace('""', '"')
+    return field
+
+
 def _read_table(path: Path) -> tuple[list[str], np.ndarray]:
-    """``label<TAB>text`` (.tsv, .txt) or ``label,text`` (.csv) rows; a header row is skipped."""
+    """``label<TAB>text`` (.tsv, .txt) or ``label,text`` (.csv) rows, one review per line.
+
+    Lines end only at ``\\n`` or ``\\r\\n`` (:func:`text_lines`), and the text is
+    everything after the first delimiter, quotes included, so a quote never joins
+    lines. In a .csv, a text that is one CSV-quoted field is unquoted. A UTF-8
+    byte-order mark is dropped; line 1 may be a header (a first field of letters
+    only, such as ``label``); blank lines are skipped.
+
+    Raises:
+        ZooError: for a file that is not UTF-8, an unknown label, a line without a
+            text, an empty review, or no rows at all, naming the line.
+    """
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise ZooError(f"{path} is not UTF-8 text (bad byte at offset {err.start})") from None
+    except OSError as err:
+        raise ZooError(f"cannot read {path}: {err.strerror or _one_line(err)}") from None
     delimiter = "," if path.suffix.lower() == ".csv" else "\t"
     texts, labels = [], []
-    with open(path, newline="", encoding="utf-8") as f:
-        for number, row in enumerate(csv.reader(f, delimiter=delimiter), start=1):
-            if not row or not "".join(row).strip():
-                continue
-            label = _LABEL_WORDS.get(row[0].strip().lower())
-            if label is None:
-                if number == 1:
-                    continue  # a header
-                raise ZooError(f"{path}:{number}: label {row[0]!r} is not 0/1/pos/neg/positive/negative")
-            if len(row) < 2:
-                raise ZooError(f"{path}:{number}: expected label{'TAB' if delimiter == chr(9) else ','}text")
-            texts.append(delimiter.join(row[1:]))
-            labels.append(label)
+    for number, line in enumerate(text_lines(text), start=1):
+        if not line.strip():
+            continue
+        field, found, review = line.partition(delimiter)
+        label = _LABEL_WORDS.get(field.strip().strip('"').lower())
+        if label is None:
+            if number == 1 and re.fullmatch(r"[A-Za-z_ ]+", field.strip().strip('"')):
+                continue  # a header
+            raise ZooError(f"{path}:{number}: label {field!r} is not 0/1/pos/neg/positive/negative")
+        if not found:
+            raise ZooError(f"{path}:{number}: expected label{'TAB' if delimiter == chr(9) else ','}text")
+        review = _csv_unquote(review) if delimiter == "," else review
+        if is_blank(review):
+            raise ZooError(f"{path}:{number}: the review is empty (no word in {review!r})")
+        texts.append(review)
+        labels.append(label)
     if not texts:
         raise ZooError(f"{path} holds no labelled reviews")
     return texts, np.array(labels, dtype=np.int32)
