@@ -59,7 +59,7 @@ def test_info_lists_where_it_looked_and_the_cache(tiny_imdb_archive, monkeypatch
     result = zoo("data", "info", "--format", "json")
     assert result.exit_code == 0, result.output
     tables = json.loads(result.stdout)
-    assert tables["looked in"] == [{"path": str(tiny_imdb_archive), "from": "--data", "exists": "yes"}]
+    assert tables["looked in"] == [{"path": str(tiny_imdb_archive), "from": "ZOO_DATA", "exists": "yes"}]
     values = {row["what"]: row["value"] for row in tables["data"]}
     assert values["source"] == str(tiny_imdb_archive) and values["kind"] == "archive"
     assert values["cache file"].split(" (")[0].endswith(".npz")

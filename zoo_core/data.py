@@ -11,7 +11,8 @@ then ``registry.toml``'s ``[data] search_path``. A source is one of
 The expensive step, tokenising 50k reviews, runs once per source: the result
 (every review as ids into a table of every distinct word, plus labels, movies
 and ratings) is cached as an ``.npz`` in ``settings.cache_dir``, keyed on the
-source's sha256 and :data:`CACHE_VERSION` (the tokenizer's rule). Nothing in
+source's sha256, :data:`CACHE_VERSION` (the tokenizer's rule) and :data:`NORMALIZATION`
+(what :func:`normalize_text` does to text before tokenising). Nothing in
 :class:`~zoo_core.config.DataConfig` changes those arrays, so one cache file
 serves every setting; the settings (limit, validation split, vocabulary,
 truncation) are then applied with vectorised numpy in well under a second.
@@ -25,12 +26,12 @@ cut like any other token when ``truncating="pre"`` removes a review's head.
 from __future__ import annotations
 
 import array
-import csv
 import dataclasses
 import hashlib
 import io
 import itertools
 import json
+import math
 import os
 import pickle
 import re
@@ -38,6 +39,7 @@ import sys
 import tarfile
 import tempfile
 import time
+import unicodedata
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -56,7 +58,9 @@ from zoo_core.errors import ZooError
 PAD, START, UNK = 0, 1, 2
 RESERVED = ("<pad>", "<start>", "<unk>")
 # Bump when the tokenizer or the cached layout changes: old cache files are then ignored.
-CACHE_VERSION = 1
+CACHE_VERSION = 2
+# What normalize_text does; part of every cache key, so a change re-tokenises every source.
+NORMALIZATION = "cp1252-c1,ascii-quotes,nfkc"
 
 IMDB_URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
 IMDB_SHA256 = "c40f74a18d3b61f90feba1e17730e0d38e8b97c05fde7008942e91923d1658fe"
@@ -73,20 +77,87 @@ _MOVIE = re.compile(r"/title/tt(\d+)")
 
 
 # -- text -> tokens ----------------------------------------------------------------------------------
+def _normalization_table() -> dict[int, str]:
+    """``str.translate`` table: C1 controls as Windows-1252 punctuation, typographic quotes as ASCII."""
+    # IMDB's text holds Windows-1252 punctuation decoded as Latin-1 control characters:
+    # U+0085 for an ellipsis, U+0096/U+0097 for dashes, U+0091-U+0094 for curly quotes.
+    table = {}
+    for byte in range(0x80, 0xA0):
+        try:
+            table[byte] = bytes([byte]).decode("cp1252")
+        except UnicodeDecodeError:  # the 5 bytes cp1252 leaves undefined stay as they are
+            pass
+    # Before NFKC, which would split the acute accent used as an apostrophe ("don´t") into a space
+    # and a combining mark, and the double prime into two primes.
+    quotes = {"\u2018": "'", "\u2019": "'", "\u201a": "'", "\u201b": "'", "\u2032": "'", "\u02bc": "'",
+              "\u00b4": "'", "\u201c": '"', "\u201d": '"', "\u201e": '"', "\u201f": '"', "\u2033": '"'}
+    table = {byte: quotes.get(char, char) for byte, char in table.items()}
+    table.update({ord(char): ascii_char for char, ascii_char in quotes.items()})
+    return table
+
+
+_NORMALIZE = _normalization_table()
+
+
+def normalize_text(text: str) -> str:
+    """The text as every tokenizer sees it, in training and in prediction alike.
+
+    Windows-1252 punctuation stored as C1 control characters (as in IMDB's own
+    reviews: U+0085 is an ellipsis) becomes that punctuation; typographic
+    apostrophes and quotes (U+2018, U+2019, U+201C, U+201D, ...) and the acute
+    accent used as an apostrophe become ASCII ``'`` and ``"``; then Unicode
+    compatibility normalisation (NFKC) turns ligatures, full-width letters,
+    ``…`` and no-break spaces into their plain forms. :data:`NORMALIZATION`
+    names this rule in the cache key.
+
+    >>> normalize_text("I don’t ﬁnd it “great”…")
+    'I don\'t find it "great"...'
+    """
+    return unicodedata.normalize("NFKC", text.translate(_NORMALIZE))
+
+
 def tokenize(text: str) -> list[str]:
     """Splits a review into lowercase words and punctuation marks.
 
-    The rule: lowercase; replace HTML line breaks (``<br />``, ``<br>``) by spaces;
-    then a token is either a run of letters and digits, with apostrophes allowed
-    inside it (``don't``, ``it's``), or any other single non-space character
-    (``.``, ``!``, ``-``, ``'``). Letters are Unicode letters (``café`` is one word).
-    The pipeline then prepends the start token (id 1) to every review, as Keras
-    does; it counts in the review's length.
+    The rule: :func:`normalize_text`; lowercase; replace HTML line breaks
+    (``<br />``, ``<br>``) by spaces; then a token is either a run of letters and
+    digits, with apostrophes allowed inside it (``don't``, ``it's``), or any other
+    single non-space character (``.``, ``!``, ``-``, ``'``). Letters are Unicode
+    letters (``café`` is one word). The pipeline then prepends the start token
+    (id 1) to every review, as Keras does; it counts in the review's length.
 
     >>> tokenize("It's GREAT.<br /><br />10/10!")
     ["it's", 'great', '.', '10', '/', '10', '!']
     """
-    return _TOKEN.findall(_BREAK.sub(" ", text.lower()))
+    return _TOKEN.findall(_BREAK.sub(" ", normalize_text(text).lower()))
+
+
+# The characters keras.preprocessing.text.text_to_word_sequence removes, as Keras' imdb.npz was made.
+_KERAS_FILTERS = str.maketrans({c: " " for c in '!"#$%&()*+,-./:;<=>?@[\\]^_`{|}~\t\n'})
+
+
+def keras_tokenize(text: str) -> list[str]:
+    """Splits text as Keras' ``imdb.npz`` was made: punctuation removed, apostrophes kept.
+
+    :func:`normalize_text`, lowercase, every character of Keras' default filters
+    (punctuation but ``'``, tabs, newlines) replaced by a space, then split on
+    spaces. ``<br />`` thus becomes the word ``br``, which Keras' data holds.
+
+    >>> keras_tokenize("Great film, I didn't<br />hate it!")
+    ['great', 'film', 'i', "didn't", 'br', 'hate', 'it']
+    """
+    return [t for t in normalize_text(text).lower().translate(_KERAS_FILTERS).split(" ") if t]
+
+
+# How a vocabulary's words were cut from text: its source's tokenizer, recorded with the vocabulary
+# so new text is encoded as the training data was. "none": Keras' npz without its word index, whose
+# words are bare ids, so no text can be encoded.
+TOKENIZERS = {"zoo": tokenize, "keras": keras_tokenize, "none": None}
+
+
+def is_blank(text: str) -> bool:
+    """True when ``text`` holds no letter or digit once HTML line breaks are removed (``""``, ``"<br />"``)."""
+    return not re.search(r"[^\W_]", _BREAK.sub(" ", normalize_text(text)))
 
 
 # -- vocabulary --------------------------------------------------------------------------------------
@@ -96,21 +167,42 @@ class Vocabulary:
     Args:
         words: Every word in id order, starting with :data:`RESERVED`.
         counts: Optional training-set count of each word (same order), for export.
+        tokenizer: How the training text was cut into these words, a key of
+            :data:`TOKENIZERS`; new text is cut the same way (:meth:`tokenize`).
+
+    Raises:
+        ZooError: for words that do not start with :data:`RESERVED`, or an unknown tokenizer.
     """
 
-    def __init__(self, words: Sequence[str], counts: Sequence[int] | None = None):
+    def __init__(self, words: Sequence[str], counts: Sequence[int] | None = None, tokenizer: str = "zoo"):
         words = list(words)
         if tuple(words[:3]) != RESERVED:
             raise ZooError(f"a vocabulary must start with {', '.join(RESERVED)}")
+        if tokenizer not in TOKENIZERS:
+            raise ZooError(f"unknown tokenizer {tokenizer!r} (known: {', '.join(TOKENIZERS)})")
         self.words = words
         self.counts = None if counts is None else [int(c) for c in counts]
+        self.tokenizer = tokenizer
         self.index = {word: i for i, word in enumerate(words)}
 
     def __len__(self) -> int:
         return len(self.words)
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Vocabulary) and self.words == other.words
+        return isinstance(other, Vocabulary) and (self.words, self.tokenizer) == (other.words, other.tokenizer)
+
+    def tokenize(self, text: str) -> list[str]:
+        """``text`` cut into tokens as this vocabulary's training text was.
+
+        Raises:
+            ZooError: when the vocabulary holds ids, not words (Keras' npz without its word index).
+        """
+        split = TOKENIZERS[self.tokenizer]
+        if split is None:
+            raise ZooError("this run was trained on Keras' imdb.npz without imdb_word_index.json, so its "
+                           "vocabulary holds word ids, not words, and every word of a text would be <unk>; "
+                           "retrain with imdb_word_index.json beside imdb.npz, or on the aclImdb archive")
+        return split(text)
 
     def encode(self, tokens: Iterable[str]) -> list[int]:
         """Ids of ``tokens``; unknown words become :data:`UNK`. No start token is added."""
@@ -134,7 +226,7 @@ class Vocabulary:
         return dict(self.index)
 
     def to_json(self) -> str:
-        payload: dict[str, Any] = {"words": self.words}
+        payload: dict[str, Any] = {"words": self.words, "tokenizer": self.tokenizer}
         if self.counts is not None:
             payload["counts"] = self.counts
         return json.dumps(payload, ensure_ascii=False)
@@ -143,8 +235,10 @@ class Vocabulary:
     def from_json(cls, text: str) -> "Vocabulary":
         try:
             payload = json.loads(text)
-            return cls(payload["words"], payload.get("counts"))
-        except (ValueError, KeyError, TypeError) as err:
+            words = payload["words"]
+            tokenizer = payload.get("tokenizer") or _tokenizer_of(words)
+            return cls(words, payload.get("counts"), tokenizer)
+        except (ValueError, KeyError, TypeError, AttributeError) as err:
             raise ZooError(f"not a vocabulary file ({err})") from None
 
     def save(self, path: str | os.PathLike) -> None:
@@ -153,6 +247,14 @@ class Vocabulary:
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Vocabulary":
         return cls.from_json(Path(path).read_text(encoding="utf-8"))
+
+
+def _tokenizer_of(words: Sequence[str]) -> str:
+    """The tokenizer of a vocabulary saved before it was recorded, told from its words."""
+    if len(words) > 3 and words[3] == "<unused>":  # Keras' npz: id 3 (rank 0) never occurs
+        named = any(word != f"<{i}>" for i, word in enumerate(words[4:], start=4))
+        return "keras" if named else "none"
+    return "zoo"
 
 
 # -- batches and splits ------------------------------------------------------------------------------
@@ -383,6 +485,9 @@ class Corpus:
         review_ids: int32 ``[n]`` file id within its split and label folder.
         ranked: Whether ``words`` is already the vocabulary's order (Keras ids).
         kind: ``"archive"``, ``"folder"`` or ``"npz"``.
+        tokenizer: How the text was cut into ``words`` (a key of :data:`TOKENIZERS`):
+            ``"zoo"`` for text sources, ``"keras"`` for an npz with its word index,
+            ``"none"`` for one without (its words are bare ids).
     """
 
     words: list[str]
@@ -395,6 +500,7 @@ class Corpus:
     review_ids: np.ndarray
     ranked: bool
     kind: str
+    tokenizer: str = "zoo"
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -405,26 +511,46 @@ class Corpus:
         return {
             "words": blob, "tokens": self.tokens, "offsets": self.offsets, "labels": self.labels,
             "splits": self.splits, "movies": self.movies, "ratings": self.ratings, "review_ids": self.review_ids,
-            "meta": np.frombuffer(json.dumps({"ranked": self.ranked, "kind": self.kind,
-                                              "version": CACHE_VERSION}).encode(), dtype=np.uint8),
+            "meta": np.frombuffer(json.dumps({"ranked": self.ranked, "kind": self.kind, "tokenizer": self.tokenizer,
+                                              "version": CACHE_VERSION, "normalization": NORMALIZATION}).encode(),
+                                  dtype=np.uint8),
         }
 
     @classmethod
     def from_arrays(cls, arrays: Any) -> "Corpus":
         meta = json.loads(bytes(arrays["meta"]).decode())
-        if meta.get("version") != CACHE_VERSION:
+        if meta.get("version") != CACHE_VERSION or meta.get("normalization") != NORMALIZATION:
             raise ValueError("cache version differs")
         corpus = cls(
             words=bytes(arrays["words"]).decode("utf-8").split("\n"),
             tokens=arrays["tokens"], offsets=arrays["offsets"], labels=arrays["labels"], splits=arrays["splits"],
             movies=arrays["movies"], ratings=arrays["ratings"], review_ids=arrays["review_ids"],
-            ranked=bool(meta["ranked"]), kind=str(meta["kind"]),
+            ranked=bool(meta["ranked"]), kind=str(meta["kind"]), tokenizer=str(meta["tokenizer"]),
         )
         n = len(corpus.labels)
         if len(corpus.offsets) != n + 1 or corpus.offsets[-1] != len(corpus.tokens) or (
                 len(corpus.tokens) and corpus.tokens.max() >= len(corpus.words)):
             raise ValueError("inconsistent arrays")
         return corpus
+
+
+MAX_REVIEW_ID = int(np.iinfo(np.int32).max)  # review ids are stored as int32
+
+
+def _review_numbers(name: str, review_id: str, rating: str) -> tuple[int, int]:
+    """The id and rating in a review file's name ``<id>_<rating>.txt``, checked.
+
+    Raises:
+        ZooError: for an id beyond :data:`MAX_REVIEW_ID` or a rating outside 1..10.
+    """
+    # Length first: int() of a thousands-digit name would itself fail.
+    if len(review_id.lstrip("0")) > len(str(MAX_REVIEW_ID)) or int(review_id) > MAX_REVIEW_ID:
+        raise ZooError(f"{name}: review id {review_id} is too large (review files are named <id>_<rating>.txt, "
+                       f"with ids up to {MAX_REVIEW_ID:,}); rename or remove the file")
+    if len(rating.lstrip("0")) > 2 or not 1 <= int(rating) <= 10:
+        raise ZooError(f"{name}: rating {rating} is outside 1..10 (review files are named <id>_<rating>.txt, "
+                       "rated 1-4 in neg/ and 7-10 in pos/); rename or remove the file")
+    return int(review_id), int(rating)
 
 
 class _TokenTable(dict):
@@ -487,6 +613,9 @@ class _CorpusBuilder:
             lines = self.urls.get((int(split), int(label)), ())
             if review_id < len(lines):
                 match = _MOVIE.search(lines[review_id])
+                if match and len(match.group(1).lstrip("0")) > 18:  # beyond int64
+                    raise ZooError(f"{SPLITS[split]}/urls_{LABELS[label]}.txt, line {review_id + 1}: movie number "
+                                   f"tt{match.group(1)} is too large; fix or remove that urls file")
                 if match:
                     movies[row] = int(match.group(1))
         return movies
@@ -535,10 +664,12 @@ def _read_archive(path: Path, progress: bool) -> Corpus:
                 review = _REVIEW_FILE.search(member.name)
                 urls = None if review else _URLS_FILE.search(member.name)
                 if (review or urls) and member.isfile():
-                    text = tar.extractfile(member).read().decode("utf-8", "replace")
                     if review:
                         split, label, review_id, rating = review.groups()
-                        builder.add_review(split, label, int(review_id), int(rating), text)
+                        review_id, rating = _review_numbers(member.name, review_id, rating)
+                    text = tar.extractfile(member).read().decode("utf-8", "replace")
+                    if review:
+                        builder.add_review(split, label, review_id, rating, text)
                     else:
                         builder.add_urls(*urls.groups(), text)
                 position = raw.tell()
@@ -576,14 +707,36 @@ def _read_folder(root: Path, progress: bool) -> Corpus:
         for file in files:
             name = file.relative_to(root).as_posix()
             review, urls = _REVIEW_FILE.search(name), _URLS_FILE.search(name)
-            text = file.read_text(encoding="utf-8", errors="replace")
             if review:
                 split, label, review_id, rating = review.groups()
-                builder.add_review(split, label, int(review_id), int(rating), text)
+                review_id, rating = _review_numbers(str(file), review_id, rating)
+            try:
+                text = file.read_text(encoding="utf-8", errors="replace")
+            except OSError as err:
+                raise ZooError(f"cannot read {file}: {err.strerror or _one_line(err)}") from None
+            if review:
+                builder.add_review(split, label, review_id, rating, text)
             elif urls:
                 builder.add_urls(*urls.groups(), text)
             bar.update(1)
     return builder.build("folder")
+
+
+class _CheckedArray(np.ndarray):
+    """The only array class the restricted unpickler builds: its state must fill its shape exactly.
+
+    A pickle names its own shape; without this check a few bytes claiming
+    ``(10**12,)`` would make numpy allocate terabytes before failing.
+    """
+
+    def __setstate__(self, state):
+        shape, dtype, data = (state[1], state[2], state[4]) if len(state) == 5 else (state[0], state[1], state[3])
+        if not (isinstance(shape, tuple) and all(type(n) is int and n >= 0 for n in shape)):
+            raise pickle.UnpicklingError(f"a pickled array has shape {shape!r}")
+        held = len(data) if isinstance(data, list) else len(data) // max(1, np.dtype(dtype).itemsize)
+        if math.prod(shape) != held:
+            raise pickle.UnpicklingError(f"a pickled array claims shape {shape} but holds {held:,} values")
+        super().__setstate__(state)
 
 
 class _ArrayUnpickler(pickle.Unpickler):
@@ -592,25 +745,53 @@ class _ArrayUnpickler(pickle.Unpickler):
     ``np.load(allow_pickle=True)`` would run any code a tampered file carries.
     """
 
-    _ALLOWED = {("numpy", "ndarray"), ("numpy", "dtype"),
-                ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct")}
+    _ALLOWED = {("numpy", "dtype"), ("numpy.core.multiarray", "_reconstruct"),
+                ("numpy._core.multiarray", "_reconstruct")}
 
     def find_class(self, module: str, name: str):
+        if (module, name) == ("numpy", "ndarray"):
+            return _CheckedArray
         if (module, name) in self._ALLOWED:
             return super().find_class(module, name)
         raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
 
 
-def _read_npy(member: io.BufferedIOBase) -> np.ndarray:
-    buffer = io.BytesIO(member.read())
-    try:
-        return np.lib.format.read_array(buffer, allow_pickle=False)
-    except ValueError:  # an object array: skip the header, then unpickle with restrictions
+# Keras' imdb.npz members are about 20 MB each once unzipped; far larger is not that file.
+MAX_NPY_BYTES = 1 << 30
+
+
+def _read_npy(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> np.ndarray:
+    """One ``.npy`` member; its header is checked against its size before anything is allocated.
+
+    Raises:
+        ValueError: a header or pickle that is not a sane array (the caller names the file).
+    """
+    if info.file_size > MAX_NPY_BYTES:
+        raise ValueError(f"{info.file_size:,} bytes unzipped, more than an imdb.npz member ({MAX_NPY_BYTES:,})")
+    with archive.open(info) as member:
+        buffer = io.BytesIO(member.read())
+    version = np.lib.format.read_magic(buffer)
+    if version not in ((1, 0), (2, 0)):
+        raise ValueError(f"npy format version {version[0]}.{version[1]} is not read here")
+    read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    shape, fortran_order, dtype = read_header(buffer)
+    if not all(type(n) is int and n >= 0 for n in shape):
+        raise ValueError(f"its header gives shape {shape}")
+    count, available = math.prod(shape), len(buffer.getbuffer()) - buffer.tell()
+    # An object array's pickle needs at least a byte per element; a plain one its itemsize.
+    needed = count if dtype.hasobject else count * dtype.itemsize
+    if needed > available:
+        raise ValueError(f"its header claims shape {shape} ({count:,} values) but only {available:,} bytes follow")
+    if not dtype.hasobject:
         buffer.seek(0)
-        major, _ = np.lib.format.read_magic(buffer)
-        read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
-        read_header(buffer)
-        return _ArrayUnpickler(buffer).load()
+        return np.lib.format.read_array(buffer, allow_pickle=False)
+    try:
+        array = _ArrayUnpickler(buffer).load()
+    except Exception as err:  # noqa: BLE001 - any failure to unpickle untrusted bytes is a bad file
+        raise ValueError(f"its pickled data is not an array ({_one_line(err)})") from None
+    if not isinstance(array, np.ndarray) or array.shape != shape:
+        raise ValueError(f"its pickled data is not the {shape} array its header announces")
+    return np.asarray(array)
 
 
 def read_keras_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
@@ -619,15 +800,22 @@ def read_keras_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
     The ``x`` arrays hold one list per review of word *ranks* (1 = most frequent
     word), without start token; ``keras.datasets.imdb.load_data`` turns rank ``r``
     into id ``r + 3`` and prepends the start id 1.
+
+    Raises:
+        ZooError: for a file that is not such an npz (not a zip, a member that is
+            not a sane array, missing arrays), naming the file and the member.
     """
     arrays = {}
     try:
         with zipfile.ZipFile(path) as archive:
-            for name in archive.namelist():
-                if name.endswith(".npy"):
-                    with archive.open(name) as member:
-                        arrays[name[:-4]] = _read_npy(member)
-    except (zipfile.BadZipFile, pickle.UnpicklingError, ValueError, EOFError, OSError) as err:
+            for info in archive.infolist():
+                if info.filename.endswith(".npy"):
+                    try:
+                        arrays[info.filename[:-4]] = _read_npy(archive, info)
+                    except (ValueError, EOFError, zipfile.BadZipFile, zlib.error) as err:
+                        raise ZooError(f"{path}: {info.filename} is not a readable array ({_one_line(err)}); "
+                                       "expected Keras' imdb.npz") from None
+    except (zipfile.BadZipFile, ValueError, EOFError, OSError) as err:
         raise ZooError(f"{path} is not a readable Keras imdb.npz ({_one_line(err)})") from None
     missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in arrays]
     if missing:
@@ -635,25 +823,112 @@ def read_keras_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
     return arrays
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n:,} {word}" + ("" if n == 1 else "s")
+
+
+def _npz_reviews(path: Path, name: str, x: np.ndarray) -> list:
+    """The reviews of ``x`` (``x_train`` or ``x_test``) as sequences of ints, checked.
+
+    Raises:
+        ZooError: unless ``x`` is a 1-D array of integer lists (Keras' layout) or a 2-D integer array.
+    """
+    expected = f"{path}: {name} must hold one list of word ranks (whole numbers) per review"
+    if x.ndim == 2 and x.dtype.kind in "iu":
+        return list(x)
+    if x.ndim != 1 or x.dtype != object:
+        raise ZooError(f"{expected}; it holds a {x.ndim}-D array of {x.dtype} values")
+    rows = list(x)
+    for row in rows:
+        if isinstance(row, np.ndarray) and not (row.ndim == 1 and row.dtype.kind in "iu"):
+            raise ZooError(f"{expected}; one is a {row.ndim}-D array of {row.dtype} values")
+        if not isinstance(row, (list, tuple, np.ndarray)):
+            raise ZooError(f"{expected}; one review is a {type(row).__name__} ({repr(row)[:30]})")
+    kinds = set(map(type, itertools.chain.from_iterable(r for r in rows if not isinstance(r, np.ndarray))))
+    bad = [t for t in kinds if t is bool or not issubclass(t, (int, np.integer))]
+    if bad:
+        raise ZooError(f"{expected}; it holds {bad[0].__name__} values")
+    return rows
+
+
+def _npz_labels(path: Path, name: str, y: np.ndarray, reviews: int) -> np.ndarray:
+    """``y`` (``y_train`` or ``y_test``) as int8 0/1 labels, one per review, checked.
+
+    Raises:
+        ZooError: for labels that are not one 0 or 1 per review (2, -1, 0.7, "pos", a 2-D array ...).
+    """
+    if y.ndim != 1:
+        raise ZooError(f"{path}: {name} must be one label per review; it is a {y.ndim}-D array of shape {y.shape}")
+    if len(y) != reviews:
+        raise ZooError(f"{path}: {name} has {_plural(len(y), 'label')} for {_plural(reviews, 'review')} in "
+                       f"x_{name[2:]}; each review needs exactly one label")
+    if y.dtype == object:  # a pickled array of Python numbers
+        try:
+            y = np.array(y.tolist())
+        except ValueError:
+            pass
+    if y.dtype.kind not in "biuf":
+        raise ZooError(f"{path}: {name} holds {y.dtype} values; labels must be 0 (negative) or 1 (positive)")
+    wrong = y[(y != 0) & (y != 1)]
+    if wrong.size:
+        shown = ", ".join(str(v) for v in np.unique(wrong)[:3].tolist())
+        raise ZooError(f"{path}: {name} holds labels {shown}; labels must be 0 (negative) or 1 (positive)")
+    return y.astype(np.int8)
+
+
+def _read_word_index(path: Path) -> dict[str, int]:
+    """``imdb_word_index.json``: ``{word: rank}``, ranks whole numbers from 1.
+
+    Raises:
+        ZooError: for a file that is not such a JSON object.
+    """
+    fix = "fix it, or move it away (an npz without it has no words, so text cannot be encoded)"
+    try:
+        index = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise ZooError(f"{path} is not a readable JSON word index ({_one_line(err)}); {fix}") from None
+    if not isinstance(index, dict):
+        raise ZooError(f"{path} must be a JSON object {{word: rank}}; it is a {type(index).__name__}; {fix}")
+    for word, rank in index.items():
+        if type(rank) is not int or rank < 1:
+            raise ZooError(f"{path}: word {word!r} has rank {rank!r}; ranks are whole numbers from 1; {fix}")
+        if "\n" in word:  # the cache stores words one per line
+            raise ZooError(f"{path}: word {word!r} holds a line break; {fix}")
+    return index
+
+
+# num_words is at most this, so a rank at or above it is never in any vocabulary: all such ranks share
+# one placeholder, which keeps a file claiming rank 10**12 from asking for a table that long.
+MAX_NPZ_RANK = {f.name: f for f in dataclasses.fields(DataConfig)}["num_words"].metadata["high"]
+
+
 def _read_npz(path: Path, progress: bool) -> Corpus:
     """Keras' ``imdb.npz`` with ``imdb_word_index.json`` beside it if there is one."""
     arrays = read_keras_npz(path)
-    sequences = [list(arrays["x_train"]), list(arrays["x_test"])]
-    labels = np.concatenate([np.asarray(arrays["y_train"]), np.asarray(arrays["y_test"])]).astype(np.int8)
+    sequences = [_npz_reviews(path, "x_train", arrays["x_train"]), _npz_reviews(path, "x_test", arrays["x_test"])]
+    labels = np.concatenate([_npz_labels(path, "y_train", arrays["y_train"], len(sequences[0])),
+                             _npz_labels(path, "y_test", arrays["y_test"], len(sequences[1]))])
     lengths = np.array([len(s) for part in sequences for s in part], dtype=np.int64)
     offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
-    tokens = np.fromiter(itertools.chain.from_iterable(itertools.chain(*sequences)), dtype=np.int64,
-                         count=int(offsets[-1]))
+    try:
+        tokens = np.fromiter(itertools.chain.from_iterable(itertools.chain(*sequences)), dtype=np.int64,
+                             count=int(offsets[-1]))
+    except OverflowError:
+        raise ZooError(f"{path}: a word rank is beyond 64-bit integers; expected Keras' imdb.npz") from None
     if tokens.size and tokens.min() < 1:
         raise ZooError(f"{path}: word ranks start at 1 in Keras' imdb.npz, found {int(tokens.min())}")
+    np.minimum(tokens, MAX_NPZ_RANK, out=tokens)
     top = int(tokens.max(initial=0))
     words = [f"<{rank + 3}>" for rank in range(top + 1)]  # placeholders named by Keras id
     words[0] = "<unused>"  # Keras id 3 (rank 0) never occurs
+    if top == MAX_NPZ_RANK:
+        words[top] = "<rare>"
     index_file = path.with_name("imdb_word_index.json")
-    if index_file.is_file():
-        for word, rank in json.loads(index_file.read_text(encoding="utf-8")).items():
-            if rank <= top:
+    named = index_file.is_file()
+    if named:
+        for word, rank in _read_word_index(index_file).items():
+            if rank <= top and rank < MAX_NPZ_RANK:
                 words[rank] = word
     n_train = len(sequences[0])
     return Corpus(
@@ -661,7 +936,7 @@ def _read_npz(path: Path, progress: bool) -> Corpus:
         splits=(np.arange(len(labels)) >= n_train).astype(np.int8),
         movies=np.full(len(labels), -1, dtype=np.int64), ratings=np.zeros(len(labels), dtype=np.int8),
         review_ids=np.concatenate([np.arange(n_train), np.arange(len(labels) - n_train)]).astype(np.int32),
-        ranked=True, kind="npz",
+        ranked=True, kind="npz", tokenizer="keras" if named else "none",
     )
 
 
@@ -673,7 +948,12 @@ def source_kind(path: Path) -> str:
 
 
 def read_corpus(path: str | os.PathLike, progress: bool = False) -> Corpus:
-    """Reads and tokenises every review of a source (slow: see :func:`load_corpus` for the cached way)."""
+    """Reads and tokenises every review of a source (slow: see :func:`load_corpus` for the cached way).
+
+    Raises:
+        ZooError: for a source that is missing a split, has training reviews of one
+            class only, or cannot be read (see the readers).
+    """
     path = Path(path)
     kind = source_kind(path)
     if kind == "npz":
@@ -688,7 +968,20 @@ def read_corpus(path: str | os.PathLike, progress: bool = False) -> Corpus:
     for split in (0, 1):
         if not np.any(corpus.splits == split):
             raise ZooError(f"{path} holds no {SPLITS[split]} reviews (expected the aclImdb layout)")
+    train_labels = corpus.labels[corpus.splits == 0]
+    if _one_class(train_labels):
+        raise ZooError(f"{path} holds {_one_class(train_labels)} training reviews ({len(train_labels):,} in all); "
+                       "a classifier needs positive and negative ones (aclImdb/train/pos and aclImdb/train/neg)")
     return corpus
+
+
+def _one_class(labels: np.ndarray) -> str:
+    """What ``labels`` hold when it is not both classes (``"no"``, ``"only positive"``), else ``""``."""
+    if not len(labels):
+        return "no"
+    if labels.min() == labels.max():
+        return "only " + ("negative", "positive")[int(labels[0])]
+    return ""
 
 
 # -- finding, checking and caching sources -----------------------------------------------------------
@@ -700,7 +993,9 @@ def keras_datasets_dir() -> Path:
 def candidate_sources(config: DataConfig, settings) -> list[tuple[Path, str]]:
     """Where the loader looks, in order: ``(path, why)``."""
     if config.source:
-        return [(Path(config.source).expanduser(), "--data")]
+        # The CLI's --data flag also reads $ZOO_DATA: name the one the user actually set.
+        why = "ZOO_DATA" if config.source == os.environ.get("ZOO_DATA") else "--data"
+        return [(Path(config.source).expanduser(), why)]
     if os.environ.get("ZOO_DATA"):
         return [(Path(os.environ["ZOO_DATA"]).expanduser(), "ZOO_DATA")]
     return [(Path(p), "search path") for p in settings.search_path]
@@ -722,8 +1017,9 @@ def find_source(config: DataConfig, settings, allow_download: bool = False, prog
     if allow_download:
         return download_imdb(progress=progress)
     looked = ", ".join(str(p) for p, _ in candidates) or "nowhere (registry.toml has no [data] search_path)"
-    raise ZooError(f"no IMDB data found; looked in: {looked}; point elsewhere with --data PATH or ZOO_DATA=PATH "
-                   "(or let it download with --download)")
+    # Only what every command that loads data has: --data, $ZOO_DATA and `zoo data download`.
+    raise ZooError(f"no IMDB data found; looked in: {looked}; point to a copy with --data PATH or ZOO_DATA=PATH, "
+                   "or fetch Stanford's archive with `zoo data download`")
 
 
 def _sha256_file(path: Path) -> str:
@@ -789,8 +1085,8 @@ def source_checksum(path: Path, cache_dir: Path) -> str:
 
 
 def cache_file(cache_dir: Path, checksum: str) -> Path:
-    """The cache file of a source: keyed on its checksum and the tokenizer's version."""
-    key = hashlib.sha256(checksum.encode()).hexdigest()[:24]
+    """The cache file of a source: keyed on its checksum, the tokenizer's version and the text normalisation."""
+    key = hashlib.sha256(f"{checksum}|{NORMALIZATION}".encode()).hexdigest()[:24]
     return Path(cache_dir) / f"imdb-{key}-v{CACHE_VERSION}.npz"
 
 
@@ -931,7 +1227,7 @@ def build_vocabulary(corpus: Corpus, train_rows: np.ndarray, num_words: int) -> 
         counts = counts[order]
     lookup[order] = np.arange(len(RESERVED), len(RESERVED) + len(order), dtype=np.int32)
     words = list(RESERVED) + [corpus.words[i] for i in order]
-    return Vocabulary(words, [0, 0, 0] + counts.tolist()), lookup
+    return Vocabulary(words, [0, 0, 0] + counts.tolist(), corpus.tokenizer), lookup
 
 
 def make_split(corpus: Corpus, rows: np.ndarray, lookup: np.ndarray, config: DataConfig) -> Split:
@@ -979,6 +1275,11 @@ def prepare(corpus: Corpus, config: DataConfig, seed: int = 0) -> tuple[Vocabula
     if config.long == "drop":
         train_rows = train_rows[~too_long]
 
+    if _one_class(corpus.labels[train_rows]):  # the source has both: --limit, the split or --long drop took one
+        raise ZooError(f"the training split holds {_one_class(corpus.labels[train_rows])} reviews "
+                       f"({len(train_rows):,} in all) after limit {config.limit}, val_fraction "
+                       f"{config.val_fraction:g} and long={config.long}; a classifier needs both classes: "
+                       "raise --limit or lower data.val_fraction")
     vocab, lookup = build_vocabulary(corpus, train_rows, config.num_words)
     splits = {name: make_split(corpus, rows, lookup, config)
               for name, rows in (("train", train_rows), ("val", val_rows), ("test", test_rows))}
@@ -1018,9 +1319,14 @@ def load_dataset(config: DataConfig, settings, seed: int = 0, progress: bool = T
 def encode_texts(texts: Sequence[str], vocab: Vocabulary, config: DataConfig) -> Batch:
     """Turns raw texts into one batch exactly as training data was: start token, truncation, padding.
 
-    Pads to ``config.maxlen`` with ``batching="padded"``, else to the longest text. Labels are zero.
+    Each text is cut by the vocabulary's own tokenizer (:meth:`Vocabulary.tokenize`),
+    as its training text was. Pads to ``config.maxlen`` with ``batching="padded"``,
+    else to the longest text. Labels are zero.
+
+    Raises:
+        ZooError: when the vocabulary cannot encode text (Keras' npz without its word index).
     """
-    sequences = [[START] + vocab.encode(tokenize(text)) for text in texts]
+    sequences = [[START] + vocab.encode(vocab.tokenize(text)) for text in texts]
     lengths = np.array([len(s) for s in sequences], dtype=np.int64)
     offsets = np.zeros(len(sequences) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
@@ -1035,23 +1341,64 @@ def encode_texts(texts: Sequence[str], vocab: Vocabulary, config: DataConfig) ->
 _LABEL_WORDS = {"1": 1, "pos": 1, "positive": 1, "0": 0, "neg": 0, "negative": 0}
 
 
+def text_lines(text: str) -> list[str]:
+    """``text`` cut at ``\\n`` and ``\\r\\n`` only: one line of a file is one review.
+
+    ``str.splitlines`` would also cut at U+0085, U+2028, form feeds and more,
+    which occur inside IMDB's reviews. A final line break ends the last line
+    rather than starting an empty one.
+    """
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+
+def _csv_unquote(field: str) -> str:
+    """A field that is exactly one CSV-quoted value (``"Great, fun"``, inner quotes doubled), unquoted."""
+    inner = field[1:-1]
+    if len(field) >= 2 and field[0] == field[-1] == '"' and '"' not in inner.replace('""', ""):
+        return inner.replace('""', '"')
+    return field
+
+
 def _read_table(path: Path) -> tuple[list[str], np.ndarray]:
-    """``label<TAB>text`` (.tsv, .txt) or ``label,text`` (.csv) rows; a header row is skipped."""
+    """``label<TAB>text`` (.tsv, .txt) or ``label,text`` (.csv) rows, one review per line.
+
+    Lines end only at ``\\n`` or ``\\r\\n`` (:func:`text_lines`), and the text is
+    everything after the first delimiter, quotes included, so a quote never joins
+    lines. In a .csv, a text that is one CSV-quoted field is unquoted. A UTF-8
+    byte-order mark is dropped; line 1 may be a header (a first field of letters
+    only, such as ``label``); blank lines are skipped.
+
+    Raises:
+        ZooError: for a file that is not UTF-8, an unknown label, a line without a
+            text, an empty review, or no rows at all, naming the line.
+    """
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise ZooError(f"{path} is not UTF-8 text (bad byte at offset {err.start})") from None
+    except OSError as err:
+        raise ZooError(f"cannot read {path}: {err.strerror or _one_line(err)}") from None
     delimiter = "," if path.suffix.lower() == ".csv" else "\t"
     texts, labels = [], []
-    with open(path, newline="", encoding="utf-8") as f:
-        for number, row in enumerate(csv.reader(f, delimiter=delimiter), start=1):
-            if not row or not "".join(row).strip():
-                continue
-            label = _LABEL_WORDS.get(row[0].strip().lower())
-            if label is None:
-                if number == 1:
-                    continue  # a header
-                raise ZooError(f"{path}:{number}: label {row[0]!r} is not 0/1/pos/neg/positive/negative")
-            if len(row) < 2:
-                raise ZooError(f"{path}:{number}: expected label{'TAB' if delimiter == chr(9) else ','}text")
-            texts.append(delimiter.join(row[1:]))
-            labels.append(label)
+    for number, line in enumerate(text_lines(text), start=1):
+        if not line.strip():
+            continue
+        field, found, review = line.partition(delimiter)
+        label = _LABEL_WORDS.get(field.strip().strip('"').lower())
+        if label is None:
+            if number == 1 and re.fullmatch(r"[A-Za-z_ ]+", field.strip().strip('"')):
+                continue  # a header
+            raise ZooError(f"{path}:{number}: label {field!r} is not 0/1/pos/neg/positive/negative")
+        if not found:
+            raise ZooError(f"{path}:{number}: expected label{'TAB' if delimiter == chr(9) else ','}text")
+        review = _csv_unquote(review) if delimiter == "," else review
+        if is_blank(review):
+            raise ZooError(f"{path}:{number}: the review is empty (no word in {review!r})")
+        texts.append(review)
+        labels.append(label)
     if not texts:
         raise ZooError(f"{path} holds no labelled reviews")
     return texts, np.array(labels, dtype=np.int32)

@@ -421,12 +421,19 @@ def _run_dir(record, settings) -> Path:
 
 # -- using a saved run ---------------------------------------------------------------
 def read_reviews(path: str | os.PathLike) -> list[str]:
-    """Reviews from a UTF-8 text file, one per non-blank line (``-`` reads standard input).
+    """Reviews from a UTF-8 text file, one per line (``-`` reads standard input).
+
+    Lines end only at ``\\n`` or ``\\r\\n`` (:func:`zoo_core.data.text_lines`), so a
+    U+0085 or U+2028 inside a review, as in IMDB's own text, stays in it. Blank
+    lines are kept as empty reviews, so results stay aligned with the file's
+    lines; only blank lines at the very end are dropped.
 
     Raises:
-        ZooError: missing, empty, binary or non-UTF-8 file.
+        ZooError: missing, binary or non-UTF-8 file, or one without any review.
     """
     import sys
+
+    from zoo_core.data import is_blank, text_lines
 
     if str(path) == "-":
         data, name = sys.stdin.buffer.read(), "standard input"
@@ -439,8 +446,10 @@ def read_reviews(path: str | os.PathLike) -> list[str]:
         except OSError as err:
             raise ZooError(f"cannot read {name}: {err.strerror or err}") from None
     text = check_text(data, name)
-    reviews = [line.strip() for line in text.splitlines() if line.strip()]
-    if not reviews:
+    reviews = [line.strip(" \t\r\f\v") for line in text_lines(text)]
+    while reviews and not reviews[-1]:
+        reviews.pop()
+    if all(is_blank(review) for review in reviews):
         raise ZooError(f"{name} is empty: expected one review per line")
     return reviews
 

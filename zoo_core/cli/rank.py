@@ -97,8 +97,11 @@ def rank(state, patterns, preset, seeds, results_path, dry_run, fmt, seed, set_v
         rows = [[i, r.model.label, r.seed, done.get(r.key(), "to train")] for i, r in enumerate(runs, 1)]
         click.echo(render(rows, ["#", "model", "seed", "status"], fmt))
         return
-    from zoo_core.data import load_dataset
+    from zoo_core.data import find_source, load_dataset
 
+    finished = db.finished_keys()
+    for data_config in dict.fromkeys(r.data for r in runs if r.key() not in finished):
+        find_source(data_config, registry.settings, progress=False)  # missing data: one line, no failed run
     with signals.stoppable() as should_stop:  # Ctrl-C or SIGTERM: stop after the current batch, keep what finished
         def load_at_once(*args, **kwargs):  # loading data checks no request: a signal stops it at once
             with should_stop.at_once():
@@ -263,19 +266,30 @@ def predict(state, run_ref, texts, file_path, fmt, results_path):
       zoo predict best "A wonderful, moving film."
       zoo predict 3fa2 "Dull." "Loved it!" --format json
       zoo predict best --file reviews.txt --format csv
+
+    A --file line without a word gets label `empty` and no probability, so the
+    output keeps one row per line.
     """
+    from zoo_core.data import is_blank
     from zoo_core.runs import read_reviews
 
+    for number, text in enumerate(texts, start=1):
+        if is_blank(text):
+            raise ZooError(f"review {number} on the command line is empty ({text!r}): give a text with words in it")
     reviews = list(texts) + (read_reviews(file_path) if file_path else [])
     if not reviews:
         raise ZooError("nothing to predict: give review texts or --file FILE")
     model, vocab, run, run_id = _load(state, run_ref, results_path)
     from zoo_core.runs import predict_proba
 
-    probs = predict_proba(model, vocab, run, reviews)
+    blank = [is_blank(text) for text in reviews]
+    probs = iter(predict_proba(model, vocab, run, [t for t, b in zip(reviews, blank) if not b]))
     numeric = fmt in ("csv", "json")
-    rows = [[text if numeric else _shorten(text), round(float(p), 4), "positive" if p >= 0.5 else "negative"]
-            for text, p in zip(reviews, probs)]
+    rows = []
+    for text, empty in zip(reviews, blank):
+        p = None if empty else round(float(next(probs)), 4)
+        label = "empty" if empty else "positive" if p >= 0.5 else "negative"
+        rows.append([text if numeric else _shorten(text), p, label])
     click.echo(f"run {run_id}: {run.model.label}, seed {run.seed}", err=True)
     click.echo(render(rows, ["review", "p_positive", "label"], fmt))
 

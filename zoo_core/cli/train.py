@@ -112,6 +112,9 @@ def train(state, model, encoder, cell, aggregator, head, set_values, seed, save_
     components = {"encoder": encoder, "cell": cell, "aggregator": aggregator, "head": head}
     registry = state.registry
     run = build_run_spec(registry, model, components, set_values, pick(flags, ALL_FLAGS), seed)
+    from zoo_core.data import find_source
+
+    find_source(run.data, state.settings, progress=False)  # missing data: say so before describing the run
     save_run = _saver() if save_dir is not None else None  # fail before training, not after
     if save_dir is not None:
         from zoo_core.runs import check_save_target
