@@ -133,8 +133,7 @@ CASES = [
             kind = "cell"
             name = "bare"
         """, "[Bare]"), "refused cell 'bare' (bad_kind_and_name_only.Bare): does not subclass zoo_core.cells.Cell"),
-    Case("not-a-class", cells(ECHO.split("@hookimpl")[0].format(name="inst"), "[Echo(3)]"),
-         "is not a class"),
+    Case("not-a-class", cells("", '["gru"]'), "refused 'gru' as a cell: it is not a class"),
     Case("wrong-base", cells("from zoo_core.heads import SigmoidHead\nclass H(SigmoidHead):\n    name = 'h9'\n",
                              "[H]"), "refused cell 'h9' (bad_wrong_base.H): does not subclass zoo_core.cells.Cell"),
     Case("abstract-cell", cells("""
@@ -262,8 +261,9 @@ def test_a_broken_plugin_is_named_and_the_others_keep_working(tmp_path, monkeypa
     assert row["status"] == case.status, row
     assert case.error in row["error"], row
     if case.error:
-        warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
-        assert len(warnings) == 1, result.stderr  # one line, whatever the number of problems
+        warnings = [line for line in result.stderr.splitlines()
+                    if line.startswith("warning: ") and not line.endswith("choose which plugins load)")]
+        assert len(warnings) == 1, result.stderr  # one line, whatever the number of problems (slowness aside)
         assert warnings[0].startswith(f"warning: plugin {row['plugin']!r} failed: ") and case.error in warnings[0]
     else:
         assert row["error"] == ""
@@ -402,9 +402,11 @@ def test_every_builtin_component_passes_the_plugin_checks(registry):
     assert all(not info.errors for info in registry.plugins.values())
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT")
-def test_ctrl_c_while_a_plugin_loads_still_stops_zoo(tmp_path):
-    """A real SIGINT is the user's: zoo stops, unlike a KeyboardInterrupt a plugin raises itself."""
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_stop_signal_while_a_plugin_loads_still_stops_zoo(tmp_path, signum):
+    """A real Ctrl-C or SIGTERM is the user's: zoo stops with 128 + the signal, unlike a
+    KeyboardInterrupt a plugin raises itself (a failed plugin, see CASES)."""
     site = tmp_path / "site"
     site.mkdir()
     started = tmp_path / "started"
@@ -424,10 +426,10 @@ def test_ctrl_c_while_a_plugin_loads_still_stops_zoo(tmp_path):
         while not started.exists() and child.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
         assert started.exists(), child.communicate()
-        child.send_signal(signal.SIGINT)
+        child.send_signal(signum)
         out, err = child.communicate(timeout=60)
     finally:
         if child.poll() is None:
             child.kill()
-    assert child.returncode != 0, (out, err)
-    assert "sleepy_plugin" not in out  # no table: zoo stopped instead of listing the plugin as failed
+    assert child.returncode == 128 + signum, (out, err)
+    assert "sleepy_plugin" not in out + err  # zoo stopped instead of listing the plugin as failed

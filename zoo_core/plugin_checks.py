@@ -8,8 +8,9 @@ the rest of the zoo can carry on:
   that does not exist, a ``zoo_register_*`` function without ``@hookimpl``);
 - :func:`component_problems` and :func:`model_problems`: each thing a plugin
   registers, before the registry accepts it;
-- :func:`watch_sigint` and :func:`is_user_interrupt`: a ``KeyboardInterrupt``
-  raised by a plugin's own code is a plugin failure, Ctrl-C still stops zoo.
+- :func:`watch_signals` and :func:`is_user_interrupt`: a ``KeyboardInterrupt``
+  raised by a plugin's own code is a plugin failure; Ctrl-C (or SIGTERM) still
+  stops zoo.
 
 Nothing here imports TensorFlow: the component bases are looked up in
 ``sys.modules`` only, since a class cannot subclass a base whose module was
@@ -61,42 +62,46 @@ def one_line(err: BaseException) -> str:
 
 # -- KeyboardInterrupt: the plugin's or the user's ------------------------------------
 
-@contextlib.contextmanager
-def watch_sigint() -> Iterator[dict[str, bool]]:
-    """Notes whether a real SIGINT arrives while plugin code runs.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
-    The signal is still handled as before (normally: ``KeyboardInterrupt``);
-    the note lets :func:`is_user_interrupt` tell a user's Ctrl-C, which must
-    stop zoo, from a ``KeyboardInterrupt`` a plugin raises itself, which is
-    that plugin's failure. Signals only reach the main thread, so elsewhere
-    every ``KeyboardInterrupt`` is the plugin's.
+
+@contextlib.contextmanager
+def watch_signals() -> Iterator[dict[str, bool]]:
+    """Notes whether SIGINT or SIGTERM arrives while plugin code runs.
+
+    Each signal is still handled as before (by Python's or zoo's handler,
+    which raise ``KeyboardInterrupt``); the note lets :func:`is_user_interrupt`
+    tell a user's Ctrl-C or kill, which must stop zoo, from a
+    ``KeyboardInterrupt`` a plugin raises itself, which is that plugin's
+    failure. Only Python-level handlers can raise into plugin code, so only
+    those are wrapped; signals only reach the main thread, so elsewhere every
+    ``KeyboardInterrupt`` is the plugin's.
 
     Yields:
-        ``{"received": bool}``, updated when SIGINT arrives.
+        ``{"received": bool}``, set when a watched signal arrives.
     """
     note = {"received": False}
-    previous = signal.getsignal(signal.SIGINT) if threading.current_thread() is threading.main_thread() else None
-    if previous is None:  # not the main thread, or a handler set outside Python: leave it alone
-        yield note
-        return
-
-    def noting(signum, frame):
-        note["received"] = True
-        if callable(previous):
-            previous(signum, frame)
-        elif previous != signal.SIG_IGN:
-            raise KeyboardInterrupt
-
-    signal.signal(signal.SIGINT, noting)
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for signum in STOP_SIGNALS:
+            handler = signal.getsignal(signum)
+            if callable(handler):  # SIG_DFL and SIG_IGN never raise into Python: left alone
+                previous[signum] = handler
+                signal.signal(signum, functools.partial(_noting, note, handler))
     try:
         yield note
     finally:
-        # Also undoes any SIGINT handler a plugin installed while loading.
-        signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():  # also undoes a handler a plugin set while loading
+            signal.signal(signum, handler)
+
+
+def _noting(note: dict[str, bool], handler, signum: int, frame) -> None:
+    note["received"] = True
+    handler(signum, frame)
 
 
 def is_user_interrupt(err: BaseException, note: Mapping[str, bool]) -> bool:
-    """Whether ``err`` must propagate: a ``KeyboardInterrupt`` from a real SIGINT."""
+    """Whether ``err`` must propagate: a ``KeyboardInterrupt`` while a real stop signal arrived."""
     return isinstance(err, KeyboardInterrupt) and note.get("received", False)
 
 

@@ -245,7 +245,7 @@ class Registry:
         One bad plugin never takes the others down. A plugin whose import or
         register hook fails (any exception, ``sys.exit`` and a
         ``KeyboardInterrupt`` it raises itself included; a real Ctrl-C still
-        stops zoo) is recorded as failed and registers nothing; so is one that
+        stops zoo, as does SIGTERM) is recorded as failed and registers nothing; so is one that
         breaks the hook specification (an unknown hook, a ``zoo_register_*``
         function without ``@hookimpl``). A class or model that is invalid, or
         whose name or alias is taken, is refused on its own: the first
@@ -269,7 +269,7 @@ class Registry:
                 candidates.append(_Candidate(ep.name, ep.name, f"entry point ({dist})", version, ep.load, dist))
         _give_unique_keys(candidates)
 
-        with plugin_checks.watch_sigint() as sigint:
+        with plugin_checks.watch_signals() as signals_seen:
             for candidate in candidates:
                 info = PluginInfo(name=candidate.key, source=candidate.source, version=candidate.version)
                 self.plugins[candidate.key] = info
@@ -280,7 +280,7 @@ class Registry:
                 try:
                     self._load_plugin(pm, candidate, info)
                 except BaseException as err:  # noqa: BLE001 - a plugin's error, even SystemExit, is reported, not fatal
-                    if plugin_checks.is_user_interrupt(err, sigint):
+                    if plugin_checks.is_user_interrupt(err, signals_seen):
                         raise
                     self._plugin_failed(info, plugin_checks.one_line(err))
                     if pm.has_plugin(candidate.key):
@@ -367,14 +367,14 @@ class Registry:
         """
         if self.plugin_manager is None:
             return
-        with plugin_checks.watch_sigint() as sigint:
+        with plugin_checks.watch_signals() as signals_seen:
             for impl in self.plugin_manager.hook.zoo_register_commands.get_hookimpls():
                 info = self.plugins.get(impl.plugin_name) or PluginInfo(impl.plugin_name, "?")
                 before, known = dict(cli.commands), len(info.errors)
                 try:
                     impl.function(cli=cli)
                 except BaseException as err:  # noqa: BLE001 - as in load_plugins
-                    if plugin_checks.is_user_interrupt(err, sigint):
+                    if plugin_checks.is_user_interrupt(err, signals_seen):
                         raise
                     self._plugin_failed(info, f"zoo_register_commands: {plugin_checks.one_line(err)}")
                 for name in sorted(set(cli.commands) | set(before)):
