@@ -54,6 +54,10 @@ CHEAP_COMMANDS = [
 ]
 
 
+# The console script of the interpreter running the tests (its venv's bin may not be on PATH).
+ZOO = str(Path(sys.executable).with_name("zoo")) if Path(sys.executable).with_name("zoo").exists() else "zoo"
+
+
 def _environ(tmp_path: Path, **extra: str) -> dict[str, str]:
     environ = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "ZOO_VERBOSE")}
     return {**environ, "ZOO_RESULTS": str(tmp_path / "results.sqlite"), "XDG_CACHE_HOME": str(tmp_path / "cache"),
@@ -83,7 +87,7 @@ def _native_log_lines(text: str) -> list[str]:
 
 def test_a_tiny_train_prints_no_tensorflow_absl_or_onednn_line(tmp_path):
     data = make_imdb_tree(tmp_path, n_per_class=12)
-    result = subprocess.run(["zoo", "train", "--data", str(data), "--epochs", "1", "--set", "cell.units=4"],
+    result = subprocess.run([ZOO, "train", "--data", str(data), "--epochs", "1", "--set", "cell.units=4"],
                             capture_output=True, text=True, env=_environ(tmp_path), timeout=300)
     assert result.returncode == 0, result.stderr
     assert "IMPORTED" not in result.stdout
@@ -93,7 +97,7 @@ def test_a_tiny_train_prints_no_tensorflow_absl_or_onednn_line(tmp_path):
 
 @pytest.mark.parametrize("args", [["--help"], ["components"]], ids=" ".join)
 def test_cheap_commands_print_nothing_on_stderr(args, tmp_path):
-    result = subprocess.run(["zoo", *args], capture_output=True, text=True, env=_environ(tmp_path), timeout=300)
+    result = subprocess.run([ZOO, *args], capture_output=True, text=True, env=_environ(tmp_path), timeout=300)
     assert result.returncode == 0 and result.stderr == ""
 
 

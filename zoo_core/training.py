@@ -28,6 +28,7 @@ import numpy as np
 import tensorflow as tf
 
 from zoo_core.config import RunSpec, TrainConfig
+from zoo_core.metrics import roc_auc
 from zoo_core.model import Classifier
 from zoo_core.registry import Registry
 
@@ -38,7 +39,6 @@ BATCH_SIGNATURE = (
     tf.TensorSpec([None], tf.int32, name="labels"),
 )
 MIN_EVAL_BATCH = 256  # evaluation keeps no activations for backprop, so larger batches are cheap
-AUC_THRESHOLDS = 1000
 
 
 @dataclasses.dataclass
@@ -250,21 +250,21 @@ def evaluate(model: Classifier, split, run: RunSpec, should_stop: StopCheck = _n
         return {"accuracy": math.nan, "loss": math.nan, "auc": math.nan}
     step = _eval_step(model, run.data.mask, run.train.jit)
     accuracy = keras.metrics.BinaryAccuracy()
-    auc = keras.metrics.AUC(num_thresholds=AUC_THRESHOLDS)
-    loss_sum, count, positives = 0.0, 0, 0
+    loss_sum, count = 0.0, 0
+    labels, scores = [], []
     for _, batch in split.scoring_batches(max(run.train.batch_size, MIN_EVAL_BATCH)):
         if should_stop():
             raise Stopped
         loss, probs = step(batch.ids, batch.mask, batch.labels)
         accuracy.update_state(batch.labels, probs)
-        auc.update_state(batch.labels, probs)
         loss_sum += float(loss) * len(batch.labels)
         count += len(batch.labels)
-        positives += int(np.sum(batch.labels))
-    # AUC ranks positives against negatives: undefined when one class is missing.
-    both_classes = 0 < positives < count
-    return {"accuracy": float(accuracy.result()), "loss": loss_sum / count,
-            "auc": float(auc.result()) if both_classes else math.nan}
+        labels.append(np.asarray(batch.labels).reshape(-1))
+        scores.append(np.asarray(probs, np.float64).reshape(-1))
+    labels, scores = np.concatenate(labels), np.concatenate(scores)
+    # Exact, from the scores (Keras' AUC bins them); NaN with one class, and with a non-finite score.
+    auc = roc_auc(labels, scores) if np.isfinite(scores).all() else math.nan
+    return {"accuracy": float(accuracy.result()), "loss": loss_sum / count, "auc": auc}
 
 
 def predict(model: Classifier, split, run: RunSpec) -> np.ndarray:
