@@ -11,8 +11,12 @@ TINY_RANK = ["--limit", "40", "--epochs", "1", "--maxlen", "20", "--set", "cell.
 
 
 def zoo(*args, expect: int | None = 0) -> Result:
-    """Invokes ``zoo ARGS``; with ``expect``, fails the test (showing the output) on another exit status."""
-    result = CliRunner().invoke(cli, [str(a) for a in args])
+    """Invokes ``zoo ARGS``; with ``expect``, fails the test (showing the output) on another exit status.
+
+    The terminal is wide, so tables keep each cell on one line for the tests that read cells
+    (tests/test_tables.py checks how tables fit a 100-column terminal).
+    """
+    result = CliRunner(env={"COLUMNS": "400"}).invoke(cli, [str(a) for a in args])
     if expect is not None and result.exit_code != expect:
         raise AssertionError(
             f"zoo {' '.join(map(str, args))} exited {result.exit_code}:\n{result.output}") from result.exception
