@@ -36,6 +36,7 @@ class TrapSigmoidHead(SigmoidHead):
     """The sigmoid head, with a NaN loss at call ``nan_step`` of :meth:`loss` (tests only)."""
 
     name = "trap-sigmoid1"
+    aliases = ()  # not the sigmoid head's own ("sigmoid"), which stays the built-in's
     description = "sigmoid1 with a test trap: NaN loss at the nan_step-th loss computation"
     hparams = SigmoidHead.hparams + (HParam("nan_step", int, -1, "loss call made NaN (-1: none)", low=-1),)
 
@@ -62,6 +63,7 @@ class TrapEmbedding(EmbeddingEncoder):
     """The embedding encoder, with evaluation batches holding token ``wait_id`` waiting for a file (tests only)."""
 
     name = "trap-embedding"
+    aliases = ()
     description = "embedding with a test trap: evaluation batches holding token wait_id wait for $ZOO_TRAP_DIR/go"
     hparams = EmbeddingEncoder.hparams + (
         HParam("wait_id", int, -1, "token id on which an evaluation batch waits (-1: none)", low=-1),
