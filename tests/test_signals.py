@@ -38,15 +38,17 @@ TIMEOUT_S = 240  # generous: a loaded 2-core machine; no test waits this long wh
 def trap_data(tmp_path_factory):
     """An archive whose test reviews all hold an unknown word, and a registry.toml enabling the trap plugin.
 
-    Every training review holds every training word, so validation (carved
-    from train) holds no unknown word: only the test evaluation meets the
-    ``wait_id`` trap. 1200 test reviews make several evaluation batches, so
-    one is left after the batch that waits.
+    The training reviews use five words, each in many of them, so the
+    vocabulary holds them all and validation (carved from train) holds no
+    unknown word: only the test evaluation meets the ``wait_id`` trap. 1200
+    test reviews make several evaluation batches (of 256), so some are left
+    after the batch that waits.
     """
     home = tmp_path_factory.mktemp("trap")
     train = {label: [f"{word} film movie plot {word}" for _ in range(40)]
              for label, word in (("pos", "great"), ("neg", "awful"))}
-    test = {label: [f"{word} film zzqx plot" for _ in range(600)] for label, word in (("pos", "great"), ("neg", "awful"))}
+    test = {label: [f"{word} film zzqx plot" for _ in range(600)]  # zzqx: an unknown word
+            for label, word in (("pos", "great"), ("neg", "awful"))}
     reviews = {"train/pos": train["pos"], "train/neg": train["neg"], "test/pos": test["pos"], "test/neg": test["neg"]}
     movies = {key: [i // 2 + (10_000 if key.startswith("test") else 0) + 1000 * key.endswith("neg")
                     for i in range(len(texts))] for key, texts in reviews.items()}
@@ -57,7 +59,7 @@ def trap_data(tmp_path_factory):
 
 
 class Zoo:
-    """A ``zoo`` child process whose output (stdout and stderr together) is read line by line."""
+    """A ``zoo`` child process (the console script's entry point) whose output is read line by line."""
 
     def __init__(self, args, tmp_path: Path):
         self.trap_dir = tmp_path / "trap"
@@ -66,7 +68,7 @@ class Zoo:
                    ZOO_TRAP_DIR=str(self.trap_dir),
                    PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
         self.process = subprocess.Popen(
-            [sys.executable, "-c", "from zoo_core.cli import main; main()", *map(str, args)],
+            [sys.executable, "-c", "import sys; from zoo_core.launcher import main; sys.exit(main())", *map(str, args)],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, preexec_fn=interruptible)
         self.lines: list[str] = []
         self._queue: queue.Queue = queue.Queue()
@@ -122,14 +124,10 @@ def saved_result(folder: Path) -> dict:
 
 
 def saved_weights_are_finite(folder: Path, registry_file: Path) -> bool:
-    from tests.trap_plugin import TrapEmbedding
     from zoo_core.registry import build_registry
     from zoo_core.runs import load_run
 
-    registry = build_registry(str(registry_file)) if registry_file else build_registry()
-    if "trap-embedding" not in registry.list("encoder"):
-        registry.register("encoder", TrapEmbedding, plugin="tests.trap_plugin")
-    model, _, _ = load_run(folder, registry)
+    model, _, _ = load_run(folder, build_registry(str(registry_file)))
     return all(np.all(np.isfinite(v.numpy())) for v in model.trainable_variables)
 
 

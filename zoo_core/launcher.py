@@ -6,9 +6,15 @@ get Python's default handling: a ``KeyboardInterrupt`` traceback, or death by
 SIGTERM. So, before importing anything, this only records such a signal;
 :func:`zoo_core.cli.signals.install`, the first thing ``zoo`` does once
 imported, then ends it with exit status 130 (SIGINT) or 143 (SIGTERM).
+
+When a signal stopped the command, its work is saved and reported by the
+time the command returns, so ``zoo`` then leaves at once with ``os._exit``:
+TensorFlow's teardown at interpreter exit takes seconds on a busy machine.
 """
 
+import os
 import signal
+import sys
 
 
 def main():
@@ -22,4 +28,18 @@ def main():
     from zoo_core.cli import signals
 
     signals.early_signals = early  # read, and the handlers replaced, by install() at the start of cli_main
-    return cli_main()
+    try:
+        return cli_main()
+    except SystemExit as end:
+        if signals.stop_requested():
+            # The work is saved and reported; Python's and TensorFlow's teardown would take seconds more.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(end.code if isinstance(end.code, int) else int(end.code is not None))
+        raise
+    finally:
+        # The work is over and kept: a signal while Python exits gets the default action (the shell
+        # reports 130 or 143), not zoo's handler, which would raise into the interpreter's exit.
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            if signal.getsignal(signum) is not signal.SIG_IGN:
+                signal.signal(signum, signal.SIG_DFL)

@@ -1,7 +1,7 @@
-"""``python -m zoo_core.cli`` runs the ``zoo`` command."""
+"""``python -m zoo_core.cli`` runs the ``zoo`` command, as the console script does."""
 
 import sys
 
-from zoo_core.cli import main
+from zoo_core.launcher import main
 
 sys.exit(main())

@@ -139,6 +139,11 @@ def install() -> StopRequest:
     return _installed
 
 
+def stop_requested() -> bool:
+    """Whether SIGINT or SIGTERM reached the handlers :func:`install` set (False without them)."""
+    return _installed is not None and _installed()
+
+
 @contextlib.contextmanager
 def stoppable() -> Iterator[StopRequest]:
     """A block whose work checks ``should_stop()`` itself: the first signal is only recorded.
