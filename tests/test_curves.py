@@ -67,3 +67,17 @@ def test_the_plot_is_a_png_with_both_panels_drawn(db_path, tmp_path):
 def test_bad_run_ids_are_one_line_and_exit_2(args, message, db_path):
     result = CliRunner().invoke(cli, args + ["--results", str(db_path)])
     assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("command", [["curves", "run-a"], ["leaderboard"]], ids=["curves", "leaderboard"])
+@pytest.mark.parametrize("where, message", [
+    ("", "the plot's file name is empty"),
+    ("plot.txt", "a plot file ends in .png, .pdf, .svg"),
+    ("afile/plot.png", "cannot write"),
+], ids=["empty", "not an image", "under a file"])
+def test_a_bad_plot_path_is_one_line_and_exit_2(command, where, message, db_path, tmp_path):
+    (tmp_path / "afile").write_text("not a folder")
+    target = str(tmp_path / where) if where else ""
+    result = CliRunner().invoke(cli, command + ["--results", str(db_path), "--plot", target])
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1

@@ -50,3 +50,10 @@ def test_zoo_runs_finds_a_run_by_id_prefix(db_path):  # noqa: F811
     result = CliRunner().invoke(cli, ["runs", "gru-mean-sta", "--results", str(db_path), "--format", "json"])
     rows = json.loads(result.stdout)
     assert {r["id"][:12] for r in rows} == {"gru-mean-sta"} and len(rows) == 3
+
+
+def test_piped_output_keeps_every_cell_on_one_line(monkeypatch):
+    # No $COLUMNS and no terminal: a file or a pipe gets whole ids and names, whatever their length.
+    monkeypatch.delenv("COLUMNS", raising=False)
+    text = render([["0123456789ab", "z" * 300]], ["id", "text"], "simple")
+    assert "z" * 300 in text and "0123456789ab" in text

@@ -73,8 +73,9 @@ def plot_curves(records: Sequence[Any], path: str | Path) -> Path:
         axes.grid(True, alpha=0.3)
         axes.xaxis.get_major_locator().set_params(integer=True)
     accuracy_axes.legend(fontsize="small", loc="best")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    from zoo_core.tables import image_path
+
+    path = image_path(path)
     figure.savefig(path, dpi=120)
     return path
 

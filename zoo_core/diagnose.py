@@ -152,7 +152,8 @@ def plot(profiles: list[GradientProfile], path: str | Path, title: str = "") -> 
     axes.set_title(title or "gradient reaching each step")
     axes.grid(True, which="both", alpha=0.3)
     axes.legend(fontsize="small")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    from zoo_core.tables import image_path
+
+    path = image_path(path)
     figure.savefig(path, dpi=120)
     return path

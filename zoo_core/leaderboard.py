@@ -553,8 +553,9 @@ def plot(groups: Sequence[Group], path: str | Path, title: str = "") -> Path:
     fig.tight_layout()
     for ax, texts in labelled:
         place_labels(ax, texts)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    from zoo_core.tables import image_path
+
+    path = image_path(path)
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path

@@ -5,9 +5,12 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import shutil
+import sys
 import textwrap
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import click
@@ -25,9 +28,22 @@ WRAPPED_FORMATS = ("simple", "plain", "grid", "simple_grid", "rounded_grid", "fa
 MIN_COLUMN = 8  # characters: narrower than this, a wrapped column is harder to read than a wide table
 
 
-def terminal_width() -> int:
-    """The terminal's width in characters (``$COLUMNS`` or the tty), 100 when there is none."""
-    return shutil.get_terminal_size((100, 24)).columns
+def terminal_width() -> int | None:
+    """The width to fit tables to, in characters, or None for no wrapping.
+
+    ``$COLUMNS`` when set; else the terminal's width when standard output is
+    one; else None: output piped to a file or another program keeps every
+    cell on one line, so ids and values can be copied and parsed whole.
+    """
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) > 0:
+        return int(columns)
+    try:
+        if sys.stdout.isatty():
+            return shutil.get_terminal_size((100, 24)).columns
+    except (AttributeError, ValueError, OSError):
+        pass
+    return None
 
 
 def fitted_widths(rows: Sequence[Sequence[Any]], headers: Sequence[str], width: int,
@@ -70,7 +86,8 @@ def render(rows: Sequence[Sequence[Any]], headers: Sequence[str], fmt: str = "si
     """Renders rows as a table in ``fmt``: any tabulate format, ``csv`` or ``json``.
 
     In the formats of :data:`WRAPPED_FORMATS`, text cells are wrapped so that
-    the table fits ``width`` characters (default: :func:`terminal_width`).
+    the table fits ``width`` characters (default: :func:`terminal_width`; no
+    wrapping when that is None, e.g. output to a file or a pipe).
     """
     if fmt == "json":
         return json.dumps([dict(zip(headers, row)) for row in rows], indent=2, default=str)
@@ -81,7 +98,7 @@ def render(rows: Sequence[Sequence[Any]], headers: Sequence[str], fmt: str = "si
         writer.writerows(rows)
         return buffer.getvalue().rstrip("\n")
     width = width or terminal_width()
-    widths = fitted_widths(rows, headers, width) if fmt in WRAPPED_FORMATS else None
+    widths = fitted_widths(rows, headers, width) if fmt in WRAPPED_FORMATS and width else None
     if widths is None:
         return tabulate.tabulate(rows, headers=headers, tablefmt=fmt, floatfmt=floatfmt)
     natural = natural_widths(rows, headers)
@@ -108,6 +125,32 @@ def format_option(default: str = "simple"):
 
 def wrap_caption(caption: str, fmt: str, width: int | None = None) -> str:
     """A table's caption wrapped to the terminal in the formats of :data:`WRAPPED_FORMATS`, as is otherwise."""
-    if fmt not in WRAPPED_FORMATS:
+    width = width or terminal_width()
+    if fmt not in WRAPPED_FORMATS or not width:
         return caption
-    return "\n".join(textwrap.fill(line, width or terminal_width()) for line in caption.splitlines())
+    return "\n".join(textwrap.fill(line, width) for line in caption.splitlines())
+
+
+#: Image formats the plots write (matplotlib's Agg canvas), by file suffix.
+IMAGE_SUFFIXES = (".png", ".pdf", ".svg")
+
+
+def image_path(path: str | os.PathLike) -> Path:
+    """Where a plot will be written, checked before any work: its folder made if missing.
+
+    Raises:
+        ZooError: An empty path, a suffix other than :data:`IMAGE_SUFFIXES`, or a
+            folder that cannot be made (a file in the way, no permission).
+    """
+    from zoo_core.errors import ZooError
+
+    if not str(path).strip():
+        raise ZooError("the plot's file name is empty: give a path ending in .png, .pdf or .svg")
+    path = Path(path).expanduser()
+    if path.suffix.lower() not in IMAGE_SUFFIXES:
+        raise ZooError(f"cannot draw {path}: a plot file ends in {', '.join(IMAGE_SUFFIXES)}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ZooError(f"cannot write {path}: {err.strerror or err} ({path.parent})") from None
+    return path

@@ -6,7 +6,7 @@ import click
 
 from zoo_core.cli import cli, pass_state
 from zoo_core.cli.rank import _emit, _open_db, results_option
-from zoo_core.tables import format_option
+from zoo_core.tables import format_option, image_path
 
 
 @cli.command()
@@ -30,6 +30,8 @@ def curves(state, run_ids, plot_path, fmt, results_path):
     from zoo_core.curves import curves_table, plot_curves
     from zoo_core.leaderboard import Table
 
+    if plot_path is not None:
+        image_path(plot_path)  # a bad place to draw: one line before any work
     db = _open_db(state, results_path)
     records = [db.get(run_id) for run_id in run_ids]
     headers, rows = curves_table(records)

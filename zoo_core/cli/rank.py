@@ -15,7 +15,7 @@ from zoo_core.cli.options import ALL_FLAGS, component_options, data_options, pic
 from zoo_core.config import KINDS, SEED
 from zoo_core.errors import ZooError
 from zoo_core.leaderboard import SORT_METRICS
-from zoo_core.tables import format_option, render, wrap_caption
+from zoo_core.tables import format_option, image_path, render, wrap_caption
 
 
 def results_option(func):
@@ -159,6 +159,8 @@ def leaderboard(state, patterns, metric, by_kind, top, fmt, output, plot_path, s
     from zoo_core import leaderboard as lb
 
     settings = state.settings
+    if plot_path is not None:
+        image_path(plot_path)  # a bad place to draw: one line before any work
     for kind, wanted in components.items():
         if wanted is not None and not wanted.strip():  # would filter nothing out
             raise ZooError(f"--{kind} is empty: give a {kind} name or pattern, or leave it out")
