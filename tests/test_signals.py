@@ -231,8 +231,22 @@ def test_a_signal_stops_zoo_rank_keeping_finished_runs(trap_data, tmp_path, sign
 
 # -- the stop request itself ----------------------------------------------------
 
+@pytest.fixture
+def signals_enabled():
+    """SIGINT and SIGTERM at Python's defaults for an in-process test.
+
+    A shell starts background jobs with SIGINT ignored (CI scripts, `cmd &`), and zoo rightly keeps
+    an ignored signal ignored; these tests are about what zoo does with a signal it may handle.
+    """
+    previous = {s: signal.signal(s, h) for s, h in ((signal.SIGINT, signal.default_int_handler),
+                                                     (signal.SIGTERM, signal.SIG_DFL))}
+    yield
+    for signum, handler in previous.items():
+        signal.signal(signum, handler)
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=lambda s: s.name)
-def test_the_first_signal_is_recorded_and_the_second_stops_at_once(signum):
+def test_the_first_signal_is_recorded_and_the_second_stops_at_once(signum, signals_enabled):
     before = signal.getsignal(signum)
     with pytest.raises(signals.Interrupt) as stopped:
         with signals.stoppable() as should_stop:
@@ -245,7 +259,7 @@ def test_the_first_signal_is_recorded_and_the_second_stops_at_once(signum):
     assert signal.getsignal(signum) == before  # the handlers are put back
 
 
-def test_a_signal_in_a_block_that_cannot_check_stops_it_at_once():
+def test_a_signal_in_a_block_that_cannot_check_stops_it_at_once(signals_enabled):
     with pytest.raises(signals.Interrupt) as stopped:
         with signals.stoppable() as should_stop:
             with should_stop.at_once():  # e.g. loading data
