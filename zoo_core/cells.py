@@ -37,12 +37,11 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-import numpy as np
 
 from zoo_core.component import Component
 from zoo_core.encoders import DenseSequence, EncodedSequence, OneHotSequence
 from zoo_core.errors import UnknownNameError, ZooError
-from zoo_core.lazy import do_not_convert, keras, tf
+from zoo_core.lazy import do_not_convert, keras, np, tf
 from zoo_core.params import HParam
 from zoo_core.unroll import UnrollResult, from_time_major, to_time_major, unroll
 

@@ -11,7 +11,6 @@ import json
 from pathlib import Path
 
 import click
-import numpy as np
 
 from zoo_core.cli import cli, options, pass_state
 from zoo_core.cli.options import data_config, data_options
@@ -263,7 +262,7 @@ def decode(state, ids, reviews, vocab_file, seed, download, fmt, **flags):
         sequence = split.sequence(i)
         rows.append([split_name, i, int(split.review_ids[i]), "pos" if split.labels[i] else "neg",
                      f"{len(sequence)}/{int(split.raw_lengths[i])}", ds.vocab.decode(sequence),
-                     " ".join(map(str, np.asarray(sequence)))])
+                     " ".join(map(str, list(sequence)))])
     if rows:
         click.echo(render(rows, ["split", "index", "file id", "label", "tokens kept/all", "text", "ids"], fmt))
 
