@@ -12,6 +12,7 @@ time the command returns, so ``zoo`` then leaves at once with ``os._exit``:
 TensorFlow's teardown at interpreter exit takes seconds on a busy machine.
 """
 
+import atexit
 import os
 import signal
 import sys
@@ -33,6 +34,8 @@ def main():
     except SystemExit as end:
         if signals.stop_requested():
             # The work is saved and reported; Python's and TensorFlow's teardown would take seconds more.
+            # The exit functions still run: the quiet stderr filter drains its pipe in one.
+            atexit._run_exitfuncs()
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(end.code if isinstance(end.code, int) else int(end.code is not None))
