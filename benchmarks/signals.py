@@ -166,6 +166,8 @@ def run_trial(trial: Trial, archive: Path, work: Path, env: dict[str, str], with
     trial.latency = None if ended is None else ended - sent
     output = child.output
     trial.clean = "Traceback" not in output and "Aborted" not in output
+    if not trial.clean:
+        trial.notes.append(output[-2000:])
     before = child.lines_before(sent)
     if child.lines and child.lines[-1][0] > sent:
         trial.report_latency = child.lines[-1][0] - sent
@@ -258,7 +260,7 @@ def describe(i: int, n: int, t: Trial) -> str:
     else:
         text += (f"; {t.finished_before} finished before, kept {t.finished_kept}, "
                  f"in progress {t.in_progress_status or '-'}, running left {t.running_left}")
-    return text
+    return text + "".join(f"\n    output: {note}" for note in t.notes)
 
 
 def summarise(trials: list[Trial], within: float) -> None:

@@ -208,6 +208,36 @@ def test_a_signal_while_python_imports_zoo_exits_cleanly(tmp_path, signum):
     assert child.stderr.strip() == f"stopped by {signum.name} while starting" and child.stdout == ""
 
 
+SWALLOWED_BY_A_FINALISER = """
+import os, sys
+from zoo_core import launcher
+
+class Finaliser:
+    def __del__(self):
+        os.kill(os.getpid(), {signum})  # zoo's handler raises in here, and Python swallows it
+
+class SignalInAFinaliser:  # imported once the command runs, after zoo set its handlers
+    def find_spec(self, name, path=None, target=None):
+        if name == "zoo_core.settings":
+            Finaliser()
+        return None
+
+sys.meta_path.insert(0, SignalInAFinaliser())
+sys.argv = ["zoo", "components"]
+sys.exit(launcher.main())
+"""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=lambda s: s.name)
+def test_a_signal_a_finaliser_swallowed_still_sets_the_exit_status(tmp_path, signum):
+    # The issue's lost Ctrl-C: the interrupt is swallowed, the command goes on to its end, but says it was stopped.
+    child = subprocess.run([sys.executable, "-c", SWALLOWED_BY_A_FINALISER.format(signum=int(signum))],
+                           capture_output=True, text=True, timeout=TIMEOUT_S, preexec_fn=interruptible,
+                           env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert child.returncode == EXIT[signum], child.stdout + child.stderr
+    assert "Exception ignored" in child.stderr and "tanh" in child.stdout  # swallowed; the listing went on
+
+
 # -- zoo rank -------------------------------------------------------------------
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=lambda s: s.name)

@@ -8,8 +8,10 @@ SIGTERM. So, before importing anything, this only records such a signal;
 imported, then ends it with exit status 130 (SIGINT) or 143 (SIGTERM).
 
 When a signal stopped the command, its work is saved and reported by the
-time the command returns, so ``zoo`` then leaves at once with ``os._exit``:
-TensorFlow's teardown at interpreter exit takes seconds on a busy machine.
+time the command returns, so ``zoo`` then leaves at once with ``os._exit``
+(after the exit functions): TensorFlow's teardown at interpreter exit takes
+seconds on a busy machine. The status is the command's, or 130/143 if it
+went on to its end because a finaliser swallowed the interrupt.
 """
 
 import atexit
@@ -38,7 +40,9 @@ def main():
             atexit._run_exitfuncs()
             sys.stdout.flush()
             sys.stderr.flush()
-            os._exit(end.code if isinstance(end.code, int) else int(end.code is not None))
+            code = end.code if isinstance(end.code, int) else int(end.code is not None)
+            # A command that went on to the end (its interrupt swallowed by a finaliser) still says it was stopped.
+            os._exit(code or signals.stop_exit_status())
         raise
     finally:
         # The work is over and kept: a signal while Python exits gets the default action (the shell

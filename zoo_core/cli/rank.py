@@ -98,6 +98,7 @@ def rank(state, patterns, preset, seeds, results_path, dry_run, fmt, seed, set_v
         click.echo(render(rows, ["#", "model", "seed", "status"], fmt))
         return
     from zoo_core.data import find_source, load_dataset
+    from zoo_core.training import train  # imports TensorFlow (seconds): here a signal stops it at once
 
     finished = db.finished_keys()
     for data_config in dict.fromkeys(r.data for r in runs if r.key() not in finished):
@@ -107,7 +108,7 @@ def rank(state, patterns, preset, seeds, results_path, dry_run, fmt, seed, set_v
             with should_stop.at_once():
                 return load_dataset(*args, **kwargs)
 
-        outcome = ranking.rank(runs, registry, db, should_stop=should_stop, load_dataset=load_at_once)
+        outcome = ranking.rank(runs, registry, db, should_stop=should_stop, load_dataset=load_at_once, train=train)
     table = ranking.leaderboard_of(db, runs, fmt, default_run(registry.settings.data, registry.settings.train))
     if table is not None:
         click.echo()

@@ -144,6 +144,11 @@ def stop_requested() -> bool:
     return _installed is not None and _installed()
 
 
+def stop_exit_status() -> int:
+    """130 or 143 for the first signal :func:`install`'s handlers received (130 if none)."""
+    return _installed.exit_status if _installed is not None else 128 + signal.SIGINT
+
+
 @contextlib.contextmanager
 def stoppable() -> Iterator[StopRequest]:
     """A block whose work checks ``should_stop()`` itself: the first signal is only recorded.
