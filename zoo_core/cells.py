@@ -999,6 +999,62 @@ INNER_RECURRENT_INIT = HParam("recurrent_init", str, DEFAULT_INIT, "inner cells'
                               choices=(DEFAULT_INIT,) + INITIALIZERS)
 
 
+class IdentityCell(Cell):
+    """No recurrence: ``h_t = x_t``, the bag-of-embeddings baseline.
+
+    With ``mean-states`` and a linear head the classifier is fastText's (Joulin
+    et al. 2017, "Bag of tricks for efficient text classification"): the logit
+    is an affine function of the mean of the encoder's (n-gram) embeddings. At
+    the same encoder, aggregator and head it shows what a recurrence adds.
+
+    It has no weights. Outputs follow every cell's masking rule (a padded step
+    repeats the previous real step's output), through the shared loop; the
+    final state is the last output. Shapes: ``[batch, time, input_dim]`` in and
+    out.
+
+    Raises:
+        ZooError: an input wider than :attr:`MAX_INPUT_DIM` (e.g. a one-hot
+            encoder over the vocabulary: every batch would hold
+            ``[batch, time, vocab]`` floats).
+    """
+
+    name = "identity"
+    description = "no recurrence: h_t = x_t (with mean-states and an embedding: the fastText baseline)"
+    hparams = ()
+    MAX_INPUT_DIM: ClassVar[int] = 4096
+
+    def __init__(self, input_dim: int, **params):
+        super().__init__(input_dim, **params)
+        if self.input_dim > self.MAX_INPUT_DIM:
+            raise ZooError(f"cell 'identity' passes its input through, and a {self.input_dim}-wide input "
+                           f"(e.g. one-hot over the vocabulary) would fill memory; use an embedding encoder "
+                           f"(at most {self.MAX_INPUT_DIM} wide)")
+
+    @property
+    def output_size(self) -> int:
+        return self.input_dim
+
+    @do_not_convert
+    def unroll(self, inputs, mask, keep_outputs, *, reverse=False, probe=None):
+        values = inputs.values if isinstance(inputs, DenseSequence) else inputs.project(tf.eye(inputs.dim))
+        values = tf.cast(values, self.dtype)
+        if probe is not None:
+            values = values + tf.cast(probe, self.dtype)
+        batch = tf.shape(values)[0]
+        zeros = tf.zeros([batch, self.input_dim], self.dtype)
+        return unroll(lambda x_t, _: (x_t, x_t), values, mask, zeros, zeros, keep_outputs, reverse)
+
+    def reference_unroll(self, inputs, mask, reverse=False):
+        batch, steps = inputs.shape[:2]
+        mask = np.ones((batch, steps), bool) if mask is None else np.asarray(mask, bool)
+        output = np.zeros((batch, self.input_dim), inputs.dtype)
+        outputs = np.zeros_like(inputs)
+        for t in reversed(range(steps)) if reverse else range(steps):
+            output = np.where(mask[:, t, None], inputs[:, t], output)
+            outputs[:, t] = output
+        return outputs, output
+
+
 def builtin_cell_class(name: str) -> type[Cell]:
     """The built-in cell class called ``name`` (or one of its aliases)."""
     for cls in BUILTIN_CELLS:
@@ -1122,4 +1178,4 @@ class BidirectionalCell(WrapperCell):
 
 
 BUILTIN_CELLS = (TanhCell, IRNNCell, GatedRecurrentUnitCell, LongShortTermMemoryCell, LayerNormTanhCell, MGUCell, UGRNNCell, IndRNNCell,
-                 JANETCell, StackedCell, BidirectionalCell)
+                 JANETCell, IdentityCell, StackedCell, BidirectionalCell)
