@@ -22,7 +22,7 @@ STEP_LOGS = {"train_loss": 0.5, "train_accuracy": 0.25, "grad_norm": 1.5, "learn
 
 @pytest.fixture
 def registry():
-    """A registry of this test's own (its runs folder is under tmp_path, unlike the shared one's), with the trap head."""
+    """A registry of this test's own (its runs folder under tmp_path, unlike the shared one's), with the trap head."""
     from tests.trap_plugin import TrapSigmoidHead
     from zoo_core.registry import build_registry
 
