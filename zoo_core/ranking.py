@@ -3,11 +3,13 @@
 :func:`plan_runs` turns patterns and presets into RunSpecs; :func:`rank` trains
 the ones the results database has not seen finish, claiming each atomically so
 two ``zoo rank`` processes can share the work, and saves every finished run
-under ``settings.runs_dir / <run id>``.
+under ``settings.runs_dir / <run id>``. Every run it trains writes its curves as
+TensorBoard event files under ``settings.runs_dir / "tensorboard"``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import statistics
 import sys
@@ -21,6 +23,7 @@ import click
 from zoo_core.config import KINDS, ModelSpec, RunSpec
 from zoo_core.errors import ZooError
 from zoo_core.results import DIVERGED, FAILED, INTERRUPTED, RUNNING, ResultsDB
+from zoo_core.tensorboard import EVERY_STEPS, for_run
 
 DEFAULT_PRESET = "quick"
 
@@ -154,7 +157,8 @@ class Progress:
 
 def rank(runs: Sequence[RunSpec], registry, db: ResultsDB, *, progress: bool = True,
          echo: Callable[[str], None] | None = None, load_dataset: Callable | None = None,
-         train: Callable | None = None, should_stop: Callable[[], bool] = lambda: False) -> RankOutcome:
+         train: Callable | None = None, should_stop: Callable[[], bool] = lambda: False,
+         tensorboard_every: int | None = EVERY_STEPS) -> RankOutcome:
     """Trains each run that has not finished in ``db``, records it and saves it.
 
     Data is loaded once per distinct DataConfig (with seed 0, so every run of
@@ -174,6 +178,9 @@ def rank(runs: Sequence[RunSpec], registry, db: ResultsDB, *, progress: bool = T
         load_dataset, train: Stand-ins for :func:`zoo_core.data.load_dataset`
             and :func:`zoo_core.training.train` (tests), or wrappers of them.
         should_stop: Whether to stop (the CLI: SIGINT or SIGTERM arrived).
+        tensorboard_every: Each run trained writes TensorBoard event files to
+            :func:`zoo_core.tensorboard.run_logdir` under the runs folder, with
+            ``step/*`` points every this many optimizer steps; None: none.
     """
     from zoo_core.runs import save_run
 
@@ -213,7 +220,9 @@ def rank(runs: Sequence[RunSpec], registry, db: ResultsDB, *, progress: bool = T
                 raise KeyboardInterrupt
             started = time.monotonic()
             try:
-                model, result = train(run, registry, dataset, progress=progress, should_stop=should_stop)
+                with _event_logger(settings.runs_dir, run, run_id, tensorboard_every) as observer:
+                    model, result = train(run, registry, dataset, progress=progress, should_stop=should_stop,
+                                          observer=observer)
             except Exception as err:  # noqa: BLE001 - one broken model must not end the ranking
                 message = f"{type(err).__name__}: {err}".replace("\n", " ")
                 db.mark(run_id, FAILED, message)
@@ -244,6 +253,13 @@ def rank(runs: Sequence[RunSpec], registry, db: ResultsDB, *, progress: bool = T
     if not outcome.interrupted:
         outcome.missing = _missing(runs, db, outcome.failed)
     return outcome
+
+
+def _event_logger(runs_dir, run: RunSpec, run_id: str, every_steps: int | None):
+    """The run's :class:`zoo_core.tensorboard.EventLogger` (a context manager), or a stand-in giving None."""
+    if every_steps is None:
+        return contextlib.nullcontext()
+    return for_run(runs_dir, run, run_id, every_steps)
 
 
 def _missing(runs: Sequence[RunSpec], db: ResultsDB, failed: Sequence[str]) -> list[str]:

@@ -73,7 +73,9 @@ def rank(state, patterns, preset, seeds, results_path, dry_run, fmt, seed, set_v
     finished there are skipped, so after Ctrl-C or a crash the same command
     resumes where it stopped. Ctrl-C or SIGTERM stops after the current batch,
     marking that run interrupted (exit 130, or 143 for SIGTERM); a second
-    Ctrl-C stops at once.
+    Ctrl-C stops at once. Each run's curves also go to TensorBoard event
+    files: `tensorboard --logdir RUNS` (RUNS: [paths] runs in registry.toml,
+    by default ~/.local/share/rnn-zoo/runs) shows every ranked run.
 
     \b
     Examples:
