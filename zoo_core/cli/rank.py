@@ -131,7 +131,8 @@ def rank(state, patterns, preset, seeds, results_path, dry_run, fmt, seed, set_v
 @format_option()
 @click.option("--output", metavar="FILE", type=click.Path(dir_okay=False), help="Write the table to FILE.")
 @click.option("--plot", "plot_path", metavar="FILE.png", type=click.Path(dir_okay=False),
-              help="Also draw test accuracy vs parameters and vs training time.")
+              help="Also draw test accuracy vs parameters and vs training time: points numbered by rank, "
+                   "error bars the 95% CI of the mean over seeds.")
 @click.option("--setup", "setup_id", metavar="ID|latest|all", default="latest", show_default=True,
               help="Which setup (data and training settings) to rank: an id or prefix, `latest` (the setup of "
                    "the most recently finished run) or `all` (one table per setup).")
@@ -199,7 +200,7 @@ def leaderboard(state, patterns, metric, by_kind, top, fmt, output, plot_path, s
         _write("\n\n".join(_table_text(table, fmt) for _, table in tables), output)
     if plot_path:
         setup = chosen[0]
-        lb.plot(lb.sort_groups(lb.group_runs(setup.records), metric)[: top or None], plot_path,
+        lb.plot(lb.sort_groups(lb.group_runs(setup.records), metric)[: top or None], plot_path, metric=metric,
                 title=f"rnn-zoo leaderboard, setup {setup.key} ({setup.describe(defaults)})")
         click.echo(f"wrote {plot_path}", err=True)
 
