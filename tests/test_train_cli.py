@@ -61,6 +61,42 @@ def test_train_prints_spec_curve_and_scores(tiny_imdb_archive):
     assert set(scores) == {"validation", "test"}
     assert 0.0 <= float(scores["test"][0]) <= 1.0
     assert "epoch 1/2" in result.stderr  # progress goes to stderr
+    header = next(line for line in out.splitlines() if line.startswith("train "))
+    assert "2 epochs, batch 8, adam lr 0.001 (constant)," in header
+
+
+HEADERS = [
+    ({"epochs": 1}, "1 epoch, batch 64, adam lr 0.001 (constant), clip 5, patience 2 on val_loss"),
+    ({"epochs": 2, "lr": 0.01}, "2 epochs, batch 64, adam lr 0.01 (constant), clip 5,"),
+    ({"epochs": 3, "lr_schedule": "cosine"}, "3 epochs, batch 64, adam lr 0.001, cosine decay to 0 over 3 epochs,"),
+    ({"epochs": 1, "lr_schedule": "linear", "optimizer": "sgd", "lr": 0.1},
+     "1 epoch, batch 64, sgd lr 0.1, linear decay to 0 over 1 epoch,"),
+    ({"epochs": 5, "weight_decay": 0.01, "patience": 0}, "adam lr 0.001 (constant), weight decay 0.01, clip 5, "
+                                                          "no early stopping"),
+]
+
+
+@pytest.mark.parametrize("train, expected", HEADERS, ids=[str(t) for t, _ in HEADERS])
+def test_the_header_names_the_epochs_in_the_singular_or_plural_and_the_lr_schedule(train, expected):
+    from zoo_core.cli.train import describe_run
+    from zoo_core.config import ModelSpec, RunSpec, TrainConfig
+
+    run = RunSpec(ModelSpec("embedding", "tanh", "last", "sigmoid1"), train=TrainConfig(**train))
+    rows = dict(describe_run(run))
+    assert expected in rows["train"]
+    assert ("1 epochs" not in rows["train"]) and ("1 epoch," in rows["train"]) == (train["epochs"] == 1)
+
+
+def test_the_schedule_the_header_names_is_the_one_training_uses():
+    from zoo_core.config import TrainConfig
+    from zoo_core.training import learning_rate
+
+    steps = 30  # 3 epochs of 10 steps: the header says "decay to 0 over 3 epochs"
+    for schedule in ("cosine", "linear"):
+        lr = learning_rate(TrainConfig(epochs=3, lr_schedule=schedule), total_steps=steps)
+        assert float(lr(0)) == pytest.approx(0.001) and float(lr(steps)) == pytest.approx(0.0, abs=1e-9)
+        assert 0 < float(lr(steps // 2)) < 0.001
+    assert learning_rate(TrainConfig(lr_schedule="constant")) == 0.001
 
 
 def test_save_writes_a_run_that_reloads_to_the_same_scores(tiny_imdb_archive, tmp_path, registry):

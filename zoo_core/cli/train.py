@@ -17,6 +17,19 @@ EXIT_NAN = 1
 EPOCH_HEADERS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_auc", "seconds", "tokens/s"]
 
 
+def plural(count: int, noun: str) -> str:
+    """``1 epoch``, ``2 epochs``."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def describe_lr(train) -> str:
+    """``lr 0.001 (constant)`` or ``lr 0.001, cosine decay to 0 over 3 epochs``: the schedule of
+    :func:`zoo_core.training.learning_rate`, which decays over every step of ``train.epochs`` epochs."""
+    if train.lr_schedule == "constant":
+        return f"lr {train.lr:g} (constant)"
+    return f"lr {train.lr:g}, {train.lr_schedule} decay to 0 over {plural(train.epochs, 'epoch')}"
+
+
 def describe_run(run: RunSpec) -> list[list[str]]:
     """Key/value rows saying exactly what will be trained."""
     spec, data, train = run.model, run.data, run.train
@@ -28,8 +41,8 @@ def describe_run(run: RunSpec) -> list[list[str]]:
         ["params", params or "defaults"],
         ["data", f"{data.num_words} words, maxlen {data.maxlen}, {data.padding}-padding, {data.batching} batches, "
                  f"mask {'on' if data.mask else 'off'}" + (f", limit {data.limit}" if data.limit else "")],
-        ["train", f"{train.epochs} epochs, batch {train.batch_size}, {train.optimizer} lr {train.lr:g}{decay}, "
-                  f"clip {train.clip_norm:g}, {stopping}" + (", XLA" if train.jit else "")
+        ["train", f"{plural(train.epochs, 'epoch')}, batch {train.batch_size}, {train.optimizer} "
+                  f"{describe_lr(train)}{decay}, clip {train.clip_norm:g}, {stopping}" + (", XLA" if train.jit else "")
                   + (", deterministic" if train.deterministic else "")],
         ["seed", str(run.seed)],
     ]
