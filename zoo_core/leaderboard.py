@@ -312,6 +312,8 @@ def leaderboard(groups: Sequence[Group], metric: str, fmt: str, defaults: RunSpe
     leader = groups[0].stat(ranked_by) if groups else Stat.of(())
     # Text formats keep what a reader compares (so the table fits a terminal); csv and json keep everything.
     shown = ("test_accuracy", "test_auc", "val_accuracy") if numeric else ("test_accuracy", "test_auc")
+    # Text: the CI of a shown metric goes in its cell (``0.853 ± 0.004 [0.843, 0.863]``), one column fewer.
+    ci_inline = not numeric and ranked_by in shown
     headers = ["rank", "model"]
     if numeric:
         headers += list(KINDS)
@@ -319,7 +321,7 @@ def leaderboard(groups: Sequence[Group], metric: str, fmt: str, defaults: RunSpe
                 ((f"{name}_mean", f"{name}_std") if numeric else (name.replace("_", " "),))]
     headers += ["test_loss"] if numeric else []
     headers += [f"{metric}_ci95_low", f"{metric}_ci95_high", "p_worse_than_leader", "tied_with_leader"] \
-        if numeric else [f"{metric.replace('_', ' ')} 95% CI", "vs leader"]
+        if numeric else [f"{metric.replace('_', ' ')} 95% CI"] * (not ci_inline) + ["vs leader"]
     headers += ["seeds", "params", "time_s"] + (["tokens_per_s"] if numeric else [])
     headers += ["hyperparameters"] if show_params else []
     headers += ["setup"] if show_setup else []
@@ -332,7 +334,8 @@ def leaderboard(groups: Sequence[Group], metric: str, fmt: str, defaults: RunSpe
             row += [getattr(group.spec.model, k) for k in KINDS]
         for attribute in shown:
             stat = group.stat(attribute)
-            row += [_round(stat.mean), _round(stat.std)] if numeric else [stat.text()]
+            inline = f" {stat.ci_text()}" if ci_inline and attribute == ranked_by and stat.ci95 else ""
+            row += [_round(stat.mean), _round(stat.std)] if numeric else [stat.text() + inline]
         if numeric:
             row.append(_round(group.stat("test_loss").mean))
         stat = group.stat(ranked_by)
@@ -342,7 +345,7 @@ def leaderboard(groups: Sequence[Group], metric: str, fmt: str, defaults: RunSpe
             row += [_round(ci[0]) if ci else None, _round(ci[1]) if ci else None, _round(p_value),
                     True if rank == 1 else (None if p_value is None else p_value >= SIGNIFICANCE)]
         else:
-            row += [stat.ci_text(), versus_leader(p_value, rank == 1)]
+            row += [stat.ci_text()] * (not ci_inline) + [versus_leader(p_value, rank == 1)]
         row += [len(group.runs), group.runs[0].params, _round(group.stat("wall_time").mean, 1)]
         row += [_round(group.stat("tokens_per_sec").mean, 0)] if numeric else []
         if show_params:
@@ -359,7 +362,8 @@ def leaderboard(groups: Sequence[Group], metric: str, fmt: str, defaults: RunSpe
             parts.append(f"hyperparameters: {_describe(common_params)}")
         if common_setup or not show_setup:
             parts.append(f"setup: {_describe(common_setup)}")
-        parts.append(f"ranked by {metric.replace('_', ' ')} (mean ± std over seeds; 95% CI from Student's t; "
+        ci = "[95% CI]" if ci_inline else "95% CI"
+        parts.append(f"ranked by {metric.replace('_', ' ')} (mean ± std over seeds; {ci} of the mean, Student's t; "
                      f"'tied': not significantly worse than the leader, one-sided Welch t-test, p ≥ {SIGNIFICANCE})")
         caption = "; ".join(parts)
     return Table(headers, rows, caption)

@@ -16,7 +16,7 @@ from zoo_core.cli import cli, options, pass_state
 from zoo_core.cli.options import MODEL_DATA_FLAGS, data_config, data_options
 from zoo_core.config import TrainConfig
 from zoo_core.errors import ZooError
-from zoo_core.tables import format_option, render
+from zoo_core.tables import WRAPPED_FORMATS, fit_text, format_option, render
 
 SPLIT_NAMES = ("train", "val", "test")
 
@@ -265,11 +265,11 @@ def decode(state, ids, reviews, vocab_file, seed, download, fmt, **flags):
         if reviews:
             raise ZooError("--review needs the data; drop --vocab to load it")
         _refuse_data_flags("--vocab decodes without loading the data")
-        click.echo(Vocabulary.load(vocab_file).decode(ids))
+        click.echo(fit_text(Vocabulary.load(vocab_file).decode(ids)))
         return
     _, ds = _load(state, flags, seed, download)
     if ids:
-        click.echo(ds.vocab.decode(ids))
+        click.echo(fit_text(ds.vocab.decode(ids)))
     rows = []
     for split_name, i in wanted:
         split = getattr(ds, split_name)
@@ -279,8 +279,12 @@ def decode(state, ids, reviews, vocab_file, seed, download, fmt, **flags):
         rows.append([split_name, i, int(split.review_ids[i]), "pos" if split.labels[i] else "neg",
                      f"{len(sequence)}/{int(split.raw_lengths[i])}", ds.vocab.decode(sequence),
                      " ".join(map(str, list(sequence)))])
-    if rows:
-        click.echo(render(rows, ["split", "index", "file id", "label", "tokens kept/all", "text", "ids"], fmt))
+    headers = ["split", "index", "file id", "label", "tokens kept/all", "text", "ids"]
+    if rows and fmt in WRAPPED_FORMATS:  # a terminal: one key/value block per review, its text wrapped to fit
+        look = "plain" if fmt == "simple" else fmt
+        click.echo("\n\n".join(render([[h, v] for h, v in zip(headers, row)], [], look) for row in rows))
+    elif rows:  # documents and machines: one row per review, every cell whole
+        click.echo(render(rows, headers, fmt))
 
 
 @data.command()
