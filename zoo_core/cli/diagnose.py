@@ -88,8 +88,10 @@ def diagnose(state, model, encoder, cell, aggregator, head, set_values, seed, st
             components = {"encoder": encoder, "cell": name, "aggregator": aggregator, "head": head}
             runs.append(build_run_spec(registry, model, components, set_values, flags, seed))
 
+    from zoo_core.data import find_source, load_dataset
+
+    find_source(runs[0].data, state.settings, progress=False)  # missing or bad data: before TensorFlow's import
     from zoo_core import diagnose as diag
-    from zoo_core.data import load_dataset
     from zoo_core.model import Classifier
     import keras
 
