@@ -135,6 +135,61 @@ def test_a_diverging_run_exits_1_with_the_step_named(tiny_imdb_archive, tmp_path
                  "--epochs", 1, "--data", tiny_imdb_archive, *TINY, "-q", "--save", tmp_path / "saved")
     assert result.exit_code == 1
     assert "status: nan" in result.stdout and "non-finite loss (nan) at epoch 1, step 2;" in result.stdout
-    assert "kept the last good weights" in result.stdout
+    status = next(line for line in result.stdout.splitlines() if line.startswith("status: "))
+    assert "keeping the last weights that gave a finite loss" in status and status.count("keep") == 1
     saved = json.loads((tmp_path / "saved" / "run.json").read_text(encoding="utf-8"))
     assert saved["result"]["status"] == "nan"
+
+
+STATUS_LINES = [
+    ("completed", "", 3, "status: completed; kept epoch 3"),
+    ("early-stopped", "val_loss did not improve for 2 epoch(s) after epoch 2", 2,
+     "status: early-stopped; kept epoch 2 (val_loss did not improve for 2 epoch(s) after epoch 2)"),
+    ("interrupted", "interrupted during epoch 4; kept the last good weights", 3,
+     "status: interrupted during epoch 4; kept the last good weights"),
+    ("interrupted", "interrupted during epoch 4", 3, "status: interrupted during epoch 4; kept the last good weights"),
+    ("interrupted", "interrupted during the final evaluation; kept epoch 1's weights, not fully scored", 1,
+     "status: interrupted during the final evaluation; kept epoch 1's weights, not fully scored"),
+    ("nan", "non-finite loss (nan) at epoch 1, step 2; stopped, keeping the last weights that gave a finite loss", 0,
+     "status: nan; non-finite loss (nan) at epoch 1, step 2; stopped, keeping the last weights that gave a finite "
+     "loss"),
+]
+
+
+@pytest.mark.parametrize("status, message, best, line", STATUS_LINES,
+                         ids=[f"{s} {m[:20]}" for s, m, _, _ in STATUS_LINES])
+def test_the_status_line_says_what_was_kept_once(status, message, best, line):
+    from types import SimpleNamespace
+
+    from zoo_core.cli.train import status_line
+
+    text = status_line(SimpleNamespace(status=status, message=message, best_epoch=best))
+    assert text == line
+    assert text.count("kept") + text.count("keeping") == 1 and text.count("interrupted") <= 1
+
+
+def test_values_not_measured_show_as_a_dash_and_empty_rows_are_left_out():
+    from types import SimpleNamespace
+
+    from zoo_core.cli.train import epoch_rows, score_rows
+
+    nan = float("nan")
+    epoch = {"epoch": 1, "train_loss": 0.69, "train_accuracy": 0.5, "val_loss": nan, "val_accuracy": nan,
+             "val_auc": nan, "seconds": 1.25, "tokens_per_sec": nan}
+    empty = {**epoch, "epoch": 2, "train_loss": nan, "train_accuracy": nan}
+    assert epoch_rows([epoch, empty]) == [[1, 0.69, 0.5, "-", "-", "-", 1.2, "-"]]
+    assert epoch_rows([epoch], missing=None) == [[1, 0.69, 0.5, None, None, None, 1.2, None]]
+    unscored = {"accuracy": nan, "loss": nan, "auc": nan}
+    result = SimpleNamespace(val=unscored, test={"accuracy": 0.75, "loss": 0.5, "auc": nan})
+    assert score_rows(result) == [["test", 0.75, "-", 0.5]]
+    assert score_rows(SimpleNamespace(val=unscored, test=unscored)) == []
+
+
+def test_an_empty_validation_split_shows_dashes_not_nan(tiny_imdb_archive):
+    result = zoo("train", "--epochs", 1, "--data", tiny_imdb_archive, *TINY, "-q", "--set", "data.val_fraction=0")
+    assert result.exit_code == 0, result.output
+    assert "nan" not in result.stdout
+    row = next(line.split() for line in result.stdout.splitlines() if line.split()[:1] == ["1"])
+    assert row[3:6] == ["-", "-", "-"] and float(row[1]) > 0  # val columns empty, train columns measured
+    scores = [line.split()[0] for line in result.stdout.splitlines() if line.startswith(("validation", "test"))]
+    assert scores == ["test"]
