@@ -209,6 +209,33 @@ def test_zoo_plugins_restricts_which_plugins_load(tmp_path, plugin_dir, monkeypa
     assert registry.get("cell", "echo").plugin == "clashing_plugin"
 
 
+NO_MATCH = [
+    (["--plugins", "nomatch*", "components"], {}, "'nomatch*'"),
+    (["--plugins", "zoo_plugins.*,typo", "models"], {}, "'typo'"),  # one pattern of several
+    (["components", "cell"], {"ZOO_PLUGINS": "nomatch*"}, "'nomatch*'"),
+]
+
+
+@pytest.mark.parametrize("args, env, pattern", NO_MATCH, ids=[" ".join(a) + str(e) for a, e, _ in NO_MATCH])
+def test_a_plugin_pattern_matching_no_plugin_is_one_line_listing_the_plugins(args, env, pattern):
+    result = CliRunner(env=env).invoke(cli, args)
+    assert result.exit_code == 2, result.output
+    (line,) = result.output.strip().splitlines()
+    assert line.startswith(f"Error: plugin pattern {pattern} (--plugins or $ZOO_PLUGINS) matches no plugin; "
+                           "plugins: zoo_plugins.builtin, zoo_plugins.models, zoo_plugins.ngrams")
+
+
+def test_a_plugin_pattern_matching_no_plugin_loads_nothing(tmp_path, plugin_dir):
+    marker = tmp_path / "imported"
+    (plugin_dir / "marking_plugin.py").write_text(f"open({str(marker)!r}, 'w').close()\n", encoding="utf-8")
+    path = write_registry(tmp_path, ["marking_plugin"])
+    with pytest.raises(ZooError, match="'marking' .* plugins: zoo_plugins.builtin, marking_plugin$"):
+        build_registry(path, plugins="zoo_plugins.*,marking", entry_points=False)
+    assert not marker.exists()  # refused before any plugin was imported
+    assert build_registry(path, plugins="zoo_plugins.*,marking*", entry_points=False)
+    assert marker.exists()
+
+
 # -- registry.toml ----------------------------------------------------------------
 
 def test_malformed_registry_toml_names_file_and_line(tmp_path):

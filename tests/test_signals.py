@@ -158,6 +158,8 @@ def test_a_signal_stops_zoo_train_saving_the_trained_model(trap_data, tmp_path, 
     assert zoo.process.returncode == EXIT[signum], output
     assert "Traceback" not in output and "Aborted" not in output
     assert "status: interrupted" in output
+    status = next(line for line in output.splitlines() if line.startswith("status: "))
+    assert status.count("kept") == 1 and status.count("interrupted") == 1, status  # said once
     result = saved_result(save)
     assert result["status"] == "interrupted"
     if moment == "training":

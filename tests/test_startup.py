@@ -49,6 +49,7 @@ CHEAP_COMMANDS = [
     ["train", "--set", "encoder.dim=abc"],          # wrong type
     ["train", "no-such-model"],
     ["rank", "--preset", "no-such-preset"],
+    ["--plugins", "nomatch*", "components"],        # a plugin pattern matching nothing
     ["leaderboard"],
     ["runs"],
 ]

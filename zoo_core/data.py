@@ -1004,13 +1004,16 @@ def candidate_sources(config: DataConfig, settings) -> list[tuple[Path, str]]:
 def find_source(config: DataConfig, settings, allow_download: bool = False, progress: bool = True) -> Path:
     """The first existing source; downloads Stanford's archive as a last resort when allowed.
 
+    Cheap (no TensorFlow, one small read: :func:`check_source`), so commands call it before slow setup.
+
     Raises:
-        ZooError: naming every place looked at and how to point elsewhere.
+        ZooError: naming every place looked at and how to point elsewhere, or
+            naming a source found that is no IMDB source (:func:`check_source`).
     """
     candidates = candidate_sources(config, settings)
     for path, _ in candidates:
         if path.exists():
-            return path
+            return check_source(path)
     if config.source or os.environ.get("ZOO_DATA"):
         path, why = candidates[0]
         raise ZooError(f"no IMDB data at {path} (from {why}); give an existing .tar.gz, aclImdb/ folder or imdb.npz")
@@ -1020,6 +1023,56 @@ def find_source(config: DataConfig, settings, allow_download: bool = False, prog
     # Only what every command that loads data has: --data, $ZOO_DATA and `zoo data download`.
     raise ZooError(f"no IMDB data found; looked in: {looked}; point to a copy with --data PATH or ZOO_DATA=PATH, "
                    "or fetch Stanford's archive with `zoo data download`")
+
+
+#: What an IMDB source may be, for the messages that refuse something else.
+SOURCE_KINDS = "a .tar.gz archive, an aclImdb/ folder or Keras' imdb.npz"
+#: How the archives tarfile reads begin: gzip, bzip2, xz; an uncompressed tar says "ustar" at byte 257.
+_ARCHIVE_MAGIC = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00")
+
+
+def check_source(path: Path) -> Path:
+    """``path`` if it can be an IMDB source, judged from its first bytes; it is read in full only later.
+
+    Cheap (one small read), so commands call it (through :func:`find_source`)
+    before they import TensorFlow, and a text file given as ``--data`` is
+    refused at once instead of after seconds of setup. A damaged file of the
+    right kind passes here and is named by the reader.
+
+    Raises:
+        ZooError: a folder without the aclImdb layout, an empty file, or a file
+            that is neither a tar archive nor a zip (an npz).
+    """
+    if path.is_dir():
+        if _stanford_root(path) is None:
+            raise ZooError(f"{path} holds no aclImdb/ train and test folders")
+        return path
+    try:
+        with open(path, "rb") as f:
+            head = f.read(512)
+    except OSError as err:
+        raise ZooError(f"cannot read {path}: {err.strerror or err}") from None
+    if not head:
+        raise ZooError(f"{path} is empty: expected {SOURCE_KINDS}")
+    if source_kind(path) == "npz":
+        if not head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+            raise ZooError(f"{path} is not a readable Keras imdb.npz (not a zip file)")
+        return path
+    gzip_only = _tar_mode(path) == "r:gz"
+    if head.startswith(_ARCHIVE_MAGIC[:1] if gzip_only else _ARCHIVE_MAGIC) or (
+            not gzip_only and head[257:262] == b"ustar"):
+        return path
+    looks = "text" if _looks_like_text(head) else "data of another kind"
+    raise ZooError(f"{path} is not {SOURCE_KINDS}: it holds {looks}")
+
+
+def _looks_like_text(head: bytes) -> bool:
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as err:
+        if err.start < len(head) - 3:  # a character cut at the end of the sample is still text
+            return False
+    return b"\x00" not in head
 
 
 def _sha256_file(path: Path) -> str:
@@ -1404,6 +1457,26 @@ def _read_table(path: Path) -> tuple[list[str], np.ndarray]:
     return texts, np.array(labels, dtype=np.int32)
 
 
+#: Files of ``label<TAB>text`` rows that :func:`read_labelled` reads.
+LABELLED_SUFFIXES = (".tsv", ".csv", ".txt")
+
+
+def check_labelled(path: str | os.PathLike) -> Path:
+    """``path`` if :func:`read_labelled` can read it, judged without reading it all (see :func:`check_source`).
+
+    Raises:
+        ZooError: a missing path, Keras' npz (ids, not texts), or a source of no known kind.
+    """
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise ZooError(f"{path} does not exist")
+    if path.suffix.lower() in LABELLED_SUFFIXES:
+        return path
+    if source_kind(path) == "npz":
+        raise ZooError(f"{path}: Keras' imdb.npz holds ids, not texts; evaluate on the aclImdb archive or a .tsv")
+    return check_source(path)
+
+
 def read_labelled(path: str | os.PathLike) -> tuple[list[str], np.ndarray]:
     """Raw texts and labels to evaluate on.
 
@@ -1413,13 +1486,9 @@ def read_labelled(path: str | os.PathLike) -> tuple[list[str], np.ndarray]:
     Raises:
         ZooError: for a missing or unreadable file.
     """
-    path = Path(path).expanduser()
-    if not path.exists():
-        raise ZooError(f"{path} does not exist")
-    if path.suffix.lower() in (".tsv", ".csv", ".txt"):
+    path = check_labelled(path)
+    if path.suffix.lower() in LABELLED_SUFFIXES:
         return _read_table(path)
-    if source_kind(path) == "npz":
-        raise ZooError(f"{path}: Keras' imdb.npz holds ids, not texts; evaluate on the aclImdb archive or a .tsv")
     records = []  # (label, review id, text) of the test split
     if path.is_dir():
         root = _stanford_root(path)

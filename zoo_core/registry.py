@@ -257,6 +257,10 @@ class Registry:
             modules: Module names from ``registry.toml``.
             only: fnmatch patterns; plugins whose names match none are disabled.
             entry_points: Whether to load installed ``rnn_zoo`` distributions.
+
+        Raises:
+            ZooError: A pattern of ``only`` matches no plugin (a typo would
+                otherwise leave the zoo silently empty); nothing is loaded.
         """
         pm = pluggy.PluginManager(hookspecs.PROJECT)
         pm.add_hookspecs(hookspecs)
@@ -268,6 +272,7 @@ class Registry:
                 version = ep.dist.version if ep.dist else ""
                 candidates.append(_Candidate(ep.name, ep.name, f"entry point ({dist})", version, ep.load, dist))
         _give_unique_keys(candidates)
+        _check_patterns(only or (), candidates)
 
         with plugin_checks.watch_signals() as signals_seen:
             for candidate in candidates:
@@ -415,6 +420,15 @@ def _give_unique_keys(candidates: list[_Candidate]) -> None:
         seen[c.key] += 1
         if seen[c.key] > 1:  # the same distribution twice: number the repeats
             c.key = f"{c.key}#{seen[c.key]}"
+
+
+def _check_patterns(patterns: Sequence[str], candidates: Sequence[_Candidate]) -> None:
+    """Refuses a ``--plugins``/``$ZOO_PLUGINS`` pattern that matches no plugin, naming the plugins there are."""
+    names = [c.key for c in candidates]
+    for pattern in patterns:
+        if not any(fnmatch.fnmatchcase(n, pattern) for c in candidates for n in {c.key, c.name}):
+            raise ZooError(f"plugin pattern {pattern!r} (--plugins or $ZOO_PLUGINS) matches no plugin; "
+                           f"plugins: {', '.join(names) or 'none'}")
 
 
 def _is_own(candidate: _Candidate) -> bool:

@@ -100,11 +100,12 @@ def rank(state, patterns, preset, seeds, results_path, dry_run, fmt, seed, set_v
         click.echo(render(rows, ["#", "model", "seed", "status"], fmt))
         return
     from zoo_core.data import find_source, load_dataset
-    from zoo_core.training import train  # imports TensorFlow (seconds): here a signal stops it at once
 
     finished = db.finished_keys()
     for data_config in dict.fromkeys(r.data for r in runs if r.key() not in finished):
-        find_source(data_config, registry.settings, progress=False)  # missing data: one line, no failed run
+        # Missing or bad data: one line, no failed run, and before TensorFlow's import (seconds).
+        find_source(data_config, registry.settings, progress=False)
+    from zoo_core.training import train  # imports TensorFlow (seconds): here a signal stops it at once
     with signals.stoppable() as should_stop:  # Ctrl-C or SIGTERM: stop after the current batch, keep what finished
         def load_at_once(*args, **kwargs):  # loading data checks no request: a signal stops it at once
             with should_stop.at_once():
@@ -133,7 +134,8 @@ def rank(state, patterns, preset, seeds, results_path, dry_run, fmt, seed, set_v
 @format_option()
 @click.option("--output", metavar="FILE", type=click.Path(dir_okay=False), help="Write the table to FILE.")
 @click.option("--plot", "plot_path", metavar="FILE.png", type=click.Path(dir_okay=False),
-              help="Also draw test accuracy vs parameters and vs training time.")
+              help="Also draw test accuracy vs parameters and vs training time: points numbered by rank, "
+                   "error bars the 95% CI of the mean over seeds.")
 @click.option("--setup", "setup_id", metavar="ID|latest|all", default="latest", show_default=True,
               help="Which setup (data and training settings) to rank: an id or prefix, `latest` (the setup of "
                    "the most recently finished run) or `all` (one table per setup).")
@@ -201,7 +203,7 @@ def leaderboard(state, patterns, metric, by_kind, top, fmt, output, plot_path, s
         _write("\n\n".join(_table_text(table, fmt) for _, table in tables), output)
     if plot_path:
         setup = chosen[0]
-        lb.plot(lb.sort_groups(lb.group_runs(setup.records), metric)[: top or None], plot_path,
+        lb.plot(lb.sort_groups(lb.group_runs(setup.records), metric)[: top or None], plot_path, metric=metric,
                 title=f"rnn-zoo leaderboard, setup {setup.key} ({setup.describe(defaults)})")
         click.echo(f"wrote {plot_path}", err=True)
 
@@ -315,11 +317,15 @@ def evaluate(state, run_ref, data_path, fmt, results_path):
       zoo evaluate best
       zoo evaluate 3fa2 --data my_reviews.tsv
     """
-    from zoo_core.data import find_source, read_labelled
+    from zoo_core.data import check_labelled, find_source, read_labelled
     from zoo_core.runs import check_labelled_file, text_split
+
+    if data_path is not None:  # a bad --data: one line at once, not after TensorFlow's import (seconds)
+        check_labelled(data_path)
+        check_labelled_file(data_path)
+    model, vocab, run, run_id = _load(state, run_ref, results_path)
     from zoo_core.training import evaluate as score
 
-    model, vocab, run, run_id = _load(state, run_ref, results_path)
     path = data_path or find_source(run.data, state.settings, progress=False)
     check_labelled_file(path)
     texts, labels = read_labelled(path)

@@ -17,6 +17,19 @@ EXIT_NAN = 1
 EPOCH_HEADERS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_auc", "seconds", "tokens/s"]
 
 
+def plural(count: int, noun: str) -> str:
+    """``1 epoch``, ``2 epochs``."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def describe_lr(train) -> str:
+    """``lr 0.001 (constant)`` or ``lr 0.001, cosine decay to 0 over 3 epochs``: the schedule of
+    :func:`zoo_core.training.learning_rate`, which decays over every step of ``train.epochs`` epochs."""
+    if train.lr_schedule == "constant":
+        return f"lr {train.lr:g} (constant)"
+    return f"lr {train.lr:g}, {train.lr_schedule} decay to 0 over {plural(train.epochs, 'epoch')}"
+
+
 def describe_run(run: RunSpec) -> list[list[str]]:
     """Key/value rows saying exactly what will be trained."""
     spec, data, train = run.model, run.data, run.train
@@ -28,23 +41,53 @@ def describe_run(run: RunSpec) -> list[list[str]]:
         ["params", params or "defaults"],
         ["data", f"{data.num_words} words, maxlen {data.maxlen}, {data.padding}-padding, {data.batching} batches, "
                  f"mask {'on' if data.mask else 'off'}" + (f", limit {data.limit}" if data.limit else "")],
-        ["train", f"{train.epochs} epochs, batch {train.batch_size}, {train.optimizer} lr {train.lr:g}{decay}, "
-                  f"clip {train.clip_norm:g}, {stopping}" + (", XLA" if train.jit else "")
+        ["train", f"{plural(train.epochs, 'epoch')}, batch {train.batch_size}, {train.optimizer} "
+                  f"{describe_lr(train)}{decay}, clip {train.clip_norm:g}, {stopping}" + (", XLA" if train.jit else "")
                   + (", deterministic" if train.deterministic else "")],
         ["seed", str(run.seed)],
     ]
 
 
-def epoch_rows(history: list[dict]) -> list[list]:
-    """The per-epoch learning curve as table rows (see :data:`EPOCH_HEADERS`)."""
-    return [[h["epoch"], round(h["train_loss"], 4), round(h["train_accuracy"], 4), round(h["val_loss"], 4),
-             round(h["val_accuracy"], 4), round(h["val_auc"], 4), round(h["seconds"], 1),
-             int(h["tokens_per_sec"]) if math.isfinite(h["tokens_per_sec"]) else None] for h in history]
+def _number(value, digits: int, missing):
+    """``value`` rounded, or ``missing`` for a value not measured (None, NaN: an empty or unscored split)."""
+    if value is None or not math.isfinite(value):
+        return missing
+    return int(value) if digits == 0 else round(value, digits)
 
 
-def score_rows(result) -> list[list]:
-    return [[name, round(m["accuracy"], 4), round(m["auc"], 4), round(m["loss"], 4)]
+def epoch_rows(history: list[dict], missing="-") -> list[list]:
+    """The per-epoch learning curve as table rows (see :data:`EPOCH_HEADERS`).
+
+    A value not measured (NaN: e.g. no validation reviews) shows as ``missing``
+    (``-``; None gives an empty csv cell); an epoch with no value at all is left out.
+    """
+    keys = (("train_loss", 4), ("train_accuracy", 4), ("val_loss", 4), ("val_accuracy", 4), ("val_auc", 4),
+            ("seconds", 1), ("tokens_per_sec", 0))
+    rows = [[h["epoch"]] + [_number(h.get(key), digits, missing) for key, digits in keys] for h in history]
+    return [row for row in rows if any(cell != missing for cell in row[1:6])]
+
+
+def score_rows(result, missing="-") -> list[list]:
+    """Validation and test scores as table rows; a split that was not scored (an empty split, a run
+    stopped before its evaluation) is left out."""
+    rows = [[name] + [_number(m.get(key), 4, missing) for key in ("accuracy", "auc", "loss")]
             for name, m in (("validation", result.val), ("test", result.test))]
+    return [row for row in rows if any(cell != missing for cell in row[1:])]
+
+
+def status_line(result) -> str:
+    """``status: completed; kept epoch 3``, saying what was kept once, whatever the message already says.
+
+    ``status: early-stopped; kept epoch 2 (val_loss did not improve ...)``,
+    ``status: interrupted during epoch 4; kept the last good weights``,
+    ``status: nan; non-finite loss ... keeping the last weights that gave a finite loss ...``.
+    """
+    status, message = result.status, result.message
+    head, rest = (message, "") if message.startswith(status) else (status, message)
+    if "kept" in message or "keeping" in message:
+        return f"status: {head}" + (f"; {rest}" if rest else "")
+    kept = f"epoch {result.best_epoch}" if status in ("completed", "early-stopped") else "the last good weights"
+    return f"status: {head}; kept {kept}" + (f" ({rest})" if rest else "")
 
 
 def strict_json(value):
@@ -141,15 +184,15 @@ def train(state, model, encoder, cell, aggregator, head, set_values, seed, save_
     if fmt == "json":
         click.echo(json.dumps(strict_json(result.to_dict()), indent=2))
     elif fmt == "csv":
-        click.echo(render(epoch_rows(result.history), EPOCH_HEADERS, fmt))
+        click.echo(render(epoch_rows(result.history, missing=None), EPOCH_HEADERS, fmt))
     else:
         click.echo(f"\n{result.params:,} trainable parameters, {result.wall_time:.1f} s\n")
-        if result.history:
+        if epoch_rows(result.history):
             click.echo(render(epoch_rows(result.history), EPOCH_HEADERS, fmt))
-        finished = result.status in ("completed", "early-stopped")
-        kept = f"epoch {result.best_epoch}" if finished else "the last good weights"
-        click.echo(f"\nstatus: {result.status}; kept {kept}" + (f" ({result.message})" if result.message else ""))
-        click.echo(render(score_rows(result), ["", "accuracy", "auc", "loss"], fmt))
+        click.echo("\n" + status_line(result))
+        scores = score_rows(result)
+        click.echo(render(scores, ["", "accuracy", "auc", "loss"], fmt) if scores else
+                   "no validation or test scores: the run stopped before they were measured")
     if result.status == "nan":
         click.get_current_context().exit(EXIT_NAN)
     if should_stop():  # also when the signal came after training's last check
