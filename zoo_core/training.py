@@ -547,7 +547,8 @@ def train(run: RunSpec, registry: Registry, dataset, *, progress: bool = True,
         status, message = "nan", str(err)
     except (Stopped, KeyboardInterrupt):
         status, message = "interrupted", f"interrupted during epoch {epoch}; kept the last good weights"
-    _echo(progress and bool(message), message)
+    # An interruption is reported once, by the caller (its status line); the others as they happen.
+    _echo(progress and bool(message) and status != "interrupted", message)
 
     if status in ("completed", "early-stopped") and best_weights is not None:
         _restore(variables, best_weights)
