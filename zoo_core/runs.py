@@ -374,7 +374,7 @@ def resolve_run(reference: str, db, runs_dir: str | os.PathLike | None = None) -
         reference: What the user typed.
         db: The :class:`zoo_core.results.ResultsDB`.
         runs_dir: The runs folder (:func:`resolve_runs_dir`), where a run that
-            recorded no folder of its own (none since rnn-zoo 0.x) is looked for.
+            recorded no folder of its own is looked for.
 
     Raises:
         ZooError: unknown or ambiguous id, or a run whose weights are gone
@@ -495,7 +495,7 @@ class Prunable:
     record: Any  # its RunRecord
     folder: Path
     size: int  # bytes
-    why: str  # e.g. "seed 1 of 3 (not the best)"
+    why: str  # e.g. "seed 1 of 3, not the best"
 
 
 @dataclasses.dataclass(frozen=True)
