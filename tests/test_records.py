@@ -1,8 +1,9 @@
 """Issue 12 §1-§2: every ``zoo train`` run is recorded like ``zoo rank``'s, its weights beside its database,
 ``--runs`` / ``$ZOO_RUNS``, and ``zoo runs --prune``.
 
-One module-scoped scratch database holds four tiny ``zoo train`` runs (two identical, one more seed, one that
-diverges); the prune tests work on a copy of it, so the other tests never depend on their order.
+One module-scoped scratch database holds four tiny ``zoo train`` runs (two identical, one more seed, and one
+that diverges, whose weights ``--runs`` sends elsewhere); the prune tests work on a copy of it, so the other
+tests never depend on their order.
 """
 
 from __future__ import annotations
@@ -29,7 +30,10 @@ def recorded_id(result) -> str:
 
 @pytest.fixture(scope="module")
 def scratch(tmp_path_factory, tiny_imdb_archive):
-    """Four ``zoo train`` runs into a scratch ``--results`` database (XDG_DATA_HOME elsewhere)."""
+    """Four ``zoo train`` runs into a scratch ``--results`` database (XDG_DATA_HOME elsewhere).
+
+    The diverged run is trained with ``--runs`` and ``$ZOO_RUNS`` both set: the flag wins.
+    """
     home = tmp_path_factory.mktemp("records")
     db_path = home / "scratch" / "results.sqlite"
     train = ["train", "elman-last", *TINY_RANK, "--data", tiny_imdb_archive, "-q", "--results", db_path]
@@ -42,9 +46,10 @@ def scratch(tmp_path_factory, tiny_imdb_archive):
         again = zoo(*train)  # the same spec and seed: trained and recorded again
         seed_1 = zoo(*train, "--seed", 1, "--format", "json")
         # The test-only trap head (tests/trap_plugin.py) makes the loss NaN at step 2 on any CPU.
+        env.setenv("ZOO_RUNS", str(home / "env-runs"))
         diverged = zoo("--registry", registry, "train", "--head", "trap-sigmoid1", "--set", "head.nan_step=2",
                        *TINY_RANK, "--batch-size", 8, "--data", tiny_imdb_archive, "-q", "--results", db_path,
-                       expect=1)
+                       "--runs", home / "flag-runs", expect=1)
     return {"home": home, "db": db_path, "args": train, "first": first, "again": again, "seed_1": seed_1,
             "diverged": diverged, "ids": [recorded_id(r) for r in (first, again, seed_1, diverged)]}
 
@@ -64,11 +69,13 @@ def test_every_train_run_is_recorded_with_its_weights_beside_its_database(scratc
     assert list(records) == scratch["ids"]  # in the order trained
     assert [records[i].status for i in scratch["ids"]] == ["finished", "finished", "finished", "diverged"]
     for run_id, record in records.items():
-        assert Path(record.run_dir) == scratch["db"].parent / "runs" / run_id
+        runs_dir = scratch["home"] / "flag-runs" if record.status == "diverged" else scratch["db"].parent / "runs"
+        assert Path(record.run_dir) == runs_dir / run_id
         assert (Path(record.run_dir) / "run.json").is_file()
         assert record.data_checksum and record.tf_version and record.host
         assert len(record.curves) == (record.status == "finished")  # the diverged run ended in epoch 1
     assert not (scratch["home"] / "share" / "rnn-zoo").exists()  # nothing went to the default place
+    assert not (scratch["home"] / "env-runs").exists()  # --runs beats $ZOO_RUNS
     line = next(line for line in scratch["first"].stderr.splitlines() if line.startswith("recorded as"))
     run_id = scratch["ids"][0]
     assert line == f"recorded as run {run_id} in {scratch['db']} (weights in {scratch['db'].parent / 'runs' / run_id})"
@@ -114,19 +121,6 @@ def test_a_diverged_train_run_is_recorded_with_its_last_good_weights(scratch):
 
 
 # -- §2: where the weights go ------------------------------------------------------------------
-def test_runs_beats_zoo_runs_and_the_default(tiny_imdb_archive, tmp_path, monkeypatch):
-    monkeypatch.setenv("ZOO_RUNS", str(tmp_path / "from-env"))
-    db_path = tmp_path / "db" / "results.sqlite"
-    result = zoo("train", "elman-last", *TINY_RANK, "--data", tiny_imdb_archive, "-q", "--results", db_path,
-                 "--runs", tmp_path / "from-flag")
-    run_id = recorded_id(result)
-    assert (tmp_path / "from-flag" / run_id / "run.json").is_file()
-    assert not (tmp_path / "from-env").exists() and not (tmp_path / "db" / "runs").exists()
-    assert ResultsDB(db_path).get(run_id).run_dir == str(tmp_path / "from-flag" / run_id)
-    # The run records its folder: it loads without --runs (and with $ZOO_RUNS pointing elsewhere).
-    assert zoo("predict", run_id, "Fine.", "--results", db_path).stderr.startswith(f"run {run_id}")
-
-
 def test_the_runs_folder_rule(tmp_path, monkeypatch):
     from zoo_core.runs import resolve_runs_dir
     from zoo_core.settings import load_settings
@@ -176,27 +170,31 @@ def test_a_bad_runs_folder_is_one_line_before_any_training(command, runs, says, 
 # -- zoo runs --prune ---------------------------------------------------------------------------
 @pytest.fixture
 def pruning(scratch, tmp_path):
-    """A copy of the scratch database and its runs folder (each run's recorded folder moved along)."""
+    """A copy of the scratch database and its two runs folders (each run's recorded folder moved along)."""
     folder = tmp_path / "copy"
     with contextlib.closing(sqlite3.connect(scratch["db"])) as conn:  # fold the WAL in: the file is the database
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     folder.mkdir()
     shutil.copy(scratch["db"], folder / "results.sqlite")
     shutil.copytree(scratch["db"].parent / "runs", folder / "runs")
+    shutil.copytree(scratch["home"] / "flag-runs", folder / "flag-runs")
     with contextlib.closing(sqlite3.connect(folder / "results.sqlite")) as conn:
-        conn.execute("UPDATE runs SET run_dir = replace(run_dir, ?, ?)", (str(scratch["db"].parent), str(folder)))
+        for old, new in ((scratch["db"].parent, folder), (scratch["home"] / "flag-runs", folder / "flag-runs")):
+            conn.execute("UPDATE runs SET run_dir = replace(run_dir, ?, ?)", (str(old), str(new)))
         conn.commit()
-    return {"db": folder / "results.sqlite", "runs": folder / "runs", "ids": scratch["ids"]}
+    return {"db": folder / "results.sqlite", "runs": folder / "runs", "home": folder, "ids": scratch["ids"]}
 
 
 def test_prune_without_a_terminal_lists_and_refuses(pruning):
     result = zoo("runs", "--prune", "--results", pruning["db"], expect=2)
     assert result.stderr.strip().splitlines()[-1].startswith(
-        "Error: nothing deleted: no terminal to confirm on; pass --yes to delete these 3 run folder(s), ")
+        "Error: nothing deleted: no terminal to confirm on; pass --yes to delete these 2 run folder(s), ")
     listed = {line.split()[0] for line in result.stdout.splitlines()[2:]}
     best = {row["best_run"] for row in board_json(pruning["db"])}
-    assert listed == set(pruning["ids"]) - best and len(listed) == 3
-    assert sorted(p.name for p in pruning["runs"].iterdir()) == sorted(pruning["ids"])  # nothing deleted
+    assert listed == set(pruning["ids"][:3]) - best and len(listed) == 2
+    # The diverged run's weights are in another runs folder (--runs): never deleted from here.
+    assert f"note: 1 run(s) saved outside {pruning['runs']} are left alone" in result.stderr
+    assert sorted(p.name for p in pruning["runs"].iterdir()) == sorted(pruning["ids"][:3])  # nothing deleted
     assert all(r["pruned_at"] is None for r in runs_json(pruning["db"]))
 
 
@@ -210,23 +208,28 @@ def test_prune_keeps_exactly_the_runs_the_leaderboard_points_to(pruning):
     (pruning["runs"] / "notes.txt").write_text("mine\n")
 
     result = zoo("runs", "--prune", "--yes", "--results", pruning["db"])
-    assert "pruned 3 run(s)" in result.stderr
+    assert "pruned 2 run(s)" in result.stderr
     assert sorted(p.name for p in pruning["runs"].iterdir()) == sorted(best | {"0123456789ab", "notes.txt"})
     assert (stray / "run.json").is_file()
+    diverged = pruning["ids"][3]
+    assert (pruning["home"] / "flag-runs" / diverged / "run.json").is_file()  # outside this runs folder
     # The records stay, marked; the leaderboard is unchanged and `best` still loads the same run.
     listed = {r["id"]: r for r in runs_json(pruning["db"])}
     assert set(listed) == set(pruning["ids"])
-    assert {i for i, r in listed.items() if r["pruned_at"]} == set(pruning["ids"]) - best
+    assert {i for i, r in listed.items() if r["pruned_at"]} == set(pruning["ids"][:3]) - best
     assert board_json(pruning["db"]) == board
     assert zoo("predict", "best", "Great.", "--results", pruning["db"]).stderr == before
     assert "weights pruned" in zoo("runs", "--results", pruning["db"]).stdout
-    gone = sorted(set(pruning["ids"]) - best)[0]
+    gone = sorted(set(pruning["ids"][:3]) - best)[0]
     for command in (["predict", gone, "Fine."], ["evaluate", gone]):
         failed = zoo(*command, "--results", pruning["db"], expect=2)
         lines = failed.output.strip().splitlines()
         assert len(lines) == 1 and f"run {gone}'s weights were pruned" in lines[0], failed.output
     again = zoo("runs", "--prune", "--results", pruning["db"])
-    assert again.stderr.startswith(f"nothing to prune in {pruning['runs']}")
+    assert f"nothing to prune in {pruning['runs']}" in again.stderr
+    # --runs DIR prunes the runs saved in DIR: there, the diverged run's weights.
+    elsewhere = zoo("runs", "--prune", "--yes", "--results", pruning["db"], "--runs", pruning["home"] / "flag-runs")
+    assert "pruned 1 run(s)" in elsewhere.stderr and not (pruning["home"] / "flag-runs" / diverged).exists()
 
 
 @pytest.mark.parametrize("args, says", [
@@ -239,3 +242,30 @@ def test_prune_misuse_is_one_line(args, says, tmp_path):
     result = zoo("runs", *args, "--results", tmp_path / "results.sqlite", expect=2)
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and says in lines[0], result.output
+
+
+def test_a_run_that_recorded_no_folder_is_looked_for_in_the_runs_folder(pruning, tmp_path):
+    with contextlib.closing(sqlite3.connect(pruning["db"])) as conn:  # as a run recorded without its folder
+        conn.execute("UPDATE runs SET run_dir = ''")
+        conn.commit()
+    best = zoo("predict", "best", "Great.", "--results", pruning["db"])  # runs/ beside the database
+    assert best.stderr.startswith("run ")
+    moved = tmp_path / "moved"
+    pruning["runs"].rename(moved)
+    assert zoo("predict", "best", "Great.", "--results", pruning["db"], "--runs", moved).stdout == best.stdout
+    failed = zoo("predict", "best", "Great.", "--results", pruning["db"], expect=2)
+    assert failed.output.strip() == f"Error: no saved runs in {pruning['db']} yet (run `zoo rank` or `zoo train` first)"
+
+
+def test_an_interrupted_run_with_weights_says_how_to_use_them(tmp_path):
+    from tests.test_results import FakeResult, make_run
+
+    db = ResultsDB(tmp_path / "results.sqlite")
+    folder = tmp_path / "runs" / "abc123"
+    folder.mkdir(parents=True)
+    (folder / "run.json").write_text("{}")
+    db.record(make_run(), FakeResult(status="interrupted"), run_dir=folder, run_id="abc123")
+    assert db.get("abc123").status == "interrupted"
+    result = zoo("predict", "abc123", "Fine.", "--results", db.path, expect=2)
+    assert result.output.strip() == (f"Error: run abc123 was interrupted before it finished; give its folder "
+                                     f"{folder} to use the weights it had anyway")
