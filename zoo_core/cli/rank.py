@@ -108,7 +108,7 @@ def rank(state, patterns, preset, seeds, results_path, dry_run, fmt, seed, set_v
       zoo rank                                        # the quick preset
       zoo rank --preset seed-grid --limit 2000 --epochs 1
       zoo rank 'gru*' '*/lstm/*' --seeds 3
-    zoo rank embedding/gru/max-states/sigmoid1 one-hot/lstm/last/softmax2
+      zoo rank embedding/gru/max-states/sigmoid1 one-hot/lstm/last/softmax2
       zoo rank --preset seed-grid --set cell.units=32 --results grid.sqlite   # weights in ./runs/
       zoo rank gru-mean --seeds 3 --runs /scratch/zoo-runs
     """
