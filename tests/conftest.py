@@ -18,6 +18,7 @@ def isolated_env(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "share"))
     monkeypatch.delenv("ZOO_DATA", raising=False)
     monkeypatch.delenv("ZOO_RESULTS", raising=False)
+    monkeypatch.delenv("ZOO_RUNS", raising=False)
     monkeypatch.delenv("ZOO_PLUGINS", raising=False)
     monkeypatch.delenv("ZOO_REGISTRY", raising=False)
 

@@ -168,6 +168,10 @@ def test_a_signal_stops_zoo_train_saving_the_trained_model(trap_data, tmp_path, 
         assert "final evaluation" in result["message"] and len(result["history"]) == 1
         assert result["val"]["accuracy"] is not None  # validation was scored before the test split
     assert saved_weights_are_finite(save, trap_data["registry"])
+    # Recorded too, as interrupted, with the weights it had (issue 12: nothing lost).
+    (record,) = ResultsDB(tmp_path / "share" / "rnn-zoo" / "results.sqlite").runs()
+    assert record.status == "interrupted" and Path(record.run_dir, "run.json").is_file()
+    assert f"recorded as interrupted run {record.id}" in output
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT], ids=lambda s: s.name)
@@ -259,6 +263,7 @@ def test_a_signal_stops_zoo_rank_keeping_finished_runs(trap_data, tmp_path, sign
     runs = {r.encoder: r for r in ResultsDB(db_path).runs()}
     assert runs["embedding"].status == "finished" and Path(runs["embedding"].run_dir, "run.json").is_file()
     assert runs["trap-embedding"].status == "interrupted"
+    assert Path(runs["trap-embedding"].run_dir, "run.json").is_file()  # its weights kept, as zoo train's
 
 
 # -- the stop request itself ----------------------------------------------------

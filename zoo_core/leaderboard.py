@@ -232,6 +232,19 @@ def group_runs(records: Iterable[RunRecord]) -> list[Group]:
     return [Group(key, tuple(sorted(runs, key=lambda r: r.seed))) for key, runs in groups.items()]
 
 
+def best_run_ids(records: Iterable[RunRecord]) -> set[str]:
+    """Ids of the runs a leaderboard row can point to: each spec's ``best_run`` in every setup.
+
+    Also over all setups at once (as ``zoo rank`` shows its own runs), so no
+    leaderboard of these records points to a run outside the set.
+    """
+    records = list(records)
+    ids = {g.best_run().id for g in group_runs(records)}
+    for setup in split_setups(records):
+        ids.update(g.best_run().id for g in group_runs(setup.records))
+    return ids
+
+
 def sort_groups(groups: Iterable[Group], metric: str = "test_accuracy") -> list[Group]:
     """Best first by the mean of ``metric``; groups without it go last."""
     if metric not in SORT_METRICS:
@@ -422,13 +435,17 @@ def runs_table(records: Sequence[RunRecord], fmt: str) -> Table:
     """
     numeric = fmt in NUMERIC_FORMATS
     headers = ["id", "model", "seed", "status", "test_accuracy", "val_accuracy"]
-    headers += ["params", "time_s", "started", "host", "run_dir"] if numeric else ["time_s", "started", "message"]
+    headers += ["params", "time_s", "started", "host", "run_dir", "pruned_at"] if numeric \
+        else ["time_s", "started", "message"]
     rows = []
     for r in records:
         status = r.status + (f" ({r.train_status})" if r.train_status and r.train_status != "completed" else "")
+        if r.pruned_at and not numeric:
+            status += ", weights pruned"
         row = [r.id, r.label, r.seed, status, _round(r.test_accuracy), _round(r.val_accuracy)]
         if numeric:
-            row += [r.params, _round(r.wall_time, 1), r.started_at[:19].replace("T", " "), r.host, r.run_dir]
+            row += [r.params, _round(r.wall_time, 1), r.started_at[:19].replace("T", " "), r.host, r.run_dir,
+                    r.pruned_at]
         else:
             row += [_round(r.wall_time, 1), r.started_at[5:16].replace("T", " "), r.message]
         rows.append(row)

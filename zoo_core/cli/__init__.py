@@ -34,6 +34,7 @@ class AppState:
         self.plugins = plugins
         self._warned = False
         self.commands_added = False
+        self.runs_flag: str | None = None  # --runs DIR of the command (zoo_core.cli.rank.runs_option)
 
     @cached_property
     def settings(self):

@@ -9,7 +9,7 @@ import click
 from zoo_core.cli import cli, pass_state
 from zoo_core.cli.options import (ALL_FLAGS, build_run_spec, component_options, data_config, data_options, pick,
                                   parse_set_values, train_options)
-from zoo_core.cli.rank import _load, results_option
+from zoo_core.cli.rank import _load, results_option, runs_option
 from zoo_core.errors import ZooError
 from zoo_core.tables import format_option, render
 
@@ -34,6 +34,7 @@ USED_TRAIN_FLAGS = ("batch_size",)
               help="Use a saved run's trained weights (an id from `zoo runs`, a prefix, best, or a folder) "
                    "instead of fresh ones.")
 @results_option
+@runs_option
 @format_option()
 @pass_state
 def diagnose(state, model, encoder, cell, aggregator, head, set_values, seed, steps, output, rows, fmt, run_ref,

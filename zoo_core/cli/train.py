@@ -9,6 +9,7 @@ import click
 
 from zoo_core.cli import cli, pass_state, signals
 from zoo_core.cli.options import ALL_FLAGS, build_run_spec, component_options, data_options, pick, train_options
+from zoo_core.cli.rank import results_option, runs_folder, runs_option
 from zoo_core.config import RunSpec
 from zoo_core.errors import ZooError
 from zoo_core.tables import format_option, render
@@ -119,15 +120,17 @@ def _saver():
 @data_options
 @train_options
 @click.option("--save", "save_dir", metavar="DIR", type=click.Path(file_okay=False),
-              help="Save weights, vocabulary and spec to DIR, a new or empty folder (then e.g. "
+              help="Also export the run (weights, vocabulary and spec) to DIR, a new or empty folder (then e.g. "
                    "`zoo evaluate ./DIR`).")
 @click.option("--overwrite", is_flag=True,
               help="With --save: replace the saved run already in DIR (only its own files).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 @format_option()
+@results_option
+@runs_option
 @pass_state
 def train(state, model, encoder, cell, aggregator, head, set_values, seed, save_dir, overwrite, quiet, fmt,
-          **flags):
+          results_path, **flags):
     """Train one model on IMDB; print its learning curve and validation and test scores.
 
     MODEL is a named model (`zoo models`); --encoder/--cell/--aggregator/--head
@@ -135,10 +138,18 @@ def train(state, model, encoder, cell, aggregator, head, set_values, seed, save_
     Flags override --set, which overrides the model and registry.toml. The data
     is found by --data, $ZOO_DATA or registry.toml's search path.
 
-    A NaN or infinite loss stops the run (exit 1); Ctrl-C or SIGTERM stops it
-    after the current batch (exit 130, or 143 for SIGTERM), skipping the
-    evaluation left. Both keep the last good weights, which --save still
-    saves; a second Ctrl-C stops at once.
+    Every run is recorded in the results database (--results), exactly as
+    `zoo rank` records its runs: spec, learning curves, scores, provenance,
+    and its weights in the runs folder (--runs; default runs/ beside the
+    database). `zoo runs`, `zoo leaderboard` and `zoo predict best` then see
+    it; training the same model again records another run. --save DIR also
+    exports the run to a folder of your own.
+
+    A NaN or infinite loss stops the run (exit 1; recorded as diverged);
+    Ctrl-C or SIGTERM stops it after the current batch (exit 130, or 143 for
+    SIGTERM; recorded as interrupted), skipping the evaluation left. Both keep
+    the last good weights, which are saved and which --save still exports; a
+    second Ctrl-C stops at once.
 
     \b
     Examples:
@@ -151,6 +162,8 @@ def train(state, model, encoder, cell, aggregator, head, set_values, seed, save_
       zoo train gru-mean --set train.patience=3 --set train.monitor=val_accuracy --epochs 20
       zoo train gru-mean --jit --set train.weight_decay=0.01 --set train.clip_norm=1
       zoo train gru-mean --optimizer rmsprop --seed 3 --set train.deterministic=true
+      zoo train gru-mean --epochs 1 --results /tmp/try.sqlite   # a scratch database; weights in /tmp/runs/
+      zoo train gru-mean --runs /scratch/zoo-runs     # weights elsewhere (or set $ZOO_RUNS)
     """
     components = {"encoder": encoder, "cell": cell, "aggregator": aggregator, "head": head}
     registry = state.registry
@@ -165,6 +178,12 @@ def train(state, model, encoder, cell, aggregator, head, set_values, seed, save_
         check_save_target(save_dir, overwrite)
     elif overwrite:
         raise ZooError("--overwrite goes with --save DIR")
+    from zoo_core import ranking
+    from zoo_core.results import ResultsDB, resolve_results_path
+
+    db_path = resolve_results_path(results_path, state.settings)
+    runs_dir = runs_folder(state, db_path, check=True)  # where the run is recorded: checked before training
+    db = ResultsDB(db_path)
     text = fmt not in ("json", "csv")
     if text:
         click.echo(render(describe_run(run), ["", ""], "plain"))
@@ -172,17 +191,26 @@ def train(state, model, encoder, cell, aggregator, head, set_values, seed, save_
     from zoo_core.data import load_dataset
     from zoo_core.training import train as train_model
 
-    dataset = load_dataset(run.data, state.settings, seed=run.seed, progress=not quiet)
+    # The data zoo rank trains every seed on, so this run is the one `zoo rank` would record for its key.
+    dataset = load_dataset(run.data, state.settings, seed=ranking.DATA_SEED, progress=not quiet)
     click.echo(f"data: {dataset.source}: {len(dataset.train)} train, {len(dataset.val)} validation, "
                f"{len(dataset.test)} test reviews; vocabulary {len(dataset.vocab)}", err=True)
     with signals.stoppable() as should_stop:  # a signal from here on stops the run and still saves it
-        classifier, result = train_model(run, registry, dataset, progress=not quiet, should_stop=should_stop)
+        try:
+            recorded = ranking.record_run(run, registry, db, runs_dir, lambda: dataset, fresh=True, train=train_model,
+                                          progress=not quiet, should_stop=should_stop)
+        except ranking.RunFailed as failure:  # recorded as failed; the error itself is what the user needs
+            raise failure.error from None
+        classifier, result = recorded.model, recorded.result
+        ended = {"nan": "diverged ", "interrupted": "interrupted "}.get(result.status, "")
+        click.echo(f"recorded as {ended}run {recorded.run_id} in {db.path} (weights in {recorded.run_dir})",
+                   err=True)
         if save_dir is not None:
             save_run(save_dir, classifier, dataset.vocab, run, result, overwrite=overwrite)
             click.echo(f"saved to {save_dir}", err=True)
 
     if fmt == "json":
-        click.echo(json.dumps(strict_json(result.to_dict()), indent=2))
+        click.echo(json.dumps(strict_json({"run_id": recorded.run_id, **result.to_dict()}), indent=2))
     elif fmt == "csv":
         click.echo(render(epoch_rows(result.history, missing=None), EPOCH_HEADERS, fmt))
     else:
