@@ -269,3 +269,29 @@ def test_an_interrupted_run_with_weights_says_how_to_use_them(tmp_path):
     result = zoo("predict", "abc123", "Fine.", "--results", db.path, expect=2)
     assert result.output.strip() == (f"Error: run abc123 was interrupted before it finished; give its folder "
                                      f"{folder} to use the weights it had anyway")
+
+
+def test_train_runs_write_tensorboard_events_beside_their_weights(scratch):
+    """``zoo train`` runs write event files under ``<runs folder>/tensorboard``, read back by TensorBoard's reader."""
+    from tensorboard.backend.event_processing import plugin_event_multiplexer
+
+    runs_dir = scratch["db"].parent / "runs"
+    multiplexer = plugin_event_multiplexer.EventMultiplexer()
+    multiplexer.AddRunsFromDirectory(str(runs_dir))
+    multiplexer.Reload()
+    found = {name.split("/", 1)[1]: name for name in multiplexer.Runs()}
+    db = ResultsDB(scratch["db"])
+    for record in db.runs():
+        if record.status != "finished":
+            continue
+        name = next(n for n in found if n.endswith(record.id))
+        tensors = multiplexer.Tensors(found[name], "epoch/val_accuracy")
+        assert [event.step for event in tensors] == [1]
+        value = float(tf_value(tensors[0]))
+        assert value == pytest.approx(record.curves[0]["val_accuracy"], rel=1e-6)
+
+
+def tf_value(event):
+    from tensorboard.util import tensor_util
+
+    return tensor_util.make_ndarray(event.tensor_proto).item()
