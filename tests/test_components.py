@@ -16,7 +16,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from zoo_core.aggregators import BUILTIN_AGGREGATORS
 from zoo_core.config import KINDS, ModelSpec
 from zoo_core.encoders import DenseSequence, OneHotSequence
 from zoo_core.heads import SigmoidHead, SoftmaxHead
@@ -314,7 +313,8 @@ def np_aggregate(name: str, aggregator, outputs, mask, last, head):
 
 
 @pytest.mark.parametrize("head_cls", [SigmoidHead, SoftmaxHead])
-@pytest.mark.parametrize("aggregator_cls", BUILTIN_AGGREGATORS, ids=lambda c: c.name)
+@pytest.mark.parametrize("aggregator_cls", [_collection_registry().get("aggregator", n).obj for n in names("aggregator")],
+                         ids=lambda c: c.name)
 def test_builtin_aggregators_match_numpy(aggregator_cls, head_cls):
     rng = np.random.default_rng(6)
     batch, steps, units = 4, 6, 5

@@ -9,9 +9,10 @@ from __future__ import annotations
 import abc
 
 
-from zoo_core.lazy import tf
 from zoo_core.component import Component
 from zoo_core.heads import Head
+from zoo_core.hookspecs import hookimpl
+from zoo_core.lazy import tf
 from zoo_core.unroll import UnrollResult
 
 
@@ -152,4 +153,6 @@ class Attention(Aggregator):
         return head(tf.einsum("bt,bth->bh", weights, result.outputs))
 
 
-BUILTIN_AGGREGATORS = (LastStep, MeanStates, MeanLogits, MaxStates, MeanProbs, Attention)
+@hookimpl
+def zoo_register_aggregators():
+    return [LastStep, MeanStates, MeanLogits, MaxStates, MeanProbs, Attention]

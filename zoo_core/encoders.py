@@ -11,8 +11,9 @@ from __future__ import annotations
 import abc
 
 
-from zoo_core.lazy import keras, tf
 from zoo_core.component import Component
+from zoo_core.hookspecs import hookimpl
+from zoo_core.lazy import keras, tf
 from zoo_core.params import HParam
 
 
@@ -153,4 +154,6 @@ class EmbeddingEncoder(Encoder):
         return DenseSequence(values)
 
 
-BUILTIN_ENCODERS = (OneHotEncoder, EmbeddingEncoder)
+@hookimpl
+def zoo_register_encoders():
+    return [OneHotEncoder, EmbeddingEncoder]

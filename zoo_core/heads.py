@@ -5,8 +5,9 @@ from __future__ import annotations
 import abc
 
 
-from zoo_core.lazy import keras, tf
 from zoo_core.component import Component
+from zoo_core.hookspecs import hookimpl
+from zoo_core.lazy import keras, tf
 
 
 class Head(Component):
@@ -91,4 +92,6 @@ class SoftmaxHead(Head):
         return tf.stack([tf.math.log1p(-prob), tf.math.log(prob)], axis=-1)
 
 
-BUILTIN_HEADS = (SigmoidHead, SoftmaxHead)
+@hookimpl
+def zoo_register_heads():
+    return [SigmoidHead, SoftmaxHead]
