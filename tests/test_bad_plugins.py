@@ -201,6 +201,13 @@ CASES = [
             name = "big"
             hparams = (HParam("units", int, 0, "units", low=1, high=8), KERNEL_INIT, RECURRENT_INIT)
         """, "[Big]"), "hyperparameter 'units' has an invalid default: parameter 'units' got 0"),
+    Case("bad-tiny", cells("""
+        from zoo_core.cells import TanhCell, KERNEL_INIT, RECURRENT_INIT, BPTT
+        from zoo_core.params import HParam
+        class Tiny(TanhCell):
+            name = "tiny0"
+            hparams = (HParam("units", int, 4, "units", low=1, high=8, tiny=0), KERNEL_INIT, RECURRENT_INIT, BPTT)
+        """, "[Tiny]"), "hyperparameter 'units' has an invalid tiny value: parameter 'units' got 0"),
     Case("bad-name", cells(ECHO.split("@hookimpl")[0].format(name="my cell"), "[Echo]"),
          "name 'my cell' is not a plain name"),
     Case("alias-string", registers("zoo_register_heads", """

@@ -77,7 +77,7 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
-UNITS = HParam("units", int, 64, "hidden units H", low=1, high=8192)
+UNITS = HParam("units", int, 64, "hidden units H", low=1, high=8192, tiny=5)
 KERNEL_INIT = HParam("kernel_init", str, "glorot", "input kernel initializer", choices=INITIALIZERS)
 RECURRENT_INIT = HParam("recurrent_init", str, "orthogonal", "recurrent kernel initializer", choices=INITIALIZERS)
 BPTT = HParam("bptt", str, "fused", "gradient: hand-written fused BPTT or autodiff through the loop",
