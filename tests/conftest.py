@@ -25,10 +25,10 @@ def isolated_env(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="session")
 def registry():
-    """The registry with every enabled and installed plugin."""
-    from zoo_core.registry import build_registry
+    """The registry with every enabled and installed plugin (the one :func:`tests.registered.registered` lists)."""
+    from tests.registered import collection_registry
 
-    return build_registry()
+    return collection_registry()
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from types import SimpleNamespace
 
 import numpy as np
@@ -10,18 +9,13 @@ import pytest
 import tensorflow as tf
 from click.testing import CliRunner
 
+from tests.registered import registered
 from zoo_core.cli import cli
 from zoo_core.config import ModelSpec
 from zoo_core.diagnose import GradientProfile, plot, profile, sample_steps, table
 from zoo_core.model import Classifier
-from zoo_core.registry import build_registry
 
 VOCAB = 15
-
-
-@functools.cache
-def _collection_registry():
-    return build_registry()
 
 
 def pad(seqs, steps, padding):
@@ -90,7 +84,7 @@ def test_gradient_norms_match_a_numpy_bptt(registry, aggregator, padding):
     np.testing.assert_allclose(got.norms, numpy_elman_grads(model, batch, aggregator), rtol=1e-4, atol=1e-7)
 
 
-@pytest.mark.parametrize("cell", _collection_registry().list("cell"))
+@pytest.mark.parametrize("cell", registered("cell"))
 def test_every_cell_gives_a_profile(registry, cell):
     model = tiny_model(registry, cell=cell, scale=0.3)
     batch = tiny_batch("pre")

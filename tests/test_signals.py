@@ -54,7 +54,8 @@ def trap_data(tmp_path_factory):
                     for i in range(len(texts))] for key, texts in reviews.items()}
     archive = archive_tree(write_imdb_tree(home / "tree", reviews, movies), home / "trap.tar.gz")
     registry = home / "registry.toml"
-    registry.write_text('[plugins]\nmodules = ["zoo_plugins.builtin", "tests.trap_plugin"]\n', encoding="utf-8")
+    registry.write_text('[plugins]\nmodules = ["zoo_core.encoders", "zoo_core.cells", "zoo_core.aggregators", '
+                        '"zoo_core.heads", "tests.trap_plugin"]\n', encoding="utf-8")
     return {"archive": archive, "registry": registry}
 
 

@@ -130,7 +130,8 @@ def test_json_output_holds_the_learning_curve(tiny_imdb_archive):
 def test_a_diverging_run_exits_1_with_the_step_named(tiny_imdb_archive, tmp_path):
     # The test-only trap head (tests/trap_plugin.py) makes the loss NaN at step 2 on any CPU.
     registry = tmp_path / "registry.toml"
-    registry.write_text('[plugins]\nmodules = ["zoo_plugins.builtin", "tests.trap_plugin"]\n', encoding="utf-8")
+    registry.write_text('[plugins]\nmodules = ["zoo_core.encoders", "zoo_core.cells", "zoo_core.aggregators", '
+                        '"zoo_core.heads", "tests.trap_plugin"]\n', encoding="utf-8")
     result = zoo("--registry", registry, "train", "--head", "trap-sigmoid1", "--set", "head.nan_step=2",
                  "--epochs", 1, "--data", tiny_imdb_archive, *TINY, "-q", "--save", tmp_path / "saved")
     assert result.exit_code == 1
