@@ -82,8 +82,8 @@ def declared_rows() -> list:
                                              f"parameter {hp.name!r}", id=f"{kind} {name}: {hp.name}={text} ({why})"))
                 rows.append(pytest.param("train", pick + ["--set", f"{kind}.{hp.name}="], "has no value",
                                          id=f"{kind} {name}: {hp.name}= (empty)"))
-    flags = [(flag, DataConfig, field) for flag, (field, _) in DATA_FLAGS.items()]
-    flags += [(flag, TrainConfig, field) for flag, (field, _) in TRAIN_FLAGS.items() if flag != "jit"]
+    flags = [(flag, DataConfig, field) for flag, field in DATA_FLAGS.items()]
+    flags += [(flag, TrainConfig, field) for flag, field in TRAIN_FLAGS.items() if flag != "jit"]
     for flag, cls, field in flags:
         hp = {p.name: p for p in settings_hparams(cls)}[field]
         option = "--" + flag.replace("_", "-")

@@ -334,7 +334,7 @@ def test_checkout_registry_defaults_and_search_path():
 # -- specs ----------------------------------------------------------------------------
 
 def test_run_spec_round_trips_through_json(registry):
-    from zoo_core.cli.options import build_run_spec
+    from zoo_core.specs import build_run_spec
 
     run = build_run_spec(registry, "gru-mean" if "gru" in registry.list("cell") else "elman-last",
                          {"head": "softmax"}, ["cell.units=8", "data.maxlen=50", "train.clip_norm=1"],
@@ -359,7 +359,7 @@ def test_model_spec_accepts_per_kind_param_tables():
     ("data.padding=middle", "expected one of pre, post"),
 ])
 def test_bad_set_values_are_one_line_errors(registry, item, message):
-    from zoo_core.cli.options import build_run_spec
+    from zoo_core.specs import build_run_spec
 
     with pytest.raises(ZooError, match=message):
         build_run_spec(registry, "elman-last", {}, [item], {})

@@ -48,7 +48,8 @@ def _build(cls: type, given: Mapping[str, Any], owner: str):
 class DataConfig:
     """How reviews become batches."""
 
-    source: str = setting("", "path to the data; empty means the configured search path", allow_empty=True)
+    source: str = setting("", "data location: a .tar.gz, an aclImdb/ folder or imdb.npz (empty: the search path "
+                              "in registry.toml)", allow_empty=True)
     num_words: int = setting(20000, "vocabulary size, including pad=0, start=1, UNK=2", low=4, high=1_000_000)
     maxlen: int = setting(200, "longest sequence kept, in tokens", low=1, high=100_000)
     padding: str = setting("pre", "where padding goes", choices=("pre", "post"))

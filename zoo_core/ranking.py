@@ -25,6 +25,7 @@ import click
 from zoo_core.config import KINDS, ModelSpec, RunSpec
 from zoo_core.errors import ZooError
 from zoo_core.results import DIVERGED, FAILED, INTERRUPTED, RUNNING, ResultsDB
+from zoo_core.specs import build_run_spec, parse_set_values
 from zoo_core.tensorboard import EVERY_STEPS, for_run
 
 DEFAULT_PRESET = "quick"
@@ -63,18 +64,17 @@ def _models(registry, patterns: Sequence[str], preset: str | None) -> tuple[list
 
 
 def plan_runs(registry, patterns: Sequence[str], preset: str | None, seeds: Iterable[int],
-              set_values: Sequence[str], flags: Mapping[str, Any]) -> list[RunSpec]:
+              set_values: Sequence[str], overrides: Mapping[str, Any]) -> list[RunSpec]:
     """Every (spec, seed) to rank, seed-major (all models with the first seed first), without duplicates.
 
-    A preset's data and train overrides apply under ``--set`` and flags. A
+    A preset's data and train overrides apply under ``--set`` and ``overrides``
+    (``{field: value}`` of data and training settings: the CLI's flags). A
     component ``--set`` (e.g. ``encoder.dim=32``) applies to the models whose
     component has that hyperparameter, and is an error if none has it.
 
     Raises:
         ZooError: unknown model, preset, or a ``--set`` that fits no model.
     """
-    from zoo_core.cli.options import build_run_spec, parse_set_values
-
     parse_set_values(set_values)  # reject malformed items before anything else
     specs, preset_sets = _models(registry, patterns, preset)
     if not specs:
@@ -90,7 +90,7 @@ def plan_runs(registry, patterns: Sequence[str], preset: str | None, seeds: Iter
     seen: set[str] = set()
     for seed in seeds:
         for spec, items in per_spec:
-            run = build_run_spec(registry, None, {}, items, flags, seed=seed, base_model=spec)
+            run = build_run_spec(registry, None, {}, items, overrides, seed=seed, base_model=spec)
             if run.key() not in seen:
                 seen.add(run.key())
                 runs.append(run)

@@ -13,9 +13,10 @@ from pathlib import Path
 import click
 
 from zoo_core.cli import cli, options, pass_state
-from zoo_core.cli.options import MODEL_DATA_FLAGS, data_config, data_options
+from zoo_core.cli.options import MODEL_DATA_FLAGS, data_options, flag_overrides
 from zoo_core.config import TrainConfig
 from zoo_core.errors import ZooError
+from zoo_core.specs import data_config
 from zoo_core.tables import WRAPPED_FORMATS, fit_text, format_option, render
 
 SPLIT_NAMES = ("train", "val", "test")
@@ -25,12 +26,12 @@ def _load(state, flags: dict, seed: int, download: bool):
     from zoo_core.data import load_dataset
 
     settings = state.settings
-    return settings, load_dataset(data_config(settings.data, flags), settings, seed=seed, progress=True,
+    return settings, load_dataset(data_config(settings.data, flag_overrides(flags)), settings, seed=seed, progress=True,
                                   allow_download=download)
 
 
 def seed_option(func):
-    return options.seed_option(func, "Seeds the --limit subset and the validation split.")
+    return options.seed_option("Seeds the --limit subset and the validation split.")(func)
 
 
 def download_option(func):
@@ -160,7 +161,7 @@ def info(state, seed, download, fmt, **flags):
     from zoo_core.data import candidate_sources, source_kind
 
     settings = state.settings
-    config = data_config(settings.data, flags)
+    config = data_config(settings.data, flag_overrides(flags))
     looked = [[str(path), why, "yes" if path.exists() else "no"] for path, why in candidate_sources(config, settings)]
     settings, ds = _load(state, flags, seed, download)
     cache = Path(ds.report["cache"])

@@ -7,10 +7,10 @@ import dataclasses
 import click
 
 from zoo_core.cli import cli, pass_state
-from zoo_core.cli.options import (ALL_FLAGS, build_run_spec, component_options, data_config, data_options, pick,
-                                  parse_set_values, train_options)
+from zoo_core.cli.options import component_options, data_options, flag_overrides, train_options
 from zoo_core.cli.rank import _load, results_option, runs_option
 from zoo_core.errors import ZooError
+from zoo_core.specs import build_run_spec, data_config, parse_set_values
 from zoo_core.tables import format_option, render
 
 
@@ -60,7 +60,7 @@ def diagnose(state, model, encoder, cell, aggregator, head, set_values, seed, st
       zoo diagnose gru-mean --format github --rows 10
       zoo diagnose --run best --output trained.png   # the top run's trained weights
     """
-    flags = pick(flags, ALL_FLAGS)
+    flags = flag_overrides(flags)  # {field: value}; the fields diagnose reads are named as their flags
     unused = sorted(set(parse_set_values(set_values).get("train", {})) - set(USED_TRAIN_FLAGS))
     if unused:
         raise ZooError(f"zoo diagnose trains nothing, so --set train.{unused[0]} would have no effect "

@@ -1,41 +1,32 @@
-"""Options shared by ``zoo train``, ``zoo rank``, ``zoo data`` ...: they all end in a RunSpec.
+"""Options and helpers shared by the commands: every reusable click decorator lives here.
 
-A flag overrides ``--set``, which overrides the named model and
-``registry.toml``'s defaults.
+The run-building flags (:func:`data_options`, :func:`train_options`,
+:func:`component_options`) end in a RunSpec through :mod:`zoo_core.specs`: a
+flag overrides ``--set``, which overrides the named model and
+``registry.toml``'s defaults. Their help is derived from the settings'
+declarations (:func:`zoo_core.config.setting`) and shows the default that
+``registry.toml`` puts in force, so neither can drift from the other.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import click
 
-from zoo_core.config import KINDS, SEED, DataConfig, ModelSpec, RunSpec, TrainConfig, settings_hparams
+from zoo_core.config import KINDS, SEED, DataConfig, TrainConfig, settings_hparams
 from zoo_core.errors import ZooError
 from zoo_core.params import HParam
 
-# Flags that map straight onto a DataConfig / TrainConfig field.
-DATA_FLAGS = {
-    "data": ("source", "Data location: a .tar.gz, an aclImdb/ folder or imdb.npz (env ZOO_DATA)."),
-    "num_words": ("num_words", "Vocabulary size, including pad, start and UNK [default 20000]."),
-    "maxlen": ("maxlen", "Longest sequence in tokens [default 200]."),
-    "padding": ("padding", "pre or post [default pre]."),
-    "truncating": ("truncating", "Cut long reviews at the pre or post end [default pre]."),
-    "long": ("long", "Over-long training reviews: truncate or drop [default truncate]."),
-    "split": ("split", "Validation split: movie (disjoint movies) or random [default movie]."),
-    "batching": ("batching", "padded (to maxlen) or bucket (by length) [default padded]."),
-    "limit": ("limit", "Use only N train and N test reviews, e.g. --limit 2000 (0: all)."),
-}
-TRAIN_FLAGS = {
-    "epochs": ("epochs", "Training epochs [default from registry.toml]."),
-    "batch_size": ("batch_size", "Examples per batch [default 64]."),
-    "lr": ("lr", "Learning rate [default 0.001]."),
-    "lr_schedule": ("lr_schedule", "constant, or cosine/linear decay to 0 over all epochs [default constant]."),
-    "optimizer": ("optimizer", "adam, sgd or rmsprop [default adam]."),
-    "jit": ("jit", "Compile the training step with XLA."),
-}
+# Flags that map straight onto a DataConfig / TrainConfig field: flag -> field.
+DATA_FLAGS = {"data": "source", "num_words": "num_words", "maxlen": "maxlen", "padding": "padding",
+              "truncating": "truncating", "long": "long", "split": "split", "batching": "batching",
+              "limit": "limit"}
+TRAIN_FLAGS = {"epochs": "epochs", "batch_size": "batch_size", "lr": "lr", "lr_schedule": "lr_schedule",
+               "optimizer": "optimizer", "jit": "jit"}
+#: Every flag that overrides a setting: the data and training flags and ``--mask/--no-mask``.
+SETTING_FLAGS = {**DATA_FLAGS, **TRAIN_FLAGS, "mask": "mask"}
 
 
 class Declared(click.ParamType):
@@ -61,7 +52,52 @@ class Declared(click.ParamType):
 
 def declared_type(cls, field_name: str) -> Declared:
     """The click type of a flag for the setting ``cls.field_name`` (e.g. ``TrainConfig``, ``"lr"``)."""
-    return Declared({p.name: p for p in settings_hparams(cls)}[field_name])
+    return Declared(_hparam(cls, field_name))
+
+
+def _hparam(cls, field_name: str) -> HParam:
+    return {p.name: p for p in settings_hparams(cls)}[field_name]
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+class SettingOption(click.Option):
+    """A flag for one setting, whose help is its declaration's ``help`` plus the default in force.
+
+    The default shown is the one ``registry.toml`` (``--registry``,
+    ``$ZOO_REGISTRY`` or the checkout's) gives that setting, read when the
+    help is shown; the declaration's own default if that file cannot be read.
+    An empty default (``source``: the search path) is not shown.
+    """
+
+    def __init__(self, *args, setting: tuple[type, str], extra_help: str = "", **kwargs):
+        self.setting = setting
+        cls, field_name = setting
+        hp = _hparam(cls, field_name)
+        kwargs.setdefault("help", hp.help[:1].upper() + hp.help[1:] + extra_help)
+        super().__init__(*args, **kwargs)
+
+    def get_help_record(self, ctx):
+        record = super().get_help_record(ctx)
+        default = self._default_in_force(ctx)
+        if record is None or default in ("", None):
+            return record
+        names, text = record
+        return names, f"{text} [default {_shown(default)}]."
+
+    def _default_in_force(self, ctx):
+        cls, field_name = self.setting
+        section = "data" if cls is DataConfig else "train"
+        try:
+            from zoo_core.cli import _state_from
+
+            return getattr(getattr(_state_from(ctx).settings, section), field_name)
+        except (ZooError, AttributeError):  # a broken registry.toml: its error comes when a command reads it
+            return _hparam(cls, field_name).default
 
 
 #: Data flags that only matter to a model (how batches are padded, masked): commands that never build
@@ -77,16 +113,18 @@ def data_options(func=None, *, exclude: Iterable[str] = ()):
     """
     if func is None:
         return lambda f: data_options(f, exclude=exclude)
-    for flag, (field_name, help_text) in reversed(DATA_FLAGS.items()):
+    for flag, field_name in reversed(DATA_FLAGS.items()):
         if flag in exclude:
             continue
         name = "--" + flag.replace("_", "-")
-        func = click.option(name, flag, type=declared_type(DataConfig, field_name), default=None,
-                            envvar="ZOO_DATA" if flag == "data" else None, help=help_text)(func)
+        func = click.option(name, flag, cls=SettingOption, setting=(DataConfig, field_name),
+                            type=declared_type(DataConfig, field_name), default=None,
+                            envvar="ZOO_DATA" if flag == "data" else None,
+                            extra_help=" (env ZOO_DATA)" if flag == "data" else "")(func)
     if "mask" in exclude:
         return func
-    mask = click.option("--mask/--no-mask", "mask", default=None, help="Mask padded steps [default on].")
-    return mask(func)
+    return click.option("--mask/--no-mask", "mask", cls=SettingOption, setting=(DataConfig, "mask"),
+                        default=None)(func)
 
 
 def train_options(func=None, *, only: Iterable[str] | None = None):
@@ -97,15 +135,17 @@ def train_options(func=None, *, only: Iterable[str] | None = None):
     """
     if func is None:
         return lambda f: train_options(f, only=only)
-    for flag, (field_name, help_text) in reversed(TRAIN_FLAGS.items()):
+    for flag, field_name in reversed(TRAIN_FLAGS.items()):
         if only is not None and flag not in only:
             continue
         name = "--" + flag.replace("_", "-")
         if flag == "jit":
-            func = click.option(name, flag, is_flag=True, default=None, help=help_text)(func)
+            func = click.option(name, flag, cls=SettingOption, setting=(TrainConfig, field_name), is_flag=True,
+                                default=None)(func)
         else:
-            func = click.option(name, flag, type=declared_type(TrainConfig, field_name), default=None, help=help_text)(func)
-    func = seed_option(func, "Random seed.")
+            func = click.option(name, flag, cls=SettingOption, setting=(TrainConfig, field_name),
+                                type=declared_type(TrainConfig, field_name), default=None)(func)
+    func = seed_option("Random seed.")(func)
     examples = "cell.units=128, encoder.dim=32, data.maxlen=500"
     func = click.option(
         "--set", "set_values", multiple=True, metavar="KEY=VALUE",
@@ -115,9 +155,17 @@ def train_options(func=None, *, only: Iterable[str] | None = None):
     return func
 
 
-def seed_option(func, help_text: str):
-    """Adds ``--seed``, checked against :data:`zoo_core.config.SEED`'s range."""
-    return click.option("--seed", type=Declared(SEED), default=0, show_default=True, help=help_text)(func)
+def flag_overrides(flags: Mapping[str, Any]) -> dict[str, Any]:
+    """The setting flags among a command's keyword arguments, as ``{field: value}`` for :mod:`zoo_core.specs`.
+
+    ``--data`` becomes ``source``; flags not given (None) are left out.
+    """
+    return {field: flags[flag] for flag, field in SETTING_FLAGS.items() if flags.get(flag) is not None}
+
+
+def seed_option(help_text: str):
+    """``--seed``, checked against :data:`zoo_core.config.SEED`'s range; ``help_text`` says what it seeds."""
+    return click.option("--seed", type=Declared(SEED), default=0, show_default=True, help=help_text)
 
 
 def component_options(func):
@@ -126,95 +174,3 @@ def component_options(func):
         func = click.option(f"--{kind}", kind, metavar="NAME", default=None,
                             help=f"The {kind} (see `zoo components {kind}`).")(func)
     return func
-
-
-def parse_set_values(values: Iterable[str]) -> dict[str, dict[str, str]]:
-    """``["cell.units=128", "data.maxlen=500"]`` -> ``{"cell": {"units": "128"}, "data": {"maxlen": "500"}}``."""
-    groups: dict[str, dict[str, str]] = {}
-    sections = KINDS + ("data", "train")
-    for item in values:
-        key, sep, value = item.partition("=")
-        section, dot, name = key.strip().partition(".")
-        if not sep or not dot or not name:
-            raise ZooError(f"--set {item!r}: expected SECTION.KEY=VALUE, e.g. cell.units=128")
-        if not value.strip():
-            raise ZooError(f"--set {item!r}: {key.strip()!r} has no value (expected SECTION.KEY=VALUE)")
-        if section not in sections:
-            raise ZooError(f"--set {item!r}: unknown section {section!r} (sections: {', '.join(sections)})")
-        groups.setdefault(section, {})[name] = value.strip()
-    return groups
-
-
-def _merge(cls, base, overrides: Mapping[str, Any]):
-    values = dataclasses.asdict(base)
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    return cls.from_mapping(values)
-
-
-def data_config(base: DataConfig, flags: Mapping[str, Any], overrides: Mapping[str, Any] = ()) -> DataConfig:
-    """``base`` with ``--set data.*`` ``overrides``, then the :func:`data_options` flags, applied and validated.
-
-    The overrides are validated before the flags apply, so a bad ``--set`` is
-    an error even where a flag sets the same key.
-    """
-    values = {DATA_FLAGS[k][0]: v for k, v in flags.items() if k in DATA_FLAGS and v is not None}
-    if flags.get("mask") is not None:
-        values["mask"] = flags["mask"]
-    return _merge(DataConfig, _merge(DataConfig, base, dict(overrides)), values)
-
-
-def build_run_spec(registry, model: str | None, components: Mapping[str, str | None],
-                   set_values: Iterable[str], flags: Mapping[str, Any], seed: int = 0,
-                   base_model: ModelSpec | None = None) -> RunSpec:
-    """Builds a validated RunSpec from a model name, component flags, ``--set`` and flags.
-
-    Args:
-        registry: The loaded registry (its settings hold the defaults).
-        model: A named model, or None to mix components by flags.
-        components: ``{kind: name or None}`` from ``--encoder`` etc.
-        set_values: ``--set`` items.
-        flags: Keyword arguments from :func:`data_options` and :func:`train_options`.
-        seed: The run's seed.
-        base_model: Used instead of ``model`` when given (e.g. a preset's entry).
-    """
-    settings = registry.settings
-    # `is not None`, not truthiness: an empty name given is an error (the registry's), never the default.
-    spec = base_model or (registry.model(model) if model is not None else None)
-    chosen = {k: v for k, v in components.items() if v is not None}
-    if spec is None:
-        defaults = {"encoder": "embedding", "cell": "tanh", "aggregator": "last", "head": "sigmoid1"}
-        spec = ModelSpec(**{**defaults, **chosen})
-    else:
-        spec = spec.replace(**chosen)
-    groups = parse_set_values(set_values)
-    for kind in KINDS:
-        if kind in groups:
-            spec = spec.with_params(kind, **groups[kind])
-    spec = registry.validate_spec(spec)
-    # Typed values: validate_spec parsed them; store them typed so the spec round-trips cleanly.
-    from zoo_core.params import resolve
-
-    typed = {}
-    for kind in KINDS:
-        given = spec.params_for(kind)
-        if given:
-            full = resolve(registry.get(kind, spec.component(kind)).obj.hparams, given, kind)
-            typed[kind] = {k: full[k] for k in given}
-    spec = spec.replace(params=typed)
-
-    train_flags = {TRAIN_FLAGS[k][0]: v for k, v in flags.items() if k in TRAIN_FLAGS and v is not None}
-    return RunSpec(
-        model=spec,
-        data=data_config(settings.data, flags, groups.get("data", {})),
-        # --set first, validated on its own, so a flag for the same key cannot hide a bad value.
-        train=_merge(TrainConfig, _merge(TrainConfig, settings.train, groups.get("train", {})), train_flags),
-        seed=seed,
-    )
-
-
-def pick(kwargs: Mapping[str, Any], names: Iterable[str]) -> dict[str, Any]:
-    """The subset of ``kwargs`` named in ``names``."""
-    return {k: kwargs[k] for k in names if k in kwargs}
-
-
-ALL_FLAGS = tuple(DATA_FLAGS) + tuple(TRAIN_FLAGS) + ("mask",)

@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from zoo_core.cli import AppState, cli, pass_state, signals
-from zoo_core.cli.options import ALL_FLAGS, component_options, data_options, pick, train_options
+from zoo_core.cli.options import component_options, data_options, flag_overrides, train_options
 from zoo_core.config import KINDS, SEED
 from zoo_core.errors import ZooError
 from zoo_core.leaderboard import SORT_METRICS
@@ -121,7 +121,7 @@ def rank(state, patterns, preset, seeds, results_path, dry_run, fmt, seed, set_v
     if seed + seeds - 1 > SEED.high:
         raise ZooError(f"--seed {seed} --seeds {seeds} runs past the largest seed, {SEED.high}")
     registry = state.registry
-    runs = ranking.plan_runs(registry, patterns, preset, range(seed, seed + seeds), set_values, pick(flags, ALL_FLAGS))
+    runs = ranking.plan_runs(registry, patterns, preset, range(seed, seed + seeds), set_values, flag_overrides(flags))
     db_path = resolve_results_path(results_path, registry.settings)
     runs_folder(state, db_path)  # an empty --runs: one line, even for a dry run
     db = ResultsDB(db_path)

@@ -8,10 +8,11 @@ import math
 import click
 
 from zoo_core.cli import cli, pass_state, signals
-from zoo_core.cli.options import ALL_FLAGS, build_run_spec, component_options, data_options, pick, train_options
+from zoo_core.cli.options import component_options, data_options, flag_overrides, train_options
 from zoo_core.cli.rank import results_option, runs_folder, runs_option
 from zoo_core.config import RunSpec
 from zoo_core.errors import ZooError
+from zoo_core.specs import build_run_spec
 from zoo_core.tables import format_option, render
 
 EXIT_NAN = 1
@@ -167,7 +168,7 @@ def train(state, model, encoder, cell, aggregator, head, set_values, seed, save_
     """
     components = {"encoder": encoder, "cell": cell, "aggregator": aggregator, "head": head}
     registry = state.registry
-    run = build_run_spec(registry, model, components, set_values, pick(flags, ALL_FLAGS), seed)
+    run = build_run_spec(registry, model, components, set_values, flag_overrides(flags), seed)
     from zoo_core.data import find_source
 
     find_source(run.data, state.settings, progress=False)  # missing data: say so before describing the run
