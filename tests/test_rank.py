@@ -127,7 +127,7 @@ def test_ctrl_c_keeps_finished_runs_and_a_rerun_redoes_only_the_rest(registry, t
         trained.append(run.seed)
         return train(run, *args, **kwargs)
 
-    outcome = ranking.rank(runs, registry, db, progress=False, echo=lambda line: None, train=train_then_ctrl_c)
+    outcome = ranking.rank(runs, registry, db, echo=lambda line: None, train=train_then_ctrl_c)
     assert outcome.interrupted and len(outcome.trained) == 1
     statuses = {r.seed: r.status for r in db.runs()}
     assert statuses == {0: "finished", 1: "interrupted"}
@@ -139,7 +139,7 @@ def test_ctrl_c_keeps_finished_runs_and_a_rerun_redoes_only_the_rest(registry, t
         retrained.append(run.seed)
         return train(run, *args, **kwargs)
 
-    outcome = ranking.rank(runs, registry, db, progress=False, echo=lambda line: None, train=counting)
+    outcome = ranking.rank(runs, registry, db, echo=lambda line: None, train=counting)
     assert not outcome.interrupted and retrained == [1] and outcome.skipped == 1
     assert sorted(r.seed for r in db.finished()) == [0, 1]
     assert db.get(first.id).finished_at == first.finished_at  # the finished run was left alone
@@ -153,7 +153,7 @@ def test_ctrl_c_just_after_a_run_was_recorded_leaves_it_finished(registry, tiny_
         if "test accuracy" in line:  # printed after the run is in the database
             raise KeyboardInterrupt
 
-    outcome = ranking.rank(runs, registry, db, progress=False, echo=ctrl_c_on_the_finished_line)
+    outcome = ranking.rank(runs, registry, db, echo=ctrl_c_on_the_finished_line)
     assert outcome.interrupted and len(outcome.trained) == 1
     assert [r.status for r in db.runs()] == ["finished"]
 
@@ -202,3 +202,16 @@ def test_a_crashed_rank_resumes_without_redoing_finished_runs(tiny_imdb_archive,
     assert sorted(r.seed for r in db.finished()) == [0, 1]
     assert all(db.get(i).finished_at == t for i, t in finished_before.items())
     assert "running" not in {r.status for r in db.runs()}  # the dead process's claim was abandoned
+
+
+def test_a_plan_mixing_deterministic_and_other_runs_is_refused():
+    from zoo_core.config import ModelSpec, RunSpec, TrainConfig
+    from zoo_core.errors import ZooError
+    from zoo_core.specs import deterministic_ops
+
+    spec = ModelSpec("embedding", "tanh", "last", "sigmoid1")
+    plain, exact = RunSpec(spec), RunSpec(spec, train=TrainConfig(deterministic=True))
+    assert deterministic_ops([plain, plain]) is False and deterministic_ops([exact]) is True
+    assert deterministic_ops([]) is False
+    with pytest.raises(ZooError, match="mix deterministic and non-deterministic ops"):
+        deterministic_ops([plain, exact])

@@ -401,7 +401,7 @@ def test_a_diverged_run_is_named_at_the_end_of_a_rank_and_kept_off_the_leaderboa
 
     from zoo_core.registry import build_registry
 
-    outcome = ranking.rank(runs, build_registry(), db, progress=False, echo=lambda line: None,
+    outcome = ranking.rank(runs, build_registry(), db, echo=lambda line: None,
                            train=seed_1_diverges)
     assert len(outcome.trained) == 2 and not outcome.failed
     assert len(outcome.missing) == 1 and outcome.missing[0].startswith("elman-last seed 1: diverged")

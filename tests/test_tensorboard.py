@@ -102,7 +102,7 @@ def _logdir_of(registry, record):
 def test_a_ranked_run_writes_its_recorded_curves_and_step_means(registry, tiny_imdb_archive, tmp_path):
     runs = _runs(registry, tiny_imdb_archive, extra=["train.lr_schedule=cosine"])
     db = ResultsDB(tmp_path / "results.sqlite")
-    outcome = ranking.rank(runs, registry, db, progress=False, echo=lambda line: None, tensorboard_every=EVERY)
+    outcome = ranking.rank(runs, registry, db, echo=lambda line: None, tensorboard_every=EVERY)
     assert len(outcome.trained) == 1
     [record] = db.runs()
     runs_dir = registry.settings.runs_dir
@@ -149,7 +149,7 @@ def test_a_diverged_run_leaves_its_curves_up_to_the_nan(registry, tiny_imdb_arch
     # Loss calls: epoch 1's steps, one validation batch, then epoch 2: NaN at its step 4.
     spec = run.model.replace(head="trap-sigmoid1", name="").with_params("head", nan_step=per_epoch + 1 + 4)
     db = ResultsDB(tmp_path / "results.sqlite")
-    ranking.rank([dataclasses.replace(run, model=spec)], registry, db, progress=False, echo=lambda line: None,
+    ranking.rank([dataclasses.replace(run, model=spec)], registry, db, echo=lambda line: None,
                  tensorboard_every=EVERY)
     [record] = db.runs()
     assert record.status == "diverged" and "epoch 2, step 4" in record.message
@@ -174,7 +174,7 @@ def test_an_interrupted_run_leaves_its_finished_epochs_and_steps(registry, tiny_
         return train(run, *args, should_stop=stop_in_epoch_2, **kwargs)
 
     db = ResultsDB(tmp_path / "results.sqlite")
-    outcome = ranking.rank([run], registry, db, progress=False, echo=lambda line: None,
+    outcome = ranking.rank([run], registry, db, echo=lambda line: None,
                            train=train_until_stopped, tensorboard_every=EVERY)
     [record] = db.runs()
     assert outcome.interrupted and record.status == "interrupted"
@@ -185,6 +185,6 @@ def test_an_interrupted_run_leaves_its_finished_epochs_and_steps(registry, tiny_
 
 def test_rank_can_write_no_events(registry, tiny_imdb_archive, tmp_path):
     runs = _runs(registry, tiny_imdb_archive, epochs=1)
-    ranking.rank(runs, registry, ResultsDB(tmp_path / "results.sqlite"), progress=False, echo=lambda line: None,
+    ranking.rank(runs, registry, ResultsDB(tmp_path / "results.sqlite"), echo=lambda line: None,
                  tensorboard_every=None)
     assert not (registry.settings.runs_dir / "tensorboard").exists()

@@ -194,3 +194,23 @@ def test_an_empty_validation_split_shows_dashes_not_nan(tiny_imdb_archive):
     assert row[3:6] == ["-", "-", "-"] and float(row[1]) > 0  # val columns empty, train columns measured
     scores = [line.split()[0] for line in result.stdout.splitlines() if line.startswith(("validation", "test"))]
     assert scores == ["test"]
+
+
+def test_a_deterministic_run_trains_in_its_own_process_twice_alike(tiny_imdb_archive, tmp_path):
+    # A real process: TensorFlow's determinism, which `zoo train` turns on at its start, lasts for the whole
+    # process, so it must not leak into this one.
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "ZOO_RESULTS": str(tmp_path / "results.sqlite")}
+    outputs = []
+    for _ in range(2):
+        done = subprocess.run([sys.executable, "-m", "zoo_core.cli", "train", "--set", "train.deterministic=true",
+                               "--epochs", "1", "--data", str(tiny_imdb_archive), *TINY, "-q", "--format", "json"],
+                              capture_output=True, text=True, env=env, timeout=300, check=False)
+        assert done.returncode == 0, done.stderr
+        outputs.append(json.loads(done.stdout))
+    assert outputs[0]["run"]["train"]["deterministic"] is True
+    assert outputs[0]["history"][0]["train_loss"] == outputs[1]["history"][0]["train_loss"]
+    assert outputs[0]["test"] == outputs[1]["test"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 from types import SimpleNamespace
@@ -13,7 +14,7 @@ import tensorflow as tf
 
 from zoo_core.config import DataConfig, ModelSpec, RunSpec, TrainConfig
 from zoo_core.model import Classifier
-from zoo_core.training import (TrainObserver, TrainResult, evaluate, make_optimizer, make_train_step, predict,
+from zoo_core.training import (TrainObserver, TrainResult, TrainStep, evaluate, make_optimizer, predict,
                                train)
 
 VOCAB = 24
@@ -129,7 +130,7 @@ def weights_of(model):
 
 
 def test_training_lowers_the_loss_and_beats_chance(registry):
-    model, result = train(tiny_run(), registry, tiny_dataset(), progress=False)
+    model, result = train(tiny_run(), registry, tiny_dataset())
     assert isinstance(result, TrainResult)
     assert result.status == "completed" and result.message == ""
     assert [h["epoch"] for h in result.history] == [1, 2, 3, 4]
@@ -152,7 +153,7 @@ def test_early_stopping_keeps_and_tests_the_best_epoch(registry, monitor):
     # Validation labels are flipped, so learning the training task makes validation worse.
     data = tiny_dataset(val_split=TinySplit(64, seed=1, flip=True))
     run = tiny_run(epochs=6, patience=1, monitor=monitor, lr=0.05)
-    model, result = train(run, registry, data, progress=False)
+    model, result = train(run, registry, data)
     assert result.status == "early-stopped"
     assert result.best_epoch == 1 and len(result.history) == 2
     assert monitor in result.message
@@ -179,7 +180,7 @@ def test_an_observer_gets_each_epoch_and_means_over_every_n_steps(registry):
     # 192 reviews in batches of 16: 12 steps an epoch. Reports every 5 steps span two epochs; 60 steps in all.
     run = tiny_run(epochs=5, patience=0, lr_schedule="cosine")
     recorder = Recorder(every_steps=5)
-    _, result = train(run, registry, tiny_dataset(), progress=False, observer=recorder)
+    _, result = train(run, registry, tiny_dataset(), observer=recorder)
     assert result.status == "completed"
     assert [step for step, _ in recorder.steps] == list(range(5, 61, 5))
     assert [epoch for epoch, _ in recorder.epochs] == [1, 2, 3, 4, 5]
@@ -213,7 +214,7 @@ DIVERGING = [("tanh", "mean-states"), ("lstm", "last"), ("irnn", "max-states"), 
 def test_a_diverging_run_stops_with_status_nan_and_keeps_finite_weights(trap_registry, cell, aggregator):
     run = tiny_run(cell=cell, aggregator=aggregator, head="trap-sigmoid1", head_params={"nan_step": 3})
     initial = weights_of(Classifier(run.model, trap_registry, VOCAB))
-    model, result = train(run, trap_registry, tiny_dataset(), progress=False)
+    model, result = train(run, trap_registry, tiny_dataset())
     assert result.status == "nan"
     assert "non-finite loss (nan) at epoch 1, step 3;" in result.message
     assert result.history == []  # it never finished an epoch
@@ -228,7 +229,7 @@ def test_an_update_that_overflows_the_weights_is_undone(registry):
     run = tiny_run(optimizer="sgd", lr=1e39, clip_norm=0.0)
     keras.utils.set_random_seed(run.seed)
     initial = weights_of(Classifier(run.model, registry, VOCAB))
-    model, result = train(run, registry, tiny_dataset(), progress=False)
+    model, result = train(run, registry, tiny_dataset())
     assert result.status == "nan"
     assert "non-finite weights after the update" in result.message and "epoch 1, step 1;" in result.message
     for kept, start in zip(weights_of(model), initial):
@@ -239,7 +240,7 @@ def test_ctrl_c_returns_the_last_good_weights_with_status_interrupted(registry):
     data = tiny_dataset(train_split=InterruptingSplit(192, seed=0, at_epoch=2, at_batch=3))
     run = tiny_run()
     initial = weights_of(Classifier(run.model, registry, VOCAB))
-    model, result = train(run, registry, data, progress=False)
+    model, result = train(run, registry, data)
     assert result.status == "interrupted" and "epoch 2" in result.message
     assert len(result.history) == 1 and result.best_epoch == 1
     kept = weights_of(model)
@@ -264,7 +265,7 @@ def test_a_stop_request_ends_the_run_as_interrupted_keeping_trained_weights(regi
     should_stop = StopAfter(getattr(data, split), nth)
     run = tiny_run(epochs=epochs)
     initial = weights_of(Classifier(run.model, registry, VOCAB))
-    model, result = train(run, registry, data, progress=False, should_stop=should_stop)
+    model, result = train(run, registry, data, should_stop=should_stop)
     assert result.status == "interrupted" and where in result.message
     assert math.isnan(result.test["accuracy"])  # the evaluation left is skipped, not run
     kept = weights_of(model)
@@ -276,7 +277,7 @@ def test_a_stop_request_ends_the_run_as_interrupted_keeping_trained_weights(regi
 
 def test_same_seed_same_run_and_different_seed_different_run(registry):
     def losses(seed):
-        _, result = train(tiny_run(epochs=1, seed=seed), registry, tiny_dataset(), progress=False)
+        _, result = train(tiny_run(epochs=1, seed=seed), registry, tiny_dataset())
         return [result.history[0]["train_loss"], result.val["loss"]]
 
     first = losses(3)
@@ -330,7 +331,7 @@ def one_step(registry, run, batch):
     model = Classifier(run.model, registry, VOCAB)
     optimizer = make_optimizer(run.train)
     optimizer.build(model.trainable_variables)
-    step = make_train_step(model, optimizer, run)
+    step = TrainStep(model, optimizer, run)
     before = weights_of(model)
     out = step(batch.ids, batch.mask, batch.labels)
     return model, step, before, out
@@ -394,7 +395,7 @@ def test_a_decaying_schedule_spans_exactly_the_runs_updates(registry, monkeypatc
     monkeypatch.setattr(training, "make_optimizer", lambda *a, **k: made.append(make_optimizer(*a, **k)) or made[-1])
     run = tiny_run(epochs=3, batch_size=8, lr=0.05, lr_schedule="linear", patience=0)
     dataset = tiny_dataset(TinySplit(42, seed=0))  # 6 batches a epoch, the last one of 2 reviews
-    _, result = train(run, registry, dataset, progress=False)
+    _, result = train(run, registry, dataset)
     optimizer, = made
     assert len(result.history) == 3 and int(optimizer.iterations) == 3 * 6
     assert float(optimizer.learning_rate) == 0.0  # decayed to nothing by the last update
@@ -404,7 +405,7 @@ def test_a_decaying_schedule_spans_exactly_the_runs_updates(registry, monkeypatc
 def test_without_validation_data_every_epoch_runs_and_the_last_is_kept(registry):
     dataset = tiny_dataset()
     dataset.val = TinySplit(0, seed=1)  # val_fraction=0: all of train is trained on
-    model, result = train(tiny_run(epochs=4, patience=1), registry, dataset, progress=False)
+    model, result = train(tiny_run(epochs=4, patience=1), registry, dataset)
     assert result.status == "completed" and len(result.history) == 4 and result.best_epoch == 4
     assert math.isnan(result.val["accuracy"]) and result.test["accuracy"] > 0.5
 
@@ -422,21 +423,49 @@ def test_weight_decay_is_decoupled(registry):
 
 def test_xla_compiled_training_runs(registry):
     run = tiny_run(epochs=1, jit=True)
-    _, result = train(run, registry, tiny_dataset(), progress=False)
+    _, result = train(run, registry, tiny_dataset())
     assert result.status == "completed" and math.isfinite(result.history[0]["train_loss"])
 
 
-def test_progress_goes_to_stderr_only(registry, capsys):
-    train(tiny_run(epochs=1), registry, tiny_dataset(), progress=True)
+def test_progress_and_lines_reach_the_callbacks_and_nothing_else(registry, capsys):
+    bars, lines = [], []
+
+    @contextlib.contextmanager
+    def progress(length, label):
+        bars.append([label, length, 0, ""])
+
+        class Bar:
+            def update(self, n, text=""):
+                bars[-1][2] += n
+                bars[-1][3] = text
+
+        yield Bar()
+
+    train(tiny_run(epochs=1), registry, tiny_dataset(), progress=progress, echo=lines.append)
+    assert capsys.readouterr() == ("", "")  # the library prints nothing itself
+    [(label, length, done, text)] = bars
+    assert label == "epoch 1/1" and done == length > 0 and "loss" in text and "tok/s" in text
+    assert len(lines) == 1 and lines[0].startswith("epoch 1: loss") and "val_acc" in lines[0]
+
+
+def test_the_terminal_progress_goes_to_stderr_only(registry, capsys):
+    from zoo_core.cli.progress import TerminalProgress, echo_err
+
+    train(tiny_run(epochs=1), registry, tiny_dataset(), progress=TerminalProgress(24), echo=echo_err)
     captured = capsys.readouterr()
     assert captured.out == ""
     assert "epoch 1" in captured.err and "val_acc" in captured.err
-    train(tiny_run(epochs=1), registry, tiny_dataset(), progress=False)
+    train(tiny_run(epochs=1), registry, tiny_dataset())
     assert capsys.readouterr().err == ""
 
 
+def test_progress_true_is_refused_with_what_to_pass(registry):
+    with pytest.raises(TypeError, match="Progress factory"):
+        train(tiny_run(epochs=1), registry, tiny_dataset(), progress=True)
+
+
 def test_result_serialises_to_plain_data(registry):
-    _, result = train(tiny_run(epochs=1), registry, tiny_dataset(), progress=False)
+    _, result = train(tiny_run(epochs=1), registry, tiny_dataset())
     data = result.to_dict()
     assert RunSpec.from_dict(data["run"]) == dataclasses.replace(result.run)
     assert data["history"][0]["epoch"] == 1 and data["status"] == "completed"
@@ -449,8 +478,18 @@ def test_trains_on_the_data_pipeline(registry, tiny_imdb_archive, batching):
     data = DataConfig(source=str(tiny_imdb_archive), maxlen=30, batching=batching)
     dataset = load_dataset(data, registry.settings, progress=False)
     run = tiny_run(epochs=2, batch_size=8, data=data, patience=0)
-    model, result = train(run, registry, dataset, progress=False)
+    model, result = train(run, registry, dataset)
     assert result.status == "completed" and len(result.history) == 2
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
     assert result.test == pytest.approx(evaluate(model, dataset.test, run), rel=1e-5)
     assert result.tokens_per_sec > 0
+
+
+def test_a_deterministic_run_needs_determinism_turned_on_by_the_program(registry):
+    from zoo_core.errors import ZooError
+    from zoo_core.training import determinism_enabled
+
+    if determinism_enabled():
+        pytest.skip("determinism is on in this process already")
+    with pytest.raises(ZooError, match=r"call zoo_core\.training\.enable_determinism\(\) once"):
+        train(tiny_run(epochs=1, deterministic=True), registry, tiny_dataset())

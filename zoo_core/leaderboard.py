@@ -18,6 +18,7 @@ from typing import Any
 from zoo_core.config import KINDS, DataConfig, RunSpec, TrainConfig
 from zoo_core.errors import ZooError
 from zoo_core.results import RunRecord
+from zoo_core.tables import MACHINE_FORMATS
 
 # Sort keys: record attribute and whether bigger is better.
 SORT_METRICS: dict[str, tuple[str, bool]] = {
@@ -303,9 +304,6 @@ class Table:
     caption: str = ""
 
 
-NUMERIC_FORMATS = ("csv", "json")
-
-
 def leaderboard(groups: Sequence[Group], metric: str, fmt: str, defaults: RunSpec) -> Table:
     """One row per spec, ranked by ``metric``.
 
@@ -313,7 +311,7 @@ def leaderboard(groups: Sequence[Group], metric: str, fmt: str, defaults: RunSpe
     caption; csv and json give separate mean and std numbers and every column.
     """
     groups = sort_groups(groups, metric)
-    numeric = fmt in NUMERIC_FORMATS
+    numeric = fmt in MACHINE_FORMATS
     params = [_flatten_params(g.spec) for g in groups]
     setups = [_setup(g.spec, defaults) for g in groups]
     common_params, own_params = _split_common(params)
@@ -392,7 +390,7 @@ def marginal(groups: Sequence[Group], kind: str, metric: str, fmt: str) -> Table
     if kind not in KINDS:
         raise ZooError(f"--by takes one of {', '.join(KINDS)}, not {kind!r}")
     attribute, higher_is_better = SORT_METRICS.get(metric, SORT_METRICS["test_accuracy"])
-    numeric = fmt in NUMERIC_FORMATS
+    numeric = fmt in MACHINE_FORMATS
     by_option: dict[str, list[Group]] = {}
     for group in groups:
         by_option.setdefault(getattr(group.spec.model, kind), []).append(group)
@@ -433,7 +431,7 @@ def runs_table(records: Sequence[RunRecord], fmt: str) -> Table:
     Text formats leave out the parameter count and the host and shorten the
     start time, so the table fits a terminal; csv and json keep everything.
     """
-    numeric = fmt in NUMERIC_FORMATS
+    numeric = fmt in MACHINE_FORMATS
     headers = ["id", "model", "seed", "status", "test_accuracy", "val_accuracy"]
     headers += ["params", "time_s", "started", "host", "run_dir", "pruned_at"] if numeric \
         else ["time_s", "started", "message"]

@@ -13,17 +13,15 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import statistics
-import sys
 import time
 import traceback
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import click
-
 from zoo_core.config import KINDS, ModelSpec, RunSpec
 from zoo_core.errors import ZooError
+from zoo_core.progress import Echo, Progress, echo_or_silent
 from zoo_core.results import DIVERGED, FAILED, INTERRUPTED, RUNNING, ResultsDB
 from zoo_core.specs import build_run_spec, parse_set_values
 from zoo_core.tensorboard import EVERY_STEPS, for_run
@@ -130,10 +128,10 @@ def format_duration(seconds: float) -> str:
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
-class Progress:
+class RankMeter:
     """Overall progress: run i of n, elapsed, and the time left estimated from this session's runs."""
 
-    def __init__(self, total: int, to_train: int, echo: Callable[[str], None]):
+    def __init__(self, total: int, to_train: int, echo: Echo):
         self.total, self.to_train, self.echo = total, to_train, echo
         self.start = time.monotonic()
         self.durations: list[float] = []
@@ -191,8 +189,8 @@ class RunFailed(Exception):
 
 
 def record_run(run: RunSpec, registry, db: ResultsDB, runs_dir: str | Path, dataset: Callable[[], Any], *,
-               fresh: bool = False, train: Callable | None = None, progress: bool = True,
-               should_stop: Callable[[], bool] = lambda: False,
+               fresh: bool = False, train: Callable | None = None, progress: Progress | None = None,
+               echo: Echo | None = None, should_stop: Callable[[], bool] = lambda: False,
                on_claimed: Callable[[str], None] | None = None,
                tensorboard_every: int | None = EVERY_STEPS) -> Recorded | None:
     """Claims ``run`` in ``db``, trains it, saves its weights and records its result: one run, recorded.
@@ -217,7 +215,8 @@ def record_run(run: RunSpec, registry, db: ResultsDB, runs_dir: str | Path, data
             before (``zoo train``); otherwise (``zoo rank``) skip a run that
             finished or diverged, or that a live process is training.
         train: A stand-in for :func:`zoo_core.training.train` (tests), or a wrapper of it.
-        progress: Show per-epoch progress from training.
+        progress: Training's per-epoch bars (:data:`zoo_core.progress.Progress`); None: none.
+        echo: Training's per-epoch lines and notes; None: silent.
         should_stop: Whether to stop (the CLI: SIGINT or SIGTERM arrived).
         on_claimed: Called with the run id once the run is claimed.
         tensorboard_every: The run writes TensorBoard event files to
@@ -254,8 +253,8 @@ def record_run(run: RunSpec, registry, db: ResultsDB, runs_dir: str | Path, data
         started = time.monotonic()
         try:
             with _event_logger(runs_dir, run, run_id, tensorboard_every) as observer:
-                model, result = train(run, registry, data, progress=progress, should_stop=should_stop,
-                                      observer=observer)
+                model, result = train(run, registry, data, progress=progress, echo=echo,
+                                      should_stop=should_stop, observer=observer)
         except Exception as err:  # noqa: BLE001 - recorded, then the caller decides
             failure = RunFailed(run_id, err)
             db.mark(run_id, FAILED, failure.message)
@@ -275,7 +274,7 @@ def record_run(run: RunSpec, registry, db: ResultsDB, runs_dir: str | Path, data
 
 
 def rank(runs: Sequence[RunSpec], registry, db: ResultsDB, *, runs_dir: str | Path | None = None,
-         progress: bool = True, echo: Callable[[str], None] | None = None, load_dataset: Callable | None = None,
+         progress: Progress | None = None, echo: Echo | None = None, load_dataset: Callable | None = None,
          train: Callable | None = None, should_stop: Callable[[], bool] = lambda: False,
          tensorboard_every: int | None = EVERY_STEPS) -> RankOutcome:
     """Trains each run that has not finished in ``db`` and records it with :func:`record_run`.
@@ -295,8 +294,10 @@ def rank(runs: Sequence[RunSpec], registry, db: ResultsDB, *, runs_dir: str | Pa
         db: Where runs are claimed and recorded.
         runs_dir: The runs folder (default: :func:`zoo_core.runs.resolve_runs_dir`
             without ``--runs``: ``$ZOO_RUNS``, registry.toml, or beside ``db``).
-        progress: Show per-epoch progress from training and data loading.
-        echo: Where progress lines go (default: stderr).
+        progress: Progress bars for training and data loading
+            (:data:`zoo_core.progress.Progress`); None: none.
+        echo: Receives the progress lines (run i of n, each run's outcome,
+            training's per-epoch lines, a failed run's traceback); None: silent.
         load_dataset, train: Stand-ins for :func:`zoo_core.data.load_dataset`
             and :func:`zoo_core.training.train` (tests), or wrappers of them.
         should_stop: Whether to stop (the CLI: SIGINT or SIGTERM arrived).
@@ -312,7 +313,7 @@ def rank(runs: Sequence[RunSpec], registry, db: ResultsDB, *, runs_dir: str | Pa
     if train is None:
         from zoo_core.training import train
 
-    echo = echo or (lambda line: click.echo(line, err=True))
+    echo = echo_or_silent(echo)
     settings = registry.settings
     if runs_dir is None:
         runs_dir = check_runs_dir(*resolve_runs_dir(None, settings, db.path))
@@ -320,7 +321,7 @@ def rank(runs: Sequence[RunSpec], registry, db: ResultsDB, *, runs_dir: str | Pa
         runs_dir = check_runs_dir(runs_dir)  # before any training
     finished_before = db.done_keys()
     outcome = RankOutcome(planned=len(runs))
-    meter = Progress(len(runs), sum(r.key() not in finished_before for r in runs), echo)
+    meter = RankMeter(len(runs), sum(r.key() not in finished_before for r in runs), echo)
     datasets: dict[Any, Any] = {}
 
     def data_of(run: RunSpec):
@@ -334,14 +335,14 @@ def rank(runs: Sequence[RunSpec], registry, db: ResultsDB, *, runs_dir: str | Pa
                 raise KeyboardInterrupt  # handled below, like Ctrl-C at this point
             try:
                 recorded = record_run(run, registry, db, runs_dir, lambda: data_of(run), train=train,
-                                      progress=progress, should_stop=should_stop,
+                                      progress=progress, echo=echo, should_stop=should_stop,
                                       on_claimed=lambda run_id: meter.starting(index, run),
                                       tensorboard_every=tensorboard_every)
             except RunFailed as failure:  # one broken model must not end the ranking
                 outcome.failed.append(failure.run_id)
                 echo(f"    failed: {failure.message}")
                 if not isinstance(failure.error, ZooError):
-                    traceback.print_exception(failure.error, file=sys.stderr)
+                    echo("".join(traceback.format_exception(failure.error)).rstrip("\n"))
                 continue
             if recorded is None:
                 outcome.skipped += 1

@@ -54,9 +54,33 @@ DONE = (FINISHED, DIVERGED)
 METRICS = ("accuracy", "loss", "auc")
 # A claim by a process on another host cannot be checked; after this long it is presumed dead.
 FOREIGN_CLAIM_TTL = dt.timedelta(hours=48)
-# Run ids this process claimed and has not ended: tells our own live claims from a dead
-# process's whose pid we happen to reuse.
-_HELD_CLAIMS: set[str] = set()
+
+
+class ClaimLedger:
+    """The run ids this process claimed (or started) and has not ended yet, in any database.
+
+    It tells this process's own live claims from those of a dead process
+    whose pid it happens to reuse: a row says ``running`` with our pid, and
+    only this ledger knows whether we hold it. A claim belongs to a process,
+    not to one :class:`ResultsDB` object (two objects on one file, as the
+    tests and a notebook open, must see each other's claims), so there is one
+    ledger per process: :data:`HELD_CLAIMS`.
+    """
+
+    def __init__(self) -> None:
+        self._ids: set[str] = set()
+
+    def hold(self, run_id: str) -> None:
+        self._ids.add(run_id)
+
+    def release(self, run_id: str) -> None:
+        self._ids.discard(run_id)
+
+    def holds(self, run_id: str) -> bool:
+        return run_id in self._ids
+
+
+HELD_CLAIMS = ClaimLedger()
 
 _SCHEMA = """
 CREATE TABLE runs (
@@ -197,6 +221,8 @@ def new_run_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
+# Read once per process, at its first run (the git call is a subprocess): what the process runs is the code it
+# imported then, whatever the checkout becomes later.
 @functools.cache
 def provenance() -> dict[str, str]:
     """TF version, project version, git commit (``-dirty`` if modified) and host of this process."""
@@ -618,7 +644,7 @@ class ResultsDB:
                 conn.execute("UPDATE runs SET status = ?, message = ?, finished_at = ? WHERE id = ?",
                              (ABANDONED, "its process died before it finished", now(), record.id))
             self._insert(conn, run, run_id, info)
-        _HELD_CLAIMS.add(run_id)
+        HELD_CLAIMS.hold(run_id)
         return run_id
 
     def start(self, run: RunSpec, run_id: str | None = None) -> str:
@@ -634,7 +660,7 @@ class ResultsDB:
         run_id = run_id or new_run_id()
         with self._write() as conn:
             self._insert(conn, run, run_id, provenance())
-        _HELD_CLAIMS.add(run_id)
+        HELD_CLAIMS.hold(run_id)
         return run_id
 
     def _insert(self, conn: sqlite3.Connection, run: RunSpec, run_id: str, info: Mapping[str, str]) -> None:
@@ -673,7 +699,7 @@ class ResultsDB:
             for name in METRICS:
                 values[f"{split}_{name}"] = _finite(metrics.get(name))
         self._update(run_id, values)
-        _HELD_CLAIMS.discard(run_id)
+        HELD_CLAIMS.release(run_id)
 
     def mark(self, run_id: str, status: str, message: str = "") -> None:
         """Ends a running run without results: ``interrupted``, ``failed`` or ``abandoned``.
@@ -684,7 +710,7 @@ class ResultsDB:
         if status not in STATUSES:
             raise ValueError(f"unknown status {status!r}")
         self._update(run_id, {"status": status, "message": message, "finished_at": now()}, only_if_status=RUNNING)
-        _HELD_CLAIMS.discard(run_id)
+        HELD_CLAIMS.release(run_id)
 
     def mark_pruned(self, run_id: str) -> None:
         """Records that run ``run_id``'s weights were deleted (``zoo runs --prune``); the record itself stays.
@@ -824,7 +850,7 @@ def _claim_is_live(record: RunRecord, this_host: str) -> bool:
     if pid is None:
         return False
     if pid == os.getpid():
-        return record.id in _HELD_CLAIMS
+        return HELD_CLAIMS.holds(record.id)
     if not pid_alive(pid):
         return False
     if record.proc_start:

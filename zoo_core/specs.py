@@ -127,3 +127,20 @@ def build_run_spec(registry, model: str | None, components: Mapping[str, str | N
         train=train_config(settings.train, overrides, groups.get("train", {})),
         seed=seed,
     )
+
+
+def deterministic_ops(runs: Iterable[RunSpec]) -> bool:
+    """Whether ``runs`` ask for deterministic TensorFlow ops (``train.deterministic``); False for no runs.
+
+    The program must then call :func:`zoo_core.training.enable_determinism`
+    once, before training any of them.
+
+    Raises:
+        ZooError: some ask for it and some do not. Determinism is process-wide
+            and cannot be turned off, so the others would not train as they say.
+    """
+    wanted = {run.train.deterministic for run in runs}
+    if len(wanted) > 1:
+        raise ZooError("the runs mix deterministic and non-deterministic ops (train.deterministic): TensorFlow's "
+                       "determinism holds for the whole process, so train them in separate commands")
+    return wanted == {True}

@@ -13,11 +13,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import click
 import tabulate
 
-EXTRA_FORMATS = ("csv", "json")
-TABLE_FORMATS = tuple(sorted(tabulate.tabulate_formats)) + EXTRA_FORMATS
+#: Formats for programs, not people: every number in full, no wrapping, no captions mixed in.
+MACHINE_FORMATS = ("csv", "json")
+TABLE_FORMATS = tuple(sorted(tabulate.tabulate_formats)) + MACHINE_FORMATS
 
 
 #: Formats read on a terminal, whose long cells are wrapped to fit its width;
@@ -204,14 +204,6 @@ def fit_text(text: str, width: int | None = None) -> str:
     where that is None (output to a file or a pipe)."""
     width = width or terminal_width()
     return wrap_text(text, width) if width else text
-
-
-def format_option(default: str = "simple"):
-    """A ``--format`` click option accepting every table format."""
-    return click.option(
-        "--format", "fmt", default=default, show_default=True, type=click.Choice(TABLE_FORMATS),
-        metavar="FORMAT", help="Table format: any tabulate format (plain, simple, github, grid, latex, html, ...), csv or json.",
-    )
 
 
 def wrap_caption(caption: str, fmt: str, width: int | None = None) -> str:

@@ -16,20 +16,20 @@ from __future__ import annotations
 import dataclasses
 import math
 import statistics
-import sys
 import time
 import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
-import click
 import keras
 import numpy as np
 import tensorflow as tf
 
 from zoo_core.config import RunSpec, TrainConfig
+from zoo_core.errors import ZooError
 from zoo_core.metrics import roc_auc
 from zoo_core.model import Classifier
+from zoo_core.progress import Echo, Progress, echo_or_silent, progress_or_silent
 from zoo_core.registry import Registry
 
 # None batch and time dims: bucketed batches of any length reuse one trace.
@@ -245,7 +245,7 @@ class TrainStep:
                 optimizer.apply_gradients(zip(grads, self.variables))
                 applied = all_finite(self.variables)
                 if not applied:
-                    self._restore()
+                    self.undo_last_update()
             return loss, model.head.prob_positive(logits), norm, applied
 
         self.function = step
@@ -253,22 +253,14 @@ class TrainStep:
     def __call__(self, ids, mask, labels):
         return self.function(ids, mask, labels)
 
-    def _restore(self) -> None:
-        for saved, variable in zip(self.backup, self.variables):
-            variable.assign(saved)
-
     def undo_last_update(self) -> None:
         """Restores the weights from before the latest applied update.
 
         After a non-finite loss, those are the last weights known to give a
         finite loss (the latest update's inputs).
         """
-        self._restore()
-
-
-def make_train_step(model: Classifier, optimizer: keras.optimizers.Optimizer, run: RunSpec) -> TrainStep:
-    """The compiled :class:`TrainStep` for ``model`` (see there)."""
-    return TrainStep(model, optimizer, run)
+        for saved, variable in zip(self.backup, self.variables):
+            variable.assign(saved)
 
 
 def deduplicate(grad):
@@ -290,7 +282,8 @@ def all_finite(tensors: Iterable[tf.Tensor]) -> tf.Tensor:
     return tf.reduce_all(tf.stack([tf.reduce_all(tf.math.is_finite(t)) for t in tensors]))
 
 
-# One compiled evaluation step per (model, mask, jit), reused across epochs.
+# One compiled evaluation step per (model, mask, jit), reused across epochs and by predict(). A memo, not
+# state: the compiled function gives what tracing it again would, and the weak keys free it with its model.
 _EVAL_STEPS: "weakref.WeakKeyDictionary[Classifier, dict]" = weakref.WeakKeyDictionary()
 
 
@@ -369,30 +362,7 @@ def _improved(value: float, best: float | None, monitor: str) -> bool:
     return value > best if monitor == "val_accuracy" else value < best
 
 
-class _EpochProgress:
-    """A per-epoch progress bar on stderr showing loss, accuracy and tokens/s (or nothing)."""
-
-    def __init__(self, enabled: bool, total: int, label: str):
-        self._bar = None
-        if enabled:
-            self._bar = click.progressbar(length=max(total, 1), label=label, file=sys.stderr,
-                                          item_show_func=lambda text: text, width=24)
-
-    def __enter__(self):
-        if self._bar is not None:
-            self._bar.__enter__()
-        return self
-
-    def update(self, examples: int, text: str) -> None:
-        if self._bar is not None:
-            self._bar.update(examples, text)
-
-    def __exit__(self, *exc):
-        if self._bar is not None:
-            self._bar.__exit__(*exc)
-
-
-def _run_epoch(train_step: TrainStep, split, run: RunSpec, epoch: int, progress: bool,
+def _run_epoch(train_step: TrainStep, split, run: RunSpec, epoch: int, progress: Progress,
                should_stop: StopCheck = _never, reports: _StepReports | None = None) -> dict[str, float]:
     """One pass over the training split.
 
@@ -418,7 +388,7 @@ def _run_epoch(train_step: TrainStep, split, run: RunSpec, epoch: int, progress:
     started = time.perf_counter()
     steady_since, steady_tokens = started, 0  # throughput clock, restarted after step 1
     batches = split.batches(run.train.batch_size, shuffle=True, seed=run.seed * 100_003 + epoch)
-    with _EpochProgress(progress, len(split), f"epoch {epoch}/{run.train.epochs}") as bar:
+    with progress(len(split), f"epoch {epoch}/{run.train.epochs}") as bar:
         for step, batch in enumerate(batches, start=1):
             if should_stop():
                 raise Stopped
@@ -465,11 +435,6 @@ def _run_epoch(train_step: TrainStep, split, run: RunSpec, epoch: int, progress:
     }
 
 
-def _echo(progress: bool, text: str) -> None:
-    if progress:
-        click.echo(text, err=True)
-
-
 def _snapshot(variables: Iterable[tf.Variable]) -> list[np.ndarray]:
     return [v.numpy() for v in variables]
 
@@ -479,7 +444,7 @@ def _restore(variables: Iterable[tf.Variable], values: list[np.ndarray]) -> None
         variable.assign(value)
 
 
-def train(run: RunSpec, registry: Registry, dataset, *, progress: bool = True,
+def train(run: RunSpec, registry: Registry, dataset, *, progress: Progress | None = None, echo: Echo | None = None,
           should_stop: StopCheck = _never, observer: TrainObserver | None = None) -> tuple[Classifier, TrainResult]:
     """Trains the model of ``run`` on ``dataset``.
 
@@ -487,7 +452,11 @@ def train(run: RunSpec, registry: Registry, dataset, *, progress: bool = True,
         run: What to train and how.
         registry: Where the model's components are looked up.
         dataset: A :class:`zoo_core.data.Dataset` (``vocab``, ``train``, ``val``, ``test``).
-        progress: Show a progress bar and a line per epoch on stderr.
+        progress: Draws a bar per epoch (:data:`zoo_core.progress.Progress`,
+            advanced by reviews, its text the running loss, accuracy and
+            tokens/s); None: none.
+        echo: Receives a line per epoch (losses, accuracies, time) and notes
+            (why the run stopped early); None: silent.
         should_stop: Checked before every training and evaluation batch; once
             it is true the run ends with status ``"interrupted"`` and skips
             whatever evaluation is left (its scores are NaN). The caller
@@ -502,19 +471,21 @@ def train(run: RunSpec, registry: Registry, dataset, *, progress: bool = True,
         good ones after a non-finite loss or a stop) and its :class:`TrainResult`.
     """
     started = time.perf_counter()
+    progress, echo = progress_or_silent(progress), echo_or_silent(echo)
+    if run.train.deterministic and determinism_enabled() is False:
+        raise ZooError("this run asks for deterministic ops (train.deterministic): call "
+                       "zoo_core.training.enable_determinism() once, before training anything in this process")
     keras.utils.set_random_seed(run.seed)
-    if run.train.deterministic:
-        tf.config.experimental.enable_op_determinism()
     model = Classifier(run.model, registry, len(dataset.vocab))
     variables = model.trainable_variables
     # Splits serve every review once a epoch in batches of batch_size, the last maybe smaller.
     steps_per_epoch = -(-len(dataset.train) // run.train.batch_size)
     optimizer = make_optimizer(run.train, run.train.epochs * steps_per_epoch)
     optimizer.build(variables)  # slot variables must exist before the step is traced
-    train_step = make_train_step(model, optimizer, run)
+    train_step = TrainStep(model, optimizer, run)
     if run.train.jit and run.data.batching == "bucket":
-        _echo(progress, "note: XLA compiles once per batch shape, so bucketed batches of many lengths "
-                        "compile many times; padded batches compile at most twice")
+        echo("note: XLA compiles once per batch shape, so bucketed batches of many lengths "
+             "compile many times; padded batches compile at most twice")
 
     reports = None
     if observer is not None:
@@ -532,9 +503,9 @@ def train(run: RunSpec, registry: Registry, dataset, *, progress: bool = True,
             if observer is not None:
                 observer.on_epoch(epoch, {**history[-1], "learning_rate": float(optimizer.learning_rate),
                                           "step": reports.step})
-            _echo(progress, f"epoch {epoch}: loss {stats['train_loss']:.4f} acc {stats['train_accuracy']:.4f}  "
-                            f"val_loss {val['loss']:.4f} val_acc {val['accuracy']:.4f} val_auc {val['auc']:.4f}  "
-                            f"({stats['seconds']:.1f} s, {stats['tokens_per_sec'] / 1000:.1f}k tok/s)")
+            echo(f"epoch {epoch}: loss {stats['train_loss']:.4f} acc {stats['train_accuracy']:.4f}  "
+                 f"val_loss {val['loss']:.4f} val_acc {val['accuracy']:.4f} val_auc {val['auc']:.4f}  "
+                 f"({stats['seconds']:.1f} s, {stats['tokens_per_sec'] / 1000:.1f}k tok/s)")
             score = history[-1][run.train.monitor]
             if _improved(score, best_score, run.train.monitor):
                 best_epoch, best_score, best_weights, best_val = epoch, score, _snapshot(variables), val
@@ -548,7 +519,8 @@ def train(run: RunSpec, registry: Registry, dataset, *, progress: bool = True,
     except (Stopped, KeyboardInterrupt):
         status, message = "interrupted", f"interrupted during epoch {epoch}; kept the last good weights"
     # An interruption is reported once, by the caller (its status line); the others as they happen.
-    _echo(progress and bool(message) and status != "interrupted", message)
+    if message and status != "interrupted":
+        echo(message)
 
     if status in ("completed", "early-stopped") and best_weights is not None:
         _restore(variables, best_weights)
@@ -560,7 +532,7 @@ def train(run: RunSpec, registry: Registry, dataset, *, progress: bool = True,
     if stopped and status != "interrupted":
         status = "interrupted"
         message = f"interrupted during the final evaluation; kept epoch {best_epoch}'s weights, not fully scored"
-        _echo(progress, message)
+        echo(message)
     epoch_rates = [h["tokens_per_sec"] for h in history]
     result = TrainResult(
         run=run,
@@ -575,6 +547,32 @@ def train(run: RunSpec, registry: Registry, dataset, *, progress: bool = True,
         message=message,
     )
     return model, result
+
+
+def enable_determinism() -> None:
+    """Makes TensorFlow's ops deterministic for the rest of the process.
+
+    Runs with ``train.deterministic`` need it; :func:`train` refuses them
+    without it. It is process-wide and cannot be undone
+    (``tf.config.experimental.enable_op_determinism``), and TensorFlow asks for
+    it before any op runs, so the program calls it once at its start, never the
+    library per run: ``zoo train`` and ``zoo rank`` call it before loading any
+    data when their runs ask for it (``zoo rank`` refuses a plan that mixes
+    both, :func:`zoo_core.specs.deterministic_ops`). A notebook calls it in its
+    first cell. Runs without ``train.deterministic`` still train after it,
+    deterministically and slower.
+    """
+    tf.config.experimental.enable_op_determinism()
+
+
+def determinism_enabled() -> bool | None:
+    """Whether :func:`enable_determinism` has taken effect in this process; None if TensorFlow cannot tell."""
+    try:
+        from tensorflow.python.framework import config as tf_config  # no public reader as of TF 2.21
+
+        return bool(tf_config.is_op_determinism_enabled())
+    except (ImportError, AttributeError):
+        return None
 
 
 def _final_evaluation(model: Classifier, dataset, run: RunSpec, val: dict,

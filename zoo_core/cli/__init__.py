@@ -102,9 +102,11 @@ pass_state = click.make_pass_decorator(AppState, ensure=False)
 
 @click.group(cls=ZooGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="rnn-zoo")
-@click.option("--registry", "registry_file", metavar="PATH", envvar="ZOO_REGISTRY",
+# $ZOO_REGISTRY and $ZOO_PLUGINS are read by the core alone (zoo_core.settings.find_registry_file,
+# zoo_core.registry.plugin_filter), where a library caller gets them too: no envvar= here.
+@click.option("--registry", "registry_file", metavar="PATH",
               help="registry.toml to use (default: the checkout's; env ZOO_REGISTRY).")
-@click.option("--plugins", metavar="PATTERNS", envvar="ZOO_PLUGINS",
+@click.option("--plugins", metavar="PATTERNS",
               help="Load only plugins matching these comma-separated patterns, e.g. 'zoo_plugins.*' "
                    "(the zoo_core component modules always load; env ZOO_PLUGINS).")
 @click.option("--verbose", is_flag=True, envvar="ZOO_VERBOSE", is_eager=True, expose_value=False,

@@ -5,8 +5,9 @@ from __future__ import annotations
 import click
 
 from zoo_core.cli import cli, pass_state
+from zoo_core.cli.options import format_option
 from zoo_core.config import KINDS
-from zoo_core.tables import format_option, render
+from zoo_core.tables import MACHINE_FORMATS, render
 
 
 def describe_hparams(cls) -> str:
@@ -62,7 +63,7 @@ def models(state, pattern, fmt):
         params = "; ".join(f"{k}.{p}={v}" for k, vals in sorted(spec.params.items()) for p, v in vals.items()) or "-"
         rows.append([name, spec.combo, params, entry.plugin, spec.description])
     click.echo(render(rows, ["model", "encoder/cell/aggregator/head", "params", "plugin", "description"], fmt))
-    if fmt not in ("json", "csv") and pattern == "*":
+    if fmt not in MACHINE_FORMATS and pattern == "*":
         presets = state.settings.presets
         if presets:
             click.echo()

@@ -5,8 +5,9 @@ from __future__ import annotations
 import click
 
 from zoo_core.cli import cli, pass_state
+from zoo_core.cli.options import format_option
 from zoo_core.cli.rank import _emit, _open_db, results_option
-from zoo_core.tables import format_option, image_path
+from zoo_core.tables import image_path
 
 
 @cli.command()

@@ -13,11 +13,11 @@ from pathlib import Path
 import click
 
 from zoo_core.cli import cli, options, pass_state
-from zoo_core.cli.options import MODEL_DATA_FLAGS, data_options, flag_overrides
+from zoo_core.cli.options import MODEL_DATA_FLAGS, data_options, flag_overrides, format_option
 from zoo_core.config import TrainConfig
 from zoo_core.errors import ZooError
 from zoo_core.specs import data_config
-from zoo_core.tables import WRAPPED_FORMATS, fit_text, format_option, render
+from zoo_core.tables import MACHINE_FORMATS, WRAPPED_FORMATS, fit_text, render
 
 SPLIT_NAMES = ("train", "val", "test")
 
@@ -139,7 +139,7 @@ def stats(state, seed, batch_size, download, fmt, **flags):
          ["split", "pad to global max (no cut)", f"pad to maxlen {config.maxlen}", "pad per random batch",
           "bucketing"], efficiency_rows),
     ]
-    if report["warnings"] and fmt not in ("json", "csv"):
+    if report["warnings"] and fmt not in MACHINE_FORMATS:
         tables[0][2].append(["warnings", "; ".join(report["warnings"])])
     _echo_tables(tables, fmt)
 

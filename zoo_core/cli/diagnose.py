@@ -7,11 +7,11 @@ import dataclasses
 import click
 
 from zoo_core.cli import cli, pass_state
-from zoo_core.cli.options import component_options, data_options, flag_overrides, train_options
+from zoo_core.cli.options import component_options, data_options, flag_overrides, format_option, train_options
 from zoo_core.cli.rank import _load, results_option, runs_option
 from zoo_core.errors import ZooError
 from zoo_core.specs import build_run_spec, data_config, parse_set_values
-from zoo_core.tables import format_option, render
+from zoo_core.tables import MACHINE_FORMATS, render
 
 
 #: The training settings diagnose uses: it trains nothing, so epochs, learning rate, optimizer... have no
@@ -97,7 +97,7 @@ def diagnose(state, model, encoder, cell, aggregator, head, set_values, seed, st
     import keras
 
     data = runs[0].data
-    dataset = load_dataset(data, state.settings, seed=seed, progress=fmt not in ("json", "csv"))
+    dataset = load_dataset(data, state.settings, seed=seed, progress=fmt not in MACHINE_FORMATS)
     batch = next(iter(dataset.train.batches(runs[0].train.batch_size, shuffle=True, seed=seed)), None)
     if batch is None:
         raise ZooError("the training split is empty: no batch to diagnose")
@@ -120,11 +120,11 @@ def diagnose(state, model, encoder, cell, aggregator, head, set_values, seed, st
     spec = runs[0].model
     combo = spec.combo if len(runs) == 1 else "/".join((spec.encoder, "{" + ",".join(cells) + "}",
                                                         spec.aggregator, spec.head))
-    if fmt not in ("json", "csv"):
+    if fmt not in MACHINE_FORMATS:
         click.echo(f"||dL/dh_t|| on one batch of {len(batch.labels)} training reviews, "
                    f"{profiles[0].steps} steps ({data.padding}-padding), {combo}\n")
     click.echo(render(body, headers, fmt))
-    if fmt not in ("json", "csv"):
+    if fmt not in MACHINE_FORMATS:
         click.echo()
         for p in profiles:
             click.echo(f"{p.label}: loss {p.loss:.4f}, first/last real step {p.decay():.3g}")

@@ -18,6 +18,7 @@ import click
 from zoo_core.config import KINDS, SEED, DataConfig, TrainConfig, settings_hparams
 from zoo_core.errors import ZooError
 from zoo_core.params import HParam
+from zoo_core.tables import TABLE_FORMATS
 
 # Flags that map straight onto a DataConfig / TrainConfig field: flag -> field.
 DATA_FLAGS = {"data": "source", "num_words": "num_words", "maxlen": "maxlen", "padding": "padding",
@@ -174,3 +175,11 @@ def component_options(func):
         func = click.option(f"--{kind}", kind, metavar="NAME", default=None,
                             help=f"The {kind} (see `zoo components {kind}`).")(func)
     return func
+
+
+def format_option(default: str = "simple"):
+    """A ``--format`` option accepting every table format (:data:`zoo_core.tables.TABLE_FORMATS`)."""
+    return click.option(
+        "--format", "fmt", default=default, show_default=True, type=click.Choice(TABLE_FORMATS),
+        metavar="FORMAT", help="Table format: any tabulate format (plain, simple, github, grid, latex, html, ...), csv or json.",
+    )

@@ -11,11 +11,13 @@ from pathlib import Path
 import click
 
 from zoo_core.cli import AppState, cli, pass_state, signals
-from zoo_core.cli.options import component_options, data_options, flag_overrides, train_options
+from zoo_core.cli.options import component_options, data_options, flag_overrides, format_option, train_options
+from zoo_core.cli.progress import EPOCH_BAR_WIDTH, TerminalProgress, echo_err
 from zoo_core.config import KINDS, SEED
 from zoo_core.errors import ZooError
 from zoo_core.leaderboard import SORT_METRICS
-from zoo_core.tables import format_option, image_path, render, wrap_caption
+from zoo_core.specs import deterministic_ops
+from zoo_core.tables import MACHINE_FORMATS, image_path, render, wrap_caption
 
 
 def results_option(func):
@@ -122,6 +124,7 @@ def rank(state, patterns, preset, seeds, results_path, dry_run, fmt, seed, set_v
         raise ZooError(f"--seed {seed} --seeds {seeds} runs past the largest seed, {SEED.high}")
     registry = state.registry
     runs = ranking.plan_runs(registry, patterns, preset, range(seed, seed + seeds), set_values, flag_overrides(flags))
+    deterministic = deterministic_ops(runs)  # a mixed plan: one line, before anything else
     db_path = resolve_results_path(results_path, registry.settings)
     runs_folder(state, db_path)  # an empty --runs: one line, even for a dry run
     db = ResultsDB(db_path)
@@ -137,14 +140,19 @@ def rank(state, patterns, preset, seeds, results_path, dry_run, fmt, seed, set_v
     for data_config in dict.fromkeys(r.data for r in runs if r.key() not in finished):
         # Missing or bad data: one line, no failed run, and before TensorFlow's import (seconds).
         find_source(data_config, registry.settings, progress=False)
-    from zoo_core.training import train  # imports TensorFlow (seconds): here a signal stops it at once
+    # Imports TensorFlow (seconds): here a signal stops it at once.
+    from zoo_core.training import enable_determinism, train
+
+    if deterministic:
+        enable_determinism()  # process-wide, so here at the program's start, never in the library
     with signals.stoppable() as should_stop:  # Ctrl-C or SIGTERM: stop after the current batch, keep what finished
         def load_at_once(*args, **kwargs):  # loading data checks no request: a signal stops it at once
             with should_stop.at_once():
                 return load_dataset(*args, **kwargs)
 
         outcome = ranking.rank(runs, registry, db, runs_dir=runs_dir, should_stop=should_stop,
-                               load_dataset=load_at_once, train=train)
+                               load_dataset=load_at_once, train=train,
+                               progress=TerminalProgress(EPOCH_BAR_WIDTH), echo=echo_err)
     table = ranking.leaderboard_of(db, runs, fmt, default_run(registry.settings.data, registry.settings.train))
     if table is not None:
         click.echo()
@@ -228,7 +236,7 @@ def leaderboard(state, patterns, metric, by_kind, top, fmt, output, plot_path, s
         caption = lb.setup_caption(setup, [] if setup_id == "all" else others, defaults)
         table.caption = caption + ("\n" + table.caption if table.caption else "")
         tables.append((setup, table))
-    if fmt in lb.NUMERIC_FORMATS:  # one machine-readable table, each row naming its setup
+    if fmt in MACHINE_FORMATS:  # one machine-readable table, each row naming its setup
         merged = lb.Table(["setup"] + tables[0][1].headers,
                           [[setup.key] + row for setup, table in tables for row in table.rows])
         _emit(merged, fmt, output)
@@ -387,7 +395,7 @@ def predict(state, run_ref, texts, file_path, fmt, results_path):
 
     blank = [is_blank(text) for text in reviews]
     probs = iter(predict_proba(model, vocab, run, [t for t, b in zip(reviews, blank) if not b]))
-    numeric = fmt in ("csv", "json")
+    numeric = fmt in MACHINE_FORMATS
     rows = []
     for text, empty in zip(reviews, blank):
         p = None if empty else round(float(next(probs)), 4)

@@ -8,12 +8,13 @@ import math
 import click
 
 from zoo_core.cli import cli, pass_state, signals
-from zoo_core.cli.options import component_options, data_options, flag_overrides, train_options
+from zoo_core.cli.options import component_options, data_options, flag_overrides, format_option, train_options
+from zoo_core.cli.progress import EPOCH_BAR_WIDTH, TerminalProgress, echo_err
 from zoo_core.cli.rank import results_option, runs_folder, runs_option
 from zoo_core.config import RunSpec
 from zoo_core.errors import ZooError
-from zoo_core.specs import build_run_spec
-from zoo_core.tables import format_option, render
+from zoo_core.specs import build_run_spec, deterministic_ops
+from zoo_core.tables import MACHINE_FORMATS, render
 
 EXIT_NAN = 1
 EPOCH_HEADERS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_auc", "seconds", "tokens/s"]
@@ -185,12 +186,15 @@ def train(state, model, encoder, cell, aggregator, head, set_values, seed, save_
     db_path = resolve_results_path(results_path, state.settings)
     runs_dir = runs_folder(state, db_path, check=True)  # where the run is recorded: checked before training
     db = ResultsDB(db_path)
-    text = fmt not in ("json", "csv")
+    text = fmt not in MACHINE_FORMATS
     if text:
         click.echo(render(describe_run(run), ["", ""], "plain"))
 
     from zoo_core.data import load_dataset
-    from zoo_core.training import train as train_model
+    from zoo_core.training import enable_determinism, train as train_model
+
+    if deterministic_ops([run]):
+        enable_determinism()  # process-wide, so here at the program's start, never in the library
 
     # The data zoo rank trains every seed on, so this run is the one `zoo rank` would record for its key.
     dataset = load_dataset(run.data, state.settings, seed=ranking.DATA_SEED, progress=not quiet)
@@ -199,7 +203,8 @@ def train(state, model, encoder, cell, aggregator, head, set_values, seed, save_
     with signals.stoppable() as should_stop:  # a signal from here on stops the run and still saves it
         try:
             recorded = ranking.record_run(run, registry, db, runs_dir, lambda: dataset, fresh=True, train=train_model,
-                                          progress=not quiet, should_stop=should_stop)
+                                          progress=None if quiet else TerminalProgress(EPOCH_BAR_WIDTH),
+                                          echo=None if quiet else echo_err, should_stop=should_stop)
         except ranking.RunFailed as failure:  # recorded as failed; the error itself is what the user needs
             raise failure.error from None
         classifier, result = recorded.model, recorded.result
