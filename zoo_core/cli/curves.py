@@ -5,8 +5,7 @@ from __future__ import annotations
 import click
 
 from zoo_core.cli import cli, pass_state
-from zoo_core.cli.options import format_option
-from zoo_core.cli.rank import _emit, _open_db, results_option
+from zoo_core.cli.options import emit, format_option, open_db, results_option
 from zoo_core.tables import image_path
 
 
@@ -33,10 +32,10 @@ def curves(state, run_ids, plot_path, fmt, results_path):
 
     if plot_path is not None:
         image_path(plot_path)  # a bad place to draw: one line before any work
-    db = _open_db(state, results_path)
+    db = open_db(state, results_path)
     records = [db.get(run_id) for run_id in run_ids]
     headers, rows = curves_table(records)
-    _emit(Table(headers, rows), fmt, None)
+    emit(Table(headers, rows), fmt, None)
     if plot_path:
         plot_curves(records, plot_path)
         click.echo(f"wrote {plot_path}", err=True)

@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from zoo_core.cli import cli, options, pass_state
-from zoo_core.cli.options import MODEL_DATA_FLAGS, data_options, flag_overrides, format_option
+from zoo_core.cli.options import MODEL_DATA_FLAGS, data_options, download_option, flag_overrides, format_option
 from zoo_core.config import TrainConfig
 from zoo_core.errors import ZooError
 from zoo_core.specs import data_config
@@ -32,11 +32,6 @@ def _load(state, flags: dict, seed: int, download: bool):
 
 def seed_option(func):
     return options.seed_option("Seeds the --limit subset and the validation split.")(func)
-
-
-def download_option(func):
-    return click.option("--download", is_flag=True,
-                        help="If no data is found, download Stanford's archive (84 MB) into ~/.keras/datasets.")(func)
 
 
 def _echo_tables(tables: list[tuple[str, list[str], list[list]]], fmt: str) -> None:

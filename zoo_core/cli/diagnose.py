@@ -7,8 +7,8 @@ import dataclasses
 import click
 
 from zoo_core.cli import cli, pass_state
-from zoo_core.cli.options import component_options, data_options, flag_overrides, format_option, train_options
-from zoo_core.cli.rank import _load, results_option, runs_option
+from zoo_core.cli.options import (component_options, data_options, flag_overrides, format_option, load_saved_run,
+                                  results_option, runs_option, train_options)
 from zoo_core.errors import ZooError
 from zoo_core.specs import build_run_spec, data_config, parse_set_values
 from zoo_core.tables import MACHINE_FORMATS, render
@@ -78,7 +78,7 @@ def diagnose(state, model, encoder, cell, aggregator, head, set_values, seed, st
         if any(v is not None for v in (model, encoder, cell, aggregator, head)) or set_values:
             raise ZooError("--run diagnoses the saved run's own model: drop MODEL, --encoder, --cell, "
                            "--aggregator, --head and --set")
-        classifier, vocab, saved_run, run_id = _load(state, run_ref, results_path)
+        classifier, vocab, saved_run, run_id = load_saved_run(state, run_ref, results_path)
         data = data_config(saved_run.data, flags)  # e.g. --data where the data is now, --steps
         train = dataclasses.replace(saved_run.train, batch_size=flags.get("batch_size") or saved_run.train.batch_size)
         runs = [dataclasses.replace(saved_run, data=data, train=train)]

@@ -11,6 +11,7 @@ declarations (:func:`zoo_core.config.setting`) and shows the default that
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 import click
@@ -183,3 +184,89 @@ def format_option(default: str = "simple"):
         "--format", "fmt", default=default, show_default=True, type=click.Choice(TABLE_FORMATS),
         metavar="FORMAT", help="Table format: any tabulate format (plain, simple, github, grid, latex, html, ...), csv or json.",
     )
+
+
+def download_option(func):
+    """``--download``: fetch Stanford's archive when no data is found."""
+    return click.option("--download", is_flag=True,
+                        help="If no data is found, download Stanford's archive (84 MB) into ~/.keras/datasets.")(func)
+
+
+# -- the results database and the runs folder -------------------------------------------------------------
+def results_option(func):
+    """``--results PATH``: the results database."""
+    return click.option(
+        "--results", "results_path", metavar="PATH",
+        help="Results database (default: $ZOO_RESULTS, else [paths] results in registry.toml).",
+    )(func)
+
+
+def _remember_runs_flag(ctx, param, value):
+    from zoo_core.cli import AppState
+
+    if value is not None:
+        ctx.find_object(AppState).runs_flag = value
+    return value
+
+
+def runs_option(func):
+    """``--runs DIR``, kept on the AppState rather than passed as a parameter: every command that reads or
+    writes runs' weights takes it alike, whatever its own parameters."""
+    return click.option(
+        "--runs", metavar="DIR", expose_value=False, callback=_remember_runs_flag,
+        help="Runs folder, where each run's weights are (default: $ZOO_RUNS, else [paths] runs in registry.toml, "
+             "else runs/ beside the results database).",
+    )(func)
+
+
+def runs_folder(state, results_path, check: bool = False):
+    """The runs folder for the results database at ``results_path``; with ``check``, refused (one line) if it
+    cannot be written."""
+    from zoo_core.runs import check_runs_dir, resolve_runs_dir
+
+    folder, source = resolve_runs_dir(state.runs_flag, state.settings, results_path)
+    return check_runs_dir(folder, source) if check else folder
+
+
+def open_db(state, results_path):
+    """The results database, opened read-only: reading works in a read-only folder, and writes nothing."""
+    from zoo_core.results import ResultsDB, resolve_results_path
+
+    return ResultsDB(resolve_results_path(results_path, state.settings), create=False, readonly=True)
+
+
+# -- output ---------------------------------------------------------------------------------------------
+def table_text(table, fmt: str) -> str:
+    """A rendered table, its caption first."""
+    text = render(table.rows, table.headers, fmt)
+    return wrap_caption(table.caption, fmt) + "\n\n" + text if table.caption else text
+
+
+def emit(table, fmt: str, output: str | None) -> None:
+    """Prints a table (caption first for text formats) or writes it to ``output``."""
+    write_text(table_text(table, fmt), output)
+
+
+def write_text(text: str, output: str | None) -> None:
+    """Prints ``text`` or writes it to ``output``."""
+    if output:
+        Path(output).write_text(text + "\n", encoding="utf-8")
+        click.echo(f"wrote {output}", err=True)
+    else:
+        click.echo(text)
+
+
+def load_saved_run(state, run_ref: str, results_path):
+    """``(model, vocab, run_spec, run_id)`` for a run id, id prefix, ``best`` or a saved-run folder."""
+    from zoo_core.runs import load_run, resolve_run, saved_run_folder
+
+    if not run_ref.strip():  # '' would be the working directory, or a prefix of every run id
+        raise ZooError("RUN is empty: give a run id (see `zoo runs`), best, or a saved run's folder")
+    folder = saved_run_folder(run_ref)
+    if folder is not None:  # a saved run's folder, e.g. from `zoo train --save DIR`
+        directory, run_id = folder, folder.name
+    else:
+        db = open_db(state, results_path)
+        directory, run_id = resolve_run(run_ref, db, runs_folder(state, db.path))
+    model, vocab, run = load_run(directory, state.registry)
+    return model, vocab, run, run_id

@@ -8,9 +8,9 @@ import math
 import click
 
 from zoo_core.cli import cli, pass_state, signals
-from zoo_core.cli.options import component_options, data_options, flag_overrides, format_option, train_options
+from zoo_core.cli.options import (component_options, data_options, flag_overrides, format_option, results_option,
+                                  runs_folder, runs_option, train_options)
 from zoo_core.cli.progress import EPOCH_BAR_WIDTH, TerminalProgress, echo_err
-from zoo_core.cli.rank import results_option, runs_folder, runs_option
 from zoo_core.config import RunSpec
 from zoo_core.errors import ZooError
 from zoo_core.specs import build_run_spec, deterministic_ops
@@ -106,16 +106,6 @@ def strict_json(value):
     return value
 
 
-def _saver():
-    try:
-        from zoo_core.runs import save_run
-    except ModuleNotFoundError as err:
-        if err.name != "zoo_core.runs":
-            raise
-        raise ZooError("--save needs zoo_core.runs, which this installation lacks") from None
-    return save_run
-
-
 @cli.command()
 @click.argument("model", required=False, metavar="[MODEL]")
 @component_options
@@ -173,11 +163,10 @@ def train(state, model, encoder, cell, aggregator, head, set_values, seed, save_
     from zoo_core.data import find_source
 
     find_source(run.data, state.settings, progress=False)  # missing data: say so before describing the run
-    save_run = _saver() if save_dir is not None else None  # fail before training, not after
     if save_dir is not None:
-        from zoo_core.runs import check_save_target
+        from zoo_core.runs import check_save_target, save_run
 
-        check_save_target(save_dir, overwrite)
+        check_save_target(save_dir, overwrite)  # fail before training, not after
     elif overwrite:
         raise ZooError("--overwrite goes with --save DIR")
     from zoo_core import ranking
