@@ -56,10 +56,6 @@ class OneHotSequence(EncodedSequence):
         # one_hot(ids) @ W selects row `id` of W: [batch, time, units].
         return tf.gather(kernel, self.ids)
 
-    def dense(self) -> tf.Tensor:
-        """The explicit ``[batch, time, vocab]`` one-hot tensor (tests only)."""
-        return tf.one_hot(self.ids, self.dim)
-
 
 class Encoder(Component):
     """Base encoder.

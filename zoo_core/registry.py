@@ -158,9 +158,6 @@ class Registry:
             )]
         return [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in patterns)]
 
-    def entries(self, kind: str) -> list[Entry]:
-        return [self._entries[kind][n] for n in sorted(self._entries[kind])]
-
     def get(self, kind: str, name: str) -> Entry:
         """The entry called ``name`` (or an alias of it).
 

@@ -19,7 +19,7 @@ import click
 from zoo_core.config import KINDS, SEED, DataConfig, TrainConfig, settings_hparams
 from zoo_core.errors import ZooError
 from zoo_core.params import HParam
-from zoo_core.tables import TABLE_FORMATS
+from zoo_core.tables import TABLE_FORMATS, render, wrap_caption
 
 # Flags that map straight onto a DataConfig / TrainConfig field: flag -> field.
 DATA_FLAGS = {"data": "source", "num_words": "num_words", "maxlen": "maxlen", "padding": "padding",
