@@ -370,17 +370,24 @@ def _improved(value: float, best: float | None, monitor: str) -> bool:
 
 
 class _EpochProgress:
-    """A per-epoch progress bar on stderr showing loss, accuracy and tokens/s (or nothing)."""
+    """A per-epoch progress bar showing loss, accuracy and tokens/s, or nothing.
 
-    def __init__(self, enabled: bool, total: int, label: str):
+    ``progress`` is False (nothing), True (a bar on stderr), or a factory
+    ``progress(length, label)`` returning a context manager whose value has
+    ``update(n, text)`` (e.g. :func:`zoo_core.api.notebook_progress`).
+    """
+
+    def __init__(self, progress, total: int, label: str):
         self._bar = None
-        if enabled:
+        if callable(progress):
+            self._bar = progress(max(total, 1), label)
+        elif progress:
             self._bar = click.progressbar(length=max(total, 1), label=label, file=sys.stderr,
                                           item_show_func=lambda text: text, width=24)
 
     def __enter__(self):
         if self._bar is not None:
-            self._bar.__enter__()
+            self._bar = self._bar.__enter__() or self._bar
         return self
 
     def update(self, examples: int, text: str) -> None:
@@ -465,8 +472,10 @@ def _run_epoch(train_step: TrainStep, split, run: RunSpec, epoch: int, progress:
     }
 
 
-def _echo(progress: bool, text: str) -> None:
-    if progress:
+def _echo(progress, text: str) -> None:
+    if callable(getattr(progress, "echo", None)):
+        progress.echo(text)
+    elif progress:
         click.echo(text, err=True)
 
 
