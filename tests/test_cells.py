@@ -33,7 +33,7 @@ def make_cell(registry, name, dtype=tf.float64, seed=0, input_dim=INPUT_DIM, **p
     cls = registry.get("cell", name).obj
     if "units" in {p.name for p in cls.hparams}:
         params.setdefault("units", UNITS)
-    cell = cls(input_dim, dtype=dtype, **params)
+    cell = registry.create("cell", name, input_dim, dtype=dtype, **params)  # wrappers find inner cells through it
     rng = np.random.default_rng(seed)
     for variable in cell.trainable_variables:
         variable.assign(rng.normal(scale=0.5, size=variable.shape))
@@ -95,7 +95,7 @@ def test_single_step_call_matches_numpy_step(registry):
         state = tf.nest.map_structure(lambda s: s + 0.3, cell.initial_state(BATCH))
         output, new_state = cell(tf.constant(x_t), state)
         np_state = tf.nest.map_structure(lambda s: s.numpy(), state)
-        want_output, want_state = cell.numpy_step(cell.numpy_params(), x_t, np_state)
+        want_output, want_state = cell.numpy_step(cell.numpy_weights(), x_t, np_state)
         np.testing.assert_allclose(output, want_output, atol=1e-12, err_msg=name)
         for got, want in zip(flat(new_state), flat(want_state), strict=True):
             np.testing.assert_allclose(got, want, atol=1e-12, err_msg=name)
