@@ -322,6 +322,24 @@ def test_cell_specific_initial_values(registry):
     assert np.all((janet_forget >= 0) & (janet_forget <= np.log(19.0))) and janet_forget.std() > 0
 
 
+def test_every_named_cell_class_of_the_package_is_registered(registry):
+    """A cell left out of its module's ``zoo_register_cells`` fails here instead of silently not existing."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    import zoo_core.cells as package
+
+    defined = set()
+    for module_info in pkgutil.iter_modules(package.__path__):
+        module = importlib.import_module(f"{package.__name__}.{module_info.name}")
+        defined |= {cls for _, cls in inspect.getmembers(module, inspect.isclass)
+                    if issubclass(cls, package.Cell) and cls.__module__ == module.__name__ and cls.name}
+    registered = {registry.get("cell", name).obj for name in registry.list("cell")}
+    assert len(defined) >= 12
+    assert not defined - registered, f"not registered: {sorted(c.__name__ for c in defined - registered)}"
+
+
 def test_wrappers_build_their_inner_cells(registry):
     stacked = registry.create("cell", "stacked", 4, layers=3, cell="lstm", units=5, recurrent_init="identity")
     assert [layer.name for layer in stacked.layers] == ["lstm"] * 3
