@@ -7,12 +7,14 @@ tiny (batch 3, time 6, input 4, units 3) so the whole module stays fast.
 
 from __future__ import annotations
 
+import functools
+
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from zoo_core.cells import StackedCell, make_initializer
+from zoo_core.cells import FusedBPTTCell, StackedCell, make_initializer
 from zoo_core.encoders import DenseSequence, EncodedSequence, OneHotSequence
 from zoo_core.errors import ZooError
 
@@ -21,11 +23,23 @@ BATCH, TIME, INPUT_DIM, UNITS = 3, 6, 4, 3
 MASK = np.array([[0, 0, 1, 1, 1, 1], [1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 1]], bool)
 
 
+@functools.cache
+def collection_registry():
+    from zoo_core.registry import build_registry
+
+    return build_registry()
+
+
+def fused_cell_names(registry) -> list[str]:
+    """The registered cells with a hand-written BPTT kernel."""
+    return [n for n in registry.list("cell") if issubclass(registry.get("cell", n).obj, FusedBPTTCell)]
+
+
 def pytest_generate_tests(metafunc):
     if "cell_name" in metafunc.fixturenames:
-        from zoo_core.registry import build_registry
-
-        metafunc.parametrize("cell_name", build_registry().list("cell"))
+        metafunc.parametrize("cell_name", collection_registry().list("cell"))
+    if "fused_cell_name" in metafunc.fixturenames:
+        metafunc.parametrize("fused_cell_name", fused_cell_names(collection_registry()))
 
 
 def make_cell(registry, name, dtype=tf.float64, seed=0, input_dim=INPUT_DIM, **params):
@@ -212,15 +226,16 @@ def test_probe_gradient_is_zero_at_padded_steps(registry, cell_name):
     assert np.all(np.abs(grad[MASK]).sum(-1) > 0)
 
 
-def cells_with_fused_bptt(registry):
-    return [n for n in registry.list("cell") if "bptt" in {p.name for p in registry.get("cell", n).obj.hparams}]
+def test_the_built_in_fused_kernels_are_registered(registry):
+    assert {"tanh", "irnn", "gru", "lstm"} <= set(fused_cell_names(registry))
+    for name in fused_cell_names(registry):
+        assert "bptt" in {p.name for p in registry.get("cell", name).obj.hparams}, name
 
 
-@pytest.mark.parametrize("name", ["tanh", "irnn", "gru", "lstm"])
 @pytest.mark.parametrize("masked", [False, True], ids=["unmasked", "masked"])
 @pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
-def test_fused_bptt_equals_autodiff(registry, name, masked, reverse):
-    assert name in cells_with_fused_bptt(registry)
+def test_fused_bptt_equals_autodiff(registry, fused_cell_name, masked, reverse):
+    name = fused_cell_name
     inputs = tf.constant(random_inputs())
     mask = tf.constant(MASK) if masked else None
     grads = {}
@@ -234,10 +249,9 @@ def test_fused_bptt_equals_autodiff(registry, name, masked, reverse):
         np.testing.assert_allclose(fused, auto, rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("name", ["tanh", "gru", "lstm"])
-def test_fused_forward_serves_two_gradients(registry, name):
+def test_fused_forward_serves_two_gradients(registry, fused_cell_name):
     """A persistent tape runs the hand-written backward twice over one forward (the saved steps survive)."""
-    cell = make_cell(registry, name)
+    cell = make_cell(registry, fused_cell_name)
     inputs = tf.constant(random_inputs())
     with tf.GradientTape(persistent=True) as tape:
         tape.watch(inputs)

@@ -247,7 +247,7 @@ class IdentityCell(Cell):
     """
 
     name = "identity"
-    description = "no recurrence, h_t = x_t (with mean-states and an embedding: the fastText baseline)"
+    description = "no recurrence, h_t = x_t: the bag-of-embeddings (fastText) baseline"
     hparams = ()
     MAX_INPUT_DIM: ClassVar[int] = 4096
 
