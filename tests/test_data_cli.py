@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from tests.imdb_fixtures import write_imdb_tree
 from zoo_core import data
 from zoo_core.cli import cli
 from zoo_core.config import DataConfig
@@ -70,6 +71,17 @@ def test_missing_data_is_one_error_line_with_exit_status_2(tmp_path):
     assert result.exit_code == 2
     assert result.output.startswith("Error: ") and result.output.count("\n") == 1
     assert "absent.tar.gz" in result.output
+
+
+def test_a_warning_is_printed_once_on_stderr(tmp_path):
+    texts = {k: [f"word{i} film" for i in range(10)] for k in ("train/pos", "train/neg", "test/pos", "test/neg")}
+    tree = write_imdb_tree(tmp_path, texts, movies=None)  # no urls files: the movie split falls back to random
+    for command in ("info", "stats"):
+        result = zoo("data", command, "--data", str(tree), "--format", "json")
+        assert result.exit_code == 0, result.output
+        warnings = [line for line in result.stderr.splitlines() if "random, not disjoint by movie" in line]
+        assert len(warnings) == 1 and warnings[0].startswith("warning: no movie ids in the folder source")
+        assert "random, not disjoint" not in result.stdout
 
 
 def test_vocab_export_round_trips(tiny_imdb_archive, reference, tmp_path):

@@ -6,7 +6,7 @@ import dataclasses
 
 import click
 
-from zoo_core.cli import cli, pass_state
+from zoo_core.cli import cli, pass_state, progress_bar, warn
 from zoo_core.cli.options import (ALL_FLAGS, build_run_spec, component_options, data_config, data_options, pick,
                                   train_options)
 from zoo_core.cli.rank import _load, results_option
@@ -83,7 +83,8 @@ def diagnose(state, model, encoder, cell, aggregator, head, set_values, seed, st
     import keras
 
     data = runs[0].data
-    dataset = load_dataset(data, state.settings, seed=seed, progress=fmt not in ("json", "csv"))
+    dataset = load_dataset(data, state.settings, seed=seed, warn=warn,
+                           progress=progress_bar if fmt not in ("json", "csv") else None)
     batch = next(iter(dataset.train.batches(runs[0].train.batch_size, shuffle=True, seed=seed)), None)
     if batch is None:
         raise ZooError("the training split is empty: no batch to diagnose")

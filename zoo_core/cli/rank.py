@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from zoo_core.cli import cli, pass_state, signals
+from zoo_core.cli import cli, pass_state, progress_bar, signals, warn
 from zoo_core.cli.options import ALL_FLAGS, component_options, data_options, pick, train_options
 from zoo_core.config import KINDS, SEED
 from zoo_core.errors import ZooError
@@ -102,11 +102,13 @@ def rank(state, patterns, preset, seeds, results_path, dry_run, fmt, seed, set_v
 
     finished = db.finished_keys()
     for data_config in dict.fromkeys(r.data for r in runs if r.key() not in finished):
-        find_source(data_config, registry.settings, progress=False)  # missing data: one line, no failed run
+        find_source(data_config, registry.settings)  # missing data: one line, no failed run
     with signals.stoppable() as should_stop:  # Ctrl-C or SIGTERM: stop after the current batch, keep what finished
-        def load_at_once(*args, **kwargs):  # loading data checks no request: a signal stops it at once
+        # Loading data checks no stop request, so a signal stops it at once.
+        def load_at_once(config, settings, seed=0, progress=False):
             with should_stop.at_once():
-                return load_dataset(*args, **kwargs)
+                return load_dataset(config, settings, seed=seed, progress=progress_bar if progress else None,
+                                    warn=warn)
 
         outcome = ranking.rank(runs, registry, db, should_stop=should_stop, load_dataset=load_at_once, train=train)
     table = ranking.leaderboard_of(db, runs, fmt, default_run(registry.settings.data, registry.settings.train))
@@ -318,7 +320,7 @@ def evaluate(state, run_ref, data_path, fmt, results_path):
     from zoo_core.training import evaluate as score
 
     model, vocab, run, run_id = _load(state, run_ref, results_path)
-    path = data_path or find_source(run.data, state.settings, progress=False)
+    path = data_path or find_source(run.data, state.settings)
     check_labelled_file(path)
     texts, labels = read_labelled(path)
     metrics = score(model, text_split(texts, labels, vocab, run), run)
