@@ -369,10 +369,17 @@ def test_missing_data_names_every_place_looked_and_how_to_point_elsewhere(tmp_pa
         load(tmp_path / "nothing.tar.gz", tmp_path)
 
 
-def test_zoo_data_environment_variable_is_used(tiny_imdb_archive, tmp_path, monkeypatch):
+def test_the_library_reads_no_environment_the_caller_names_where_the_path_came_from(tiny_imdb_archive, tmp_path,
+                                                                                   monkeypatch):
+    # $ZOO_DATA is read by the CLI's --data option alone (tests/test_data_cli.py); the library takes the path.
     monkeypatch.setenv("ZOO_DATA", str(tiny_imdb_archive))
-    ds = data.load_dataset(DataConfig(), settings_for(tmp_path), progress=False)
-    assert ds.source == str(tiny_imdb_archive)
+    with pytest.raises(ZooError, match="no IMDB data found"):
+        data.load_dataset(DataConfig(), settings_for(tmp_path), progress=False)
+    missing = tmp_path / "missing.tar.gz"
+    for origin, shown in ((None, "data.source"), ("--data", "--data"), ("ZOO_DATA", "ZOO_DATA")):
+        with pytest.raises(ZooError, match=rf"no IMDB data at \S*missing.tar.gz \(from {shown}\)"):
+            data.find_source(DataConfig(source=str(missing)), settings_for(tmp_path), origin=origin)
+    assert data.candidate_sources(DataConfig(), settings_for(tmp_path, [missing])) == [(missing, "search path")]
 
 
 @pytest.mark.parametrize("damage", ["truncate", "garbage"])

@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from zoo_core.cli import cli, options, pass_state, progress_bar, warn
-from zoo_core.cli.options import data_config, data_options
+from zoo_core.cli.options import data_config, data_options, data_origin
 from zoo_core.config import TrainConfig
 from zoo_core.errors import ZooError
 from zoo_core.tables import format_option, render
@@ -26,7 +26,7 @@ def _load(state, flags: dict, seed: int, download: bool):
 
     settings = state.settings
     return settings, load_dataset(data_config(settings.data, flags), settings, seed=seed, progress=progress_bar,
-                                  allow_download=download, warn=warn)
+                                  allow_download=download, warn=warn, origin=data_origin())
 
 
 def seed_option(func):
@@ -159,7 +159,8 @@ def info(state, seed, download, fmt, **flags):
 
     settings = state.settings
     config = data_config(settings.data, flags)
-    looked = [[str(path), why, "yes" if path.exists() else "no"] for path, why in candidate_sources(config, settings)]
+    looked = [[str(path), why, "yes" if path.exists() else "no"]
+              for path, why in candidate_sources(config, settings, data_origin())]
     settings, ds = _load(state, flags, seed, download)
     cache = Path(ds.report["cache"])
     rows = [

@@ -7,8 +7,8 @@ import dataclasses
 import click
 
 from zoo_core.cli import cli, pass_state, progress_bar, warn
-from zoo_core.cli.options import (ALL_FLAGS, build_run_spec, component_options, data_config, data_options, pick,
-                                  train_options)
+from zoo_core.cli.options import (ALL_FLAGS, build_run_spec, component_options, data_config, data_options,
+                                  data_origin, pick, train_options)
 from zoo_core.cli.rank import _load, results_option
 from zoo_core.errors import ZooError
 from zoo_core.tables import format_option, render
@@ -83,7 +83,7 @@ def diagnose(state, model, encoder, cell, aggregator, head, set_values, seed, st
     import keras
 
     data = runs[0].data
-    dataset = load_dataset(data, state.settings, seed=seed, warn=warn,
+    dataset = load_dataset(data, state.settings, seed=seed, warn=warn, origin=data_origin(),
                            progress=progress_bar if fmt not in ("json", "csv") else None)
     batch = next(iter(dataset.train.batches(runs[0].train.batch_size, shuffle=True, seed=seed)), None)
     if batch is None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from zoo_core.cli import cli, pass_state, progress_bar, signals, warn
-from zoo_core.cli.options import ALL_FLAGS, component_options, data_options, pick, train_options
+from zoo_core.cli.options import ALL_FLAGS, component_options, data_options, data_origin, pick, train_options
 from zoo_core.config import KINDS, SEED
 from zoo_core.errors import ZooError
 from zoo_core.leaderboard import SORT_METRICS
@@ -101,14 +101,15 @@ def rank(state, patterns, preset, seeds, results_path, dry_run, fmt, seed, set_v
     from zoo_core.training import train  # imports TensorFlow (seconds): here a signal stops it at once
 
     finished = db.finished_keys()
+    origin = data_origin()
     for data_config in dict.fromkeys(r.data for r in runs if r.key() not in finished):
-        find_source(data_config, registry.settings)  # missing data: one line, no failed run
+        find_source(data_config, registry.settings, origin=origin)  # missing data: one line, no failed run
     with signals.stoppable() as should_stop:  # Ctrl-C or SIGTERM: stop after the current batch, keep what finished
         # Loading data checks no stop request, so a signal stops it at once.
         def load_at_once(config, settings, seed=0, progress=False):
             with should_stop.at_once():
                 return load_dataset(config, settings, seed=seed, progress=progress_bar if progress else None,
-                                    warn=warn)
+                                    warn=warn, origin=origin)
 
         outcome = ranking.rank(runs, registry, db, should_stop=should_stop, load_dataset=load_at_once, train=train)
     table = ranking.leaderboard_of(db, runs, fmt, default_run(registry.settings.data, registry.settings.train))

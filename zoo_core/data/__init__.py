@@ -28,8 +28,10 @@ in the training reviews. The start token counts in a review's length, so it is
 cut like any other token when ``truncating="pre"`` removes a review's head.
 
 Nothing here prints or imports click: progress bars and warnings reach the
-caller through ``progress`` and ``warn`` callbacks. NumPy is imported on first
-use (:mod:`zoo_core.lazy`), so finding a source, and failing to, costs no NumPy
+caller through ``progress`` and ``warn`` callbacks, and ``$ZOO_DATA`` is read by
+the CLI's ``--data`` option alone (the caller passes where a path came from,
+``origin``, for errors to name). NumPy is imported on first use
+(:mod:`zoo_core.lazy`), so finding a source, and failing to, costs no NumPy
 import.
 """
 

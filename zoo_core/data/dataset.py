@@ -181,7 +181,8 @@ def prepare(corpus: Corpus, config: DataConfig, seed: int = 0, warn: Callable[[s
 
 
 def load_dataset(config: DataConfig, settings, seed: int = 0, progress: Progress | None = None,
-                 allow_download: bool = False, warn: Callable[[str], None] | None = None) -> Dataset:
+                 allow_download: bool = False, warn: Callable[[str], None] | None = None,
+                 origin: str | None = None) -> Dataset:
     """Finds, reads (or takes from the cache) and prepares IMDB.
 
     Args:
@@ -193,12 +194,13 @@ def load_dataset(config: DataConfig, settings, seed: int = 0, progress: Progress
         allow_download: Download Stanford's archive when no source is found.
         warn: Called once with each warning line (a corrupt cache file rebuilt, a movie
             split that fell back to random). None: warnings are dropped.
+        origin: Where ``config.source`` came from, named in errors (``"--data"``, ``"ZOO_DATA"``).
 
     Raises:
         ZooError: missing, corrupt or unreadable data.
     """
     started = time.perf_counter()
-    path = find_source(config, settings, allow_download, progress)
+    path = find_source(config, settings, allow_download, progress, origin)
     corpus, info = load_corpus(path, Path(settings.cache_dir), progress, warn)
     vocab, splits, report = prepare(corpus, config, seed, warn)
     report.update(info, kind=corpus.kind, seconds=time.perf_counter() - started)

@@ -1,7 +1,10 @@
 """Where the data is: the places looked at, :func:`find_source`, and Stanford's archive downloaded.
 
-A source is looked for, first match wins, at ``DataConfig.source`` (``--data PATH``),
-``$ZOO_DATA``, then along ``registry.toml``'s ``[data] search_path``.
+A source is looked for, first match wins, at ``DataConfig.source`` (set by
+``--data PATH`` or ``$ZOO_DATA``, which the CLI reads, or by ``--set
+data.source`` and ``registry.toml``), then along ``registry.toml``'s ``[data]
+search_path``. Nothing here reads the environment: the caller says where
+``DataConfig.source`` came from (``origin``), and errors name it.
 """
 
 from __future__ import annotations
@@ -28,34 +31,37 @@ def keras_datasets_dir() -> Path:
     return Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras") / "datasets"
 
 
-def candidate_sources(config: DataConfig, settings) -> list[tuple[Path, str]]:
-    """Where the loader looks, in order: ``(path, why)``."""
+def candidate_sources(config: DataConfig, settings, origin: str | None = None) -> list[tuple[Path, str]]:
+    """Where the loader looks, in order: ``(path, where it came from)``.
+
+    Args:
+        config: ``config.source``, when set, is the only place.
+        settings: ``registry.toml``'s settings; their ``search_path`` is used otherwise.
+        origin: Where ``config.source`` came from, e.g. ``"--data"`` or ``"ZOO_DATA"``
+            (default ``"data.source"``, the setting).
+    """
     if config.source:
-        # The CLI's --data flag also reads $ZOO_DATA: name the one the user actually set.
-        why = "ZOO_DATA" if config.source == os.environ.get("ZOO_DATA") else "--data"
-        return [(Path(config.source).expanduser(), why)]
-    if os.environ.get("ZOO_DATA"):
-        return [(Path(os.environ["ZOO_DATA"]).expanduser(), "ZOO_DATA")]
+        return [(Path(config.source).expanduser(), origin or "data.source")]
     return [(Path(p), "search path") for p in settings.search_path]
 
 
-def find_source(config: DataConfig, settings, allow_download: bool = False, progress: Progress | None = None
-                ) -> Path:
+def find_source(config: DataConfig, settings, allow_download: bool = False, progress: Progress | None = None,
+                origin: str | None = None) -> Path:
     """The first existing source; downloads Stanford's archive as a last resort when allowed.
 
     Args:
-        config, settings: As for :func:`candidate_sources`.
+        config, settings, origin: As for :func:`candidate_sources`.
         allow_download: Download Stanford's archive when nothing is found.
         progress: Draws the download's progress bar.
 
     Raises:
         ZooError: naming every place looked at, where it came from, and how to point elsewhere.
     """
-    candidates = candidate_sources(config, settings)
+    candidates = candidate_sources(config, settings, origin)
     for path, _ in candidates:
         if path.exists():
             return path
-    if config.source or os.environ.get("ZOO_DATA"):
+    if config.source:
         path, why = candidates[0]
         raise ZooError(f"no IMDB data at {path} (from {why}); give an existing {describe_sources()}")
     if allow_download:
