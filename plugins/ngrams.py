@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from zoo_core import hookimpl
 from zoo_core.encoders import EmbeddingEncoder
-from zoo_core.lazy import keras, tf
+from zoo_core.lazy import keras, np, tf
 from zoo_core.params import HParam
 
 # Odd multiplier of the polynomial hash; any large odd number spreads ids well.
@@ -44,6 +44,16 @@ def ngram_bucket_ids(ids: tf.Tensor, n: int, buckets: int) -> tf.Tensor:
     return bucket
 
 
+def numpy_ngram_bucket_ids(ids: np.ndarray, n: int, buckets: int) -> np.ndarray:
+    """NumPy reference of :func:`ngram_bucket_ids`: ``[batch, time]`` int64 bucket ids."""
+    ids = np.asarray(ids, np.int64)
+    padded = np.pad(ids, [(0, 0), (n - 1, 0)])  # w_s = 0 before the sequence
+    bucket = np.zeros_like(ids)
+    for back in range(n - 1, -1, -1):
+        bucket = (bucket * HASH_MULTIPLIER + padded[:, n - 1 - back: n - 1 - back + ids.shape[1]]) % buckets
+    return bucket
+
+
 class NgramEmbeddingEncoder(EmbeddingEncoder):
     """Word embedding plus hashed n-gram embeddings, summed per step (fastText's input).
 
@@ -58,7 +68,8 @@ class NgramEmbeddingEncoder(EmbeddingEncoder):
     hparams = (
         *EmbeddingEncoder.hparams,
         HParam("ngrams", int, 2, "longest n-gram N (2: words and bigrams)", low=2, high=5),
-        HParam("buckets", int, 200_003, "hash buckets shared by all n-gram orders", low=1, high=50_000_000),
+        HParam("buckets", int, 200_003, "hash buckets shared by all n-gram orders", low=1, high=50_000_000,
+               tiny=31),
     )
 
     def __init__(self, vocab_size: int, **params):
@@ -72,6 +83,13 @@ class NgramEmbeddingEncoder(EmbeddingEncoder):
         values = super().embed(ids)
         for n in range(2, self.params["ngrams"] + 1):
             values += tf.gather(self.ngram_table, ngram_bucket_ids(ids, n, self.params["buckets"]))
+        return values
+
+    def numpy_reference(self, ids):
+        values = super().numpy_reference(ids)
+        table = self.ngram_table.numpy()
+        for n in range(2, self.params["ngrams"] + 1):
+            values = values + table[numpy_ngram_bucket_ids(ids, n, self.params["buckets"])]
         return values
 
 

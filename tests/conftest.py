@@ -18,16 +18,17 @@ def isolated_env(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "share"))
     monkeypatch.delenv("ZOO_DATA", raising=False)
     monkeypatch.delenv("ZOO_RESULTS", raising=False)
+    monkeypatch.delenv("ZOO_RUNS", raising=False)
     monkeypatch.delenv("ZOO_PLUGINS", raising=False)
     monkeypatch.delenv("ZOO_REGISTRY", raising=False)
 
 
 @pytest.fixture(scope="session")
 def registry():
-    """The registry with every enabled and installed plugin."""
-    from zoo_core.registry import build_registry
+    """The registry with every enabled and installed plugin (the one :func:`tests.registered.registered` lists)."""
+    from tests.registered import collection_registry
 
-    return build_registry()
+    return collection_registry()
 
 
 @pytest.fixture(scope="session")

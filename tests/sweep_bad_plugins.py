@@ -25,7 +25,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tests.test_bad_plugins import CASES, ECHO, HEAD, Case, add_distribution
+from tests.test_bad_plugins import BUILTIN_MODULES, CASES, ECHO, HEAD, KEPT, Case, add_distribution
 
 
 def variants(case: Case) -> list[tuple[str, str]]:
@@ -42,14 +42,14 @@ def prepare(root: Path, case: Case, how: str, position: str) -> tuple[Path, Path
     (site / "good_plugin.py").write_text(HEAD + ECHO.format(name="echo"), encoding="utf-8")
     if case.source:
         (site / f"{case.module}.py").write_text(case.source, encoding="utf-8")
-    modules = ["zoo_plugins.builtin", "zoo_plugins.models", "good_plugin"]
+    modules = [*BUILTIN_MODULES, "good_plugin"]
     key = case.key or case.entry_point or case.module
     if how == "entry point":
         name = case.entry_point or case.module
         key = case.key or name
-        add_distribution(site, f"dist-{case.id}", {name: case.module if case.source else "zoo_plugins.builtin"})
+        add_distribution(site, f"dist-{case.id}", {name: case.module if case.source else "zoo_core.encoders"})
     else:
-        modules.insert(2 if position == "before good_plugin" else 3, case.module)
+        modules.insert(len(BUILTIN_MODULES) + (position == "after good_plugin"), case.module)
     registry = root / "registry.toml"
     listed = ", ".join(f'"{m}"' for m in modules)
     registry.write_text(f'[plugins]\nmodules = [{listed}]\n\n[models.toml-model]\nencoder = "embedding"\n'
@@ -92,17 +92,19 @@ def problems_of(case: Case, site: Path, registry: Path, key: str, use_subprocess
                 if line.startswith("warning: ") and not line.endswith("choose which plugins load)")]
     if len(warnings) > (1 if case.error else 0):
         found.append(f"{len(warnings)} warning lines")
-    for plugin in ("zoo_plugins.builtin", "zoo_plugins.models", "good_plugin"):
+    for plugin in (*BUILTIN_MODULES, "good_plugin"):
         if rows.get(plugin, {}).get("status") != "loaded":
             found.append(f"{plugin} is {rows.get(plugin, {}).get('status')}")
     code, out, err = run_zoo(site, registry, ["components", "--format", "csv"], use_subprocess)
     if code != 0 or "Traceback" in out + err:
         return found + [f"zoo components exited {code}"]
     owners = {(r["kind"], r["name"].split(" (")[0]): r["plugin"] for r in csv.DictReader(io.StringIO(out))}
-    for kind, name, plugin in [("cell", "gru", "zoo_plugins.builtin"), ("head", "sigmoid1", "zoo_plugins.builtin"),
-                               ("encoder", "embedding", "zoo_plugins.builtin"), ("cell", "echo", "good_plugin")]:
+    for kind, name, plugin in KEPT:
         if owners.get((kind, name)) != plugin:
             found.append(f"{kind} {name} registered by {owners.get((kind, name))}")
+    for kind, name in case.absent:
+        if (kind, name) in owners:
+            found.append(f"{kind} {name} registered by {owners[(kind, name)]}, from a hook zoo must not call")
     code, out, err = run_zoo(site, registry, ["models", "--format", "csv"], use_subprocess)
     if code != 0 or "Traceback" in out + err or "gru-mean,embedding/gru" not in out:
         found.append(f"zoo models exited {code}")

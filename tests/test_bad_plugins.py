@@ -44,6 +44,20 @@ def zoo_register_cells():
 """
 
 
+# The built-in component modules, then the named models: the plugins every case loads beside the broken one.
+CORE_MODULES = ["zoo_core.encoders", "zoo_core.cells", "zoo_core.aggregators", "zoo_core.heads"]
+BUILTIN_MODULES = [*CORE_MODULES, "zoo_plugins.models"]
+# Components that must stay registered by their own module, and the good plugin's cell.
+KEPT = [("cell", "gru", "zoo_core.cells"), ("cell", "tanh", "zoo_core.cells"), ("head", "sigmoid1", "zoo_core.heads"),
+        ("encoder", "embedding", "zoo_core.encoders"), ("aggregator", "last", "zoo_core.aggregators"),
+        ("cell", "echo", "good_plugin")]
+
+
+def plugins_table(*modules: str) -> str:
+    """registry.toml's ``[plugins]`` table listing ``modules``."""
+    return "[plugins]\nmodules = [" + ", ".join(f'"{m}"' for m in modules) + "]\n"
+
+
 def cells(body: str, returns: str) -> str:
     """A plugin module defining ``body`` and registering ``returns`` as cells."""
     return HEAD + textwrap.dedent(body) + f"\n@hookimpl\ndef zoo_register_cells():\n    return {returns}\n"
@@ -71,6 +85,8 @@ class Case:
             ``dist-<id>`` instead of from registry.toml.
         key: Its row in ``zoo plugins`` (default: the module or entry-point name).
         status: Its expected status.
+        absent: ``(kind, name)`` of components it offers that must not be
+            registered (e.g. from a hook pluggy must not call).
     """
 
     id: str
@@ -79,6 +95,7 @@ class Case:
     entry_point: str = ""
     key: str = ""
     status: str = "failed"
+    absent: tuple[tuple[str, str], ...] = ()
 
     @property
     def module(self) -> str:
@@ -87,7 +104,7 @@ class Case:
 
 CASES = [
     # -- clashes: the first registration stays, the rest carry on ------------------------
-    Case("clash-cell", HEAD + ECHO.format(name="gru"), "cell 'gru' is already registered by plugin 'zoo_plugins.builtin'; kept that one"),
+    Case("clash-cell", HEAD + ECHO.format(name="gru"), "cell 'gru' is already registered by plugin 'zoo_core.cells'; kept that one"),
     Case("clash-model", registers("zoo_register_models", "", '[{"name": "gru-mean", "encoder": "embedding", '
                                   '"cell": "tanh", "aggregator": "last", "head": "sigmoid1"}]'),
          "model 'gru-mean' is already registered by plugin 'zoo_plugins.models'; kept that one"),
@@ -99,7 +116,7 @@ CASES = [
         class Sig(SigmoidHead):
             name = "sigmoid"
             aliases = ()
-        """, "[Sig]"), "head 'sigmoid' (an alias of 'sigmoid1') is already registered by plugin 'zoo_plugins.builtin'"),
+        """, "[Sig]"), "head 'sigmoid' (an alias of 'sigmoid1') is already registered by plugin 'zoo_core.heads'"),
     Case("clash-own-alias", registers("zoo_register_heads", """
         from zoo_core.heads import SoftmaxHead
         class Soft(SoftmaxHead):
@@ -120,6 +137,11 @@ CASES = [
     Case("no-hookimpl-misspelt", HEAD + "def zoo_register_model():\n    return []\n",
          "zoo_register_model is not marked @zoo_core.hookimpl, so zoo never calls it "
          "(and it is no hook; did you mean zoo_register_models?)"),
+    Case("no-hookimpl-offers-a-cell", HEAD + ECHO.format(name="unmarked").replace("@hookimpl\n", ""),
+         "zoo_register_cells is not marked @zoo_core.hookimpl, so zoo never calls it", absent=(("cell", "unmarked"),)),
+    Case("misspelt-hook-offers-a-cell",
+         HEAD + ECHO.format(name="misspelt").replace("def zoo_register_cells", "def zoo_register_cell"),
+         "unknown hook zoo_register_cell; did you mean zoo_register_cells?", absent=(("cell", "misspelt"),)),
     Case("foreign-marker", "import pluggy\nhookimpl = pluggy.HookimplMarker('other')\n"
                            "@hookimpl\ndef zoo_register_cells():\n    return []\n",
          "zoo_register_cells is not marked @zoo_core.hookimpl"),
@@ -179,6 +201,13 @@ CASES = [
             name = "big"
             hparams = (HParam("units", int, 0, "units", low=1, high=8), KERNEL_INIT, RECURRENT_INIT)
         """, "[Big]"), "hyperparameter 'units' has an invalid default: parameter 'units' got 0"),
+    Case("bad-tiny", cells("""
+        from zoo_core.cells import TanhCell, KERNEL_INIT, RECURRENT_INIT, BPTT
+        from zoo_core.params import HParam
+        class Tiny(TanhCell):
+            name = "tiny0"
+            hparams = (HParam("units", int, 4, "units", low=1, high=8, tiny=0), KERNEL_INIT, RECURRENT_INIT, BPTT)
+        """, "[Tiny]"), "hyperparameter 'units' has an invalid tiny value: parameter 'units' got 0"),
     Case("bad-name", cells(ECHO.split("@hookimpl")[0].format(name="my cell"), "[Echo]"),
          "name 'my cell' is not a plain name"),
     Case("alias-string", registers("zoo_register_heads", """
@@ -202,11 +231,13 @@ CASES = [
         """), "command 'train' already exists; kept the original"),
     # -- entry points --------------------------------------------------------------------
     Case("ep-named-like-builtin", HEAD + ECHO.format(name="echo-ep"), "",
-         entry_point="zoo_plugins.builtin", key="dist-ep-named-like-builtin:zoo_plugins.builtin", status="loaded"),
-    Case("ep-reexports-builtin", "from zoo_plugins.builtin import *\n",
-         "encoder 'one-hot' is already registered by plugin 'zoo_plugins.builtin'; kept that one",
+         entry_point="zoo_core.cells", key="dist-ep-named-like-builtin:zoo_core.cells", status="loaded"),
+    Case("ep-named-like-old-builtin", HEAD + ECHO.format(name="echo-old"), "",
+         entry_point="zoo_plugins.builtin", status="loaded"),  # the old name of the built-ins is free now
+    Case("ep-reexports-builtin", "from zoo_core.encoders import *\n",
+         "encoder 'one-hot' is already registered by plugin 'zoo_core.encoders'; kept that one",
          entry_point="again"),
-    Case("ep-is-builtin-module", "", "module zoo_plugins.builtin is already loaded as plugin 'zoo_plugins.builtin'",
+    Case("ep-is-builtin-module", "", "module zoo_core.encoders is already loaded as plugin 'zoo_core.encoders'",
          entry_point="builtin-module"),
 ]
 
@@ -216,11 +247,11 @@ def install(tmp_path: Path, monkeypatch, case: Case) -> Path:
     site = tmp_path / "site"
     site.mkdir()
     (site / "good_plugin.py").write_text(HEAD + ECHO.format(name="echo"), encoding="utf-8")
-    modules = ["zoo_plugins.builtin", "zoo_plugins.models", "good_plugin"]
+    modules = [*BUILTIN_MODULES, "good_plugin"]
     if case.source:
         (site / f"{case.module}.py").write_text(case.source, encoding="utf-8")
     if case.entry_point:
-        target = case.module if case.source else "zoo_plugins.builtin"
+        target = case.module if case.source else "zoo_core.encoders"
         add_distribution(site, f"dist-{case.id}", {case.entry_point: target})
     else:
         modules.append(case.module)
@@ -268,16 +299,17 @@ def test_a_broken_plugin_is_named_and_the_others_keep_working(tmp_path, monkeypa
     else:
         assert row["error"] == ""
     assert "Traceback" not in result.output
-    for builtin in ("zoo_plugins.builtin", "zoo_plugins.models", "good_plugin"):
+    for builtin in (*BUILTIN_MODULES, "good_plugin"):
         assert rows[builtin]["status"] == "loaded" and rows[builtin]["error"] == "", rows[builtin]
 
     result = zoo(path, "components", "--format", "csv")
     assert result.exit_code == 0, result.output
     listed = {(row["kind"], row["name"].split(" (")[0]): row["plugin"]
               for row in csv.DictReader(io.StringIO(result.stdout))}
-    for kind, name in [("cell", "gru"), ("cell", "tanh"), ("head", "sigmoid1"), ("encoder", "embedding")]:
-        assert listed[(kind, name)] == "zoo_plugins.builtin"
-    assert listed[("cell", "echo")] == "good_plugin"
+    for kind, name, plugin in KEPT:
+        assert listed[(kind, name)] == plugin
+    for kind, name in case.absent:
+        assert (kind, name) not in listed
     assert any(name.startswith("sigmoid1 (sigmoid") for name in csv_rows(result.stdout, "name"))
 
     result = zoo(path, "models", "--format", "csv")
@@ -299,7 +331,7 @@ def test_two_distributions_with_one_entry_point_name_both_load(tmp_path, monkeyp
         add_distribution(site, dist, {"twin": module})
     monkeypatch.syspath_prepend(str(site))
     path = tmp_path / "registry.toml"
-    path.write_text('[plugins]\nmodules = ["zoo_plugins.builtin"]\n', encoding="utf-8")
+    path.write_text(plugins_table(*CORE_MODULES), encoding="utf-8")
 
     rows = csv_rows(zoo(path, "plugins", "--format", "csv").stdout, "plugin")
     assert rows["zoo-alpha:twin"]["source"] == "entry point (zoo-alpha)"
@@ -307,8 +339,9 @@ def test_two_distributions_with_one_entry_point_name_both_load(tmp_path, monkeyp
     assert rows["zoo-alpha:twin"]["registered"] == "cell: alpha" and rows["zoo-beta:twin"]["registered"] == "cell: beta"
     assert {r["status"] for r in rows.values()} == {"loaded"}
     # --plugins matches the plain entry-point name, or the qualified one.
-    rows = csv_rows(zoo(path, "--plugins", "zoo_plugins.*,zoo-beta:*", "plugins", "--format", "csv").stdout, "plugin")
+    rows = csv_rows(zoo(path, "--plugins", "zoo-beta:*", "plugins", "--format", "csv").stdout, "plugin")
     assert rows["zoo-alpha:twin"]["status"] == "disabled" and rows["zoo-beta:twin"]["status"] == "loaded"
+    assert {rows[m]["status"] for m in CORE_MODULES} == {"loaded"}  # the zoo's own components always load
 
 
 def test_a_plugin_command_is_listed_and_cannot_replace_a_builtin(tmp_path, monkeypatch):
@@ -326,7 +359,7 @@ def test_a_plugin_command_is_listed_and_cannot_replace_a_builtin(tmp_path, monke
         """), encoding="utf-8")
     monkeypatch.syspath_prepend(str(site))
     path = tmp_path / "registry.toml"
-    path.write_text('[plugins]\nmodules = ["zoo_plugins.builtin", "cmd_plugin"]\n', encoding="utf-8")
+    path.write_text(plugins_table(*CORE_MODULES, "cmd_plugin"), encoding="utf-8")
 
     assert zoo(path, "hello").stdout == "hello from a plugin\n"
     result = zoo(path, "components", "head", "--format", "csv")
@@ -343,7 +376,7 @@ def test_a_slow_plugin_is_named_on_stderr_with_its_time(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(site))
     monkeypatch.setattr("zoo_core.registry.SLOW_PLUGIN_SECONDS", 0.5)
     path = tmp_path / "registry.toml"
-    path.write_text('[plugins]\nmodules = ["zoo_plugins.builtin", "slow_plugin"]\n', encoding="utf-8")
+    path.write_text(plugins_table(*CORE_MODULES, "slow_plugin"), encoding="utf-8")
 
     result = zoo(path, "plugins", "--format", "csv")
     assert result.exit_code == 0
@@ -368,7 +401,7 @@ def test_a_hyperparameter_read_the_checks_cannot_see_is_a_clear_error_naming_the
         """, "[Sneaky]"), encoding="utf-8")
     monkeypatch.syspath_prepend(str(site))
     path = tmp_path / "registry.toml"
-    path.write_text('[plugins]\nmodules = ["zoo_plugins.builtin", "sneaky_plugin"]\n', encoding="utf-8")
+    path.write_text(plugins_table(*CORE_MODULES, "sneaky_plugin"), encoding="utf-8")
     registry = build_registry(path, entry_points=False)
     assert registry.plugins["sneaky_plugin"].status == "loaded"
     message = ("cell 'sneaky' reads hyperparameter 'leak', which its hparams do not declare "
@@ -389,11 +422,10 @@ def test_plugins_breaking_the_hook_specification_are_left_out_of_pluggy(tmp_path
         (site / f"{case.module}.py").write_text(case.source, encoding="utf-8")
     monkeypatch.syspath_prepend(str(site))
     path = tmp_path / "registry.toml"
-    listed = ", ".join(f'"{m}"' for m in ["zoo_plugins.builtin", *(c.module for c in bad)])
-    path.write_text(f"[plugins]\nmodules = [{listed}]\n", encoding="utf-8")
+    path.write_text(plugins_table(*CORE_MODULES, *(c.module for c in bad)), encoding="utf-8")
     registry = build_registry(path, entry_points=False)
     registry.plugin_manager.check_pending()  # raises on any unknown hook left registered
-    assert [name for name, _ in registry.plugin_manager.list_name_plugin()] == ["zoo_plugins.builtin"]
+    assert sorted(name for name, _ in registry.plugin_manager.list_name_plugin()) == sorted(CORE_MODULES)
     assert all(registry.plugins[c.module].status == "failed" for c in bad)
 
 

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.registered import registered
 from zoo_core.cells import StackedCell, make_initializer
 from zoo_core.encoders import DenseSequence, EncodedSequence, OneHotSequence
 from zoo_core.errors import ZooError
@@ -22,10 +23,9 @@ MASK = np.array([[0, 0, 1, 1, 1, 1], [1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 1]], bo
 
 
 def pytest_generate_tests(metafunc):
+    """Every test taking ``cell_name`` runs once per registered cell."""
     if "cell_name" in metafunc.fixturenames:
-        from zoo_core.registry import build_registry
-
-        metafunc.parametrize("cell_name", build_registry().list("cell"))
+        metafunc.parametrize("cell_name", registered("cell"))
 
 
 def make_cell(registry, name, dtype=tf.float64, seed=0, input_dim=INPUT_DIM, **params):

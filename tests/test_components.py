@@ -1,55 +1,42 @@
-"""Encoders, aggregators and heads against references, and registry-driven smoke tests.
+"""Encoders, aggregators and heads against their NumPy references, and registry-driven smoke tests.
 
 Every registered encoder, cell, aggregator and head, and every named model,
 gets a build + forward + backward test, eagerly and under ``tf.function``;
-every registered cell x aggregator gets the masking-invariance test. The
-lists come from the registry, so a newly registered component is covered
-without touching this file.
+every registered cell x aggregator gets the masking-invariance test; every
+registered encoder, aggregator (with every head) and head is checked against
+the NumPy reference it carries. The lists come from the registry, so a newly
+registered component, a plugin's too, is covered without touching this file.
+Components are built at their hyperparameters' ``tiny`` sizes, which keeps the
+whole registry x registry product fast on 2 cores.
 """
 
 from __future__ import annotations
-
-import functools
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from zoo_core.aggregators import BUILTIN_AGGREGATORS
+from tests.registered import registered, tiny_params
 from zoo_core.config import KINDS, ModelSpec
 from zoo_core.encoders import DenseSequence, OneHotSequence
-from zoo_core.heads import SigmoidHead, SoftmaxHead
+from zoo_core.heads import SigmoidHead
 from zoo_core.model import Classifier
-from zoo_core.registry import build_registry
 from zoo_core.unroll import UnrollResult
 
 VOCAB = 17
 BASE = {"encoder": "embedding", "cell": "tanh", "aggregator": "mean-states", "head": "sigmoid1"}
-# Tiny sizes keep the whole registry x registry product fast on 2 cores.
-SMALL = {"units": 5, "dim": 6, "buckets": 31}
 
 
-@functools.cache
-def _collection_registry():
-    return build_registry()
-
-
-def names(kind: str) -> list[str]:
-    """Registered names of ``kind``, read at collection time to parametrize tests."""
-    return _collection_registry().list(kind)
-
-
-def small_params(cls) -> dict:
-    """The tiny sizes of :data:`SMALL` that ``cls`` declares."""
-    declared = {p.name for p in cls.hparams}
-    return {k: v for k, v in SMALL.items() if k in declared}
+def create(registry, kind: str, name: str, *args, **params):
+    """Component ``name`` of ``kind`` at its tiny sizes, ``params`` over them."""
+    return registry.create(kind, name, *args, **{**tiny_params(registry.get(kind, name).obj), **params})
 
 
 def build_model(registry, vocab_size: int = VOCAB, **components) -> Classifier:
     """A tiny classifier: :data:`BASE` with ``components`` swapped in."""
     chosen = {**BASE, **components}
-    params = {k: small_params(registry.get(k, chosen[k]).obj) for k in KINDS}
+    params = {k: tiny_params(registry.get(k, chosen[k]).obj) for k in KINDS}
     spec = ModelSpec(**chosen, params={k: v for k, v in params.items() if v})
     return Classifier(spec, registry, vocab_size)
 
@@ -109,20 +96,20 @@ def assert_trains(model: Classifier, compiled: bool) -> None:
 
 
 @pytest.mark.parametrize("compiled", [False, True], ids=["eager", "function"])
-@pytest.mark.parametrize("kind,name", [(k, n) for k in KINDS for n in names(k)])
+@pytest.mark.parametrize("kind,name", [(k, n) for k in KINDS for n in registered(k)])
 def test_every_component_builds_runs_and_backpropagates(registry, kind, name, compiled):
     model = build_model(registry, **{kind: name})
     assert_trains(model, compiled)
 
 
-@pytest.mark.parametrize("head", names("head"))
-@pytest.mark.parametrize("aggregator", names("aggregator"))
+@pytest.mark.parametrize("head", registered("head"))
+@pytest.mark.parametrize("aggregator", registered("aggregator"))
 def test_every_aggregator_works_with_every_head(registry, aggregator, head):
     assert_trains(build_model(registry, aggregator=aggregator, head=head), compiled=False)
 
 
 @pytest.mark.parametrize("compiled", [False, True], ids=["eager", "function"])
-@pytest.mark.parametrize("model_name", names("model"))
+@pytest.mark.parametrize("model_name", registered("model"))
 def test_every_named_model_builds_runs_and_backpropagates(registry, model_name, compiled):
     spec = registry.model(model_name)
     missing = [f"{k} {spec.component(k)!r}" for k in KINDS if spec.component(k) not in registry.list(k)]
@@ -148,13 +135,13 @@ def assert_padding_invariant(model: Classifier, label: str) -> None:
             )
 
 
-@pytest.mark.parametrize("aggregator", names("aggregator"))
-@pytest.mark.parametrize("cell", names("cell"))
+@pytest.mark.parametrize("aggregator", registered("aggregator"))
+@pytest.mark.parametrize("cell", registered("cell"))
 def test_pre_post_and_no_padding_give_the_same_logits(registry, cell, aggregator):
     assert_padding_invariant(build_model(registry, cell=cell, aggregator=aggregator), f"{cell} x {aggregator}")
 
 
-@pytest.mark.parametrize("encoder", names("encoder"))
+@pytest.mark.parametrize("encoder", registered("encoder"))
 def test_every_encoder_gives_the_same_logits_pre_post_and_unpadded(registry, encoder):
     assert_padding_invariant(build_model(registry, encoder=encoder), encoder)
 
@@ -170,7 +157,7 @@ def test_one_hot_projection_matches_dense_one_hot_matmul():
     np.testing.assert_allclose(OneHotSequence(ids, VOCAB).project(kernel).numpy(), reference.numpy(), rtol=1e-6)
 
 
-@pytest.mark.parametrize("cell", names("cell"))
+@pytest.mark.parametrize("cell", registered("cell"))
 def test_every_cell_sees_one_hot_inputs_as_dense_one_hot_vectors(registry, cell):
     model = build_model(registry, encoder="one-hot", cell=cell)
     randomize(model.cell)
@@ -205,8 +192,7 @@ def test_embedding_looks_up_rows_and_drops_out_only_in_training(registry):
 
 @pytest.mark.parametrize("encoder", ["embedding", "ngram-embedding"])
 def test_word_dropout_zeroes_whole_steps_and_only_in_training(registry, encoder):
-    enc = registry.create("encoder", encoder, VOCAB, **small_params(registry.get("encoder", encoder).obj),
-                          word_dropout=0.5)
+    enc = create(registry, "encoder", encoder, VOCAB, word_dropout=0.5)
     ids = tf.constant(np.random.default_rng(0).integers(3, VOCAB, (50, 20)), tf.int32)
     clean = enc(ids).values.numpy()
     dropped = enc(ids, training=True).values.numpy()
@@ -217,122 +203,133 @@ def test_word_dropout_zeroes_whole_steps_and_only_in_training(registry, encoder)
     np.testing.assert_allclose(enc(ids).values.numpy(), clean)  # not in inference
 
 
-# -- heads ----------------------------------------------------------------
+# -- every component against its NumPy reference ---------------------------
 
 
-def softplus(x):
-    return np.logaddexp(0.0, x)
+def reference_of(method, *args):
+    """``method(*args)``; a component without a NumPy reference fails with its own message."""
+    try:
+        return method(*args)
+    except NotImplementedError as err:
+        pytest.fail(str(err), pytrace=False)
 
 
-def test_sigmoid_head_loss_probability_and_inverse():
-    head = SigmoidHead(4)
-    randomize(head)
-    features = np.random.default_rng(3).normal(size=(6, 4)).astype(np.float32)
+@pytest.mark.parametrize("encoder", registered("encoder"))
+def test_every_encoder_matches_its_numpy_reference(registry, encoder):
+    enc = create(registry, "encoder", encoder, VOCAB)
+    randomize(enc, seed=10)
+    rng = np.random.default_rng(11)
+    ids = rng.integers(0, VOCAB, (3, 7)).astype(np.int32)
+    kernel = rng.normal(size=(enc.output_dim, 4)).astype(np.float32)
+    want = reference_of(enc.numpy_reference, ids)
+    assert want.shape == (3, 7, enc.output_dim)
+    # What a cell sees of the encoding is its projection, whatever EncodedSequence carries it.
+    got = enc(tf.constant(ids)).project(tf.constant(kernel)).numpy()
+    np.testing.assert_allclose(got, want @ kernel, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("head", registered("head"))
+def test_every_head_matches_its_numpy_reference(registry, head):
+    h = create(registry, "head", head, 4)
+    randomize(h, seed=12)
+    rng = np.random.default_rng(13)
+    features = rng.normal(size=(6, 4)).astype(np.float32)
     labels = np.array([0, 1, 1, 0, 1, 0], np.int32)
-    logits = head(tf.constant(features)).numpy()
-    np.testing.assert_allclose(logits, features @ head.kernel.numpy() + head.bias.numpy(), rtol=1e-5)
-    z = logits[:, 0]
-    expected = np.mean(np.where(labels == 1, softplus(-z), softplus(z)))  # -log sigmoid(z) / -log(1 - sigmoid(z))
-    np.testing.assert_allclose(head.loss(tf.constant(labels), tf.constant(logits)).numpy(), expected, rtol=1e-5)
-    keras_loss = keras.losses.binary_crossentropy(labels[:, None].astype(np.float32), logits, from_logits=True)
-    np.testing.assert_allclose(head.loss(labels, logits).numpy(), np.mean(keras_loss), rtol=1e-5)
-    np.testing.assert_allclose(head.prob_positive(logits).numpy(), 1 / (1 + np.exp(-z)), rtol=1e-5)
+    logits = h(tf.constant(features)).numpy()
+    assert logits.shape == (6, h.num_logits)
+    np.testing.assert_allclose(logits, reference_of(h.numpy_logits, features), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(h.loss(tf.constant(labels), tf.constant(logits)).numpy(),
+                               reference_of(h.numpy_loss, labels, logits), rtol=1e-5)
+    np.testing.assert_allclose(h.prob_positive(tf.constant(logits)).numpy(),
+                               reference_of(h.numpy_prob_positive, logits), rtol=1e-5)
+    probs = np.array([[0.01, 0.3, 0.5], [0.7, 0.9, 0.999]], np.float32)  # any leading dims
+    np.testing.assert_allclose(h.logits_from_prob(tf.constant(probs)).numpy(),
+                               reference_of(h.numpy_logits_from_prob, probs), rtol=1e-4, atol=1e-5)
+    x = rng.normal(size=(2, 3, 4)).astype(np.float32)  # any leading dims
+    np.testing.assert_allclose(h(tf.constant(x)).numpy(), reference_of(h.numpy_logits, x), rtol=1e-5, atol=1e-6)
 
 
-def test_softmax_head_loss_probability_and_inverse():
-    head = SoftmaxHead(4)
-    randomize(head)
-    features = np.random.default_rng(4).normal(size=(6, 4)).astype(np.float32)
-    labels = np.array([0, 1, 1, 0, 1, 0], np.int32)
-    logits = head(tf.constant(features)).numpy()
-    assert logits.shape == (6, 2)
-    log_probs = logits - np.logaddexp(logits[:, :1], logits[:, 1:])
-    expected = -np.mean(log_probs[np.arange(6), labels])
-    np.testing.assert_allclose(head.loss(tf.constant(labels), tf.constant(logits)).numpy(), expected, rtol=1e-5)
-    np.testing.assert_allclose(head.prob_positive(logits).numpy(), np.exp(log_probs[:, 1]), rtol=1e-5)
+def test_a_component_without_a_numpy_reference_says_what_to_implement():
+    from zoo_core.aggregators import Aggregator
+    from zoo_core.encoders import Encoder
+    from zoo_core.heads import Head
+
+    class PlainLast(Aggregator):
+        name = "plain-last"
+
+        def __call__(self, result, mask, head, training=False):
+            return head(result.last_output)
+
+    class Ids(Encoder):
+        name = "ids"
+        output_dim = 1
+
+        def __call__(self, ids, training=False):
+            return DenseSequence(tf.cast(ids, tf.float32)[..., None])
+
+    class Half(Head):
+        name = "half"
+        num_logits = 1
+        loss = prob_positive = logits_from_prob = lambda self, *args: None
+
+    x = np.zeros((1, 2, 3), np.float32)
+    with pytest.raises(NotImplementedError, match=r"^aggregator 'plain-last' \(.*PlainLast\) has no NumPy reference: "
+                                                  r"implement numpy_reference\(outputs, last_output, mask, head\)$"):
+        PlainLast(3).numpy_reference(x, x[:, -1], np.ones((1, 2), bool), Half(3))
+    with pytest.raises(NotImplementedError, match=r"^encoder 'ids' .* implement numpy_reference\(ids\)$"):
+        Ids(5).numpy_reference(np.zeros((1, 2), np.int32))
+    head = Half(3)
+    np.testing.assert_allclose(head.numpy_logits(x), x @ head.kernel.numpy() + head.bias.numpy())  # the base's
+    for method, args, signature in [
+        (head.numpy_loss, (np.zeros(1, np.int32), x[0, :, :1]), r"numpy_loss\(labels, logits\)"),
+        (head.numpy_prob_positive, (x,), r"numpy_prob_positive\(logits\)"),
+        (head.numpy_logits_from_prob, (x,), r"numpy_logits_from_prob\(prob\)"),
+    ]:
+        with pytest.raises(NotImplementedError, match=rf"^head 'half' .* no NumPy reference: implement {signature}$"):
+            method(*args)
 
 
-@pytest.mark.parametrize("head_cls", [SigmoidHead, SoftmaxHead])
-def test_logits_from_prob_inverts_prob_positive(head_cls):
-    head = head_cls(3)
+@pytest.mark.parametrize("head", registered("head"))
+def test_logits_from_prob_inverts_prob_positive(registry, head):
+    h = create(registry, "head", head, 3)
     probs = tf.constant([[0.01, 0.3, 0.5], [0.7, 0.9, 0.999]])  # any leading dims
-    logits = head.logits_from_prob(probs)
-    assert logits.shape == (2, 3, head.num_logits)
-    np.testing.assert_allclose(head.prob_positive(logits).numpy(), probs.numpy(), rtol=1e-4)
+    logits = h.logits_from_prob(probs)
+    assert logits.shape == (2, 3, h.num_logits)
+    np.testing.assert_allclose(h.prob_positive(logits).numpy(), probs.numpy(), rtol=1e-4)
 
 
-def test_every_head_maps_any_leading_dims(registry):
-    for name in names("head"):
-        head = registry.create("head", name, 4)
-        x = np.random.default_rng(5).normal(size=(2, 3, 4)).astype(np.float32)
-        np.testing.assert_allclose(
-            head(tf.constant(x)).numpy(), x @ head.kernel.numpy() + head.bias.numpy(), rtol=1e-5, atol=1e-6
-        )
+@pytest.mark.parametrize("head, keras_loss", [
+    ("sigmoid1", lambda labels, logits: keras.losses.binary_crossentropy(
+        labels[:, None].astype(np.float32), logits, from_logits=True)),
+    ("softmax2", lambda labels, logits: keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)),
+])
+def test_builtin_head_loss_references_agree_with_keras(registry, head, keras_loss):
+    h = registry.create("head", head, 4)
+    rng = np.random.default_rng(14)
+    logits = rng.normal(size=(6, h.num_logits)).astype(np.float32)
+    labels = np.array([0, 1, 1, 0, 1, 0], np.int32)
+    np.testing.assert_allclose(h.numpy_loss(labels, logits), np.mean(keras_loss(labels, logits)), rtol=1e-5)
 
 
-# -- aggregators against NumPy --------------------------------------------
-
-
-def np_head(head, features):
-    return features @ head.kernel.numpy() + head.bias.numpy()
-
-
-def np_prob_positive(head, logits):
-    if isinstance(head, SigmoidHead):
-        return 1 / (1 + np.exp(-logits[..., 0]))
-    return np.exp(logits[..., 1] - np.logaddexp(logits[..., 0], logits[..., 1]))
-
-
-def np_logits_from_prob(head, prob):
-    if isinstance(head, SigmoidHead):
-        return np.log(prob / (1 - prob))[..., None]
-    return np.stack([np.log(1 - prob), np.log(prob)], axis=-1)
-
-
-def np_aggregate(name: str, aggregator, outputs, mask, last, head):
-    """NumPy reference of each built-in aggregator."""
-    weights = mask.astype(np.float64)[..., None]  # [batch, time, 1]
-    count = weights.sum(1)
-    if name == "last":
-        return np_head(head, last)
-    if name == "mean-states":
-        return np_head(head, (outputs * weights).sum(1) / count)
-    if name == "mean-logits":
-        return (np_head(head, outputs) * weights).sum(1) / count
-    if name == "max-states":
-        return np_head(head, np.where(mask[..., None], outputs, -np.inf).max(1))
-    if name == "mean-probs":
-        probs = np_prob_positive(head, np_head(head, outputs))
-        return np_logits_from_prob(head, (probs * mask).sum(1) / mask.sum(1))
-    if name == "attention":
-        scores = outputs @ aggregator.query.numpy() / np.sqrt(outputs.shape[-1])
-        scores = np.where(mask, scores, -np.inf)
-        attn = np.exp(scores - scores.max(1, keepdims=True))
-        attn /= attn.sum(1, keepdims=True)
-        return np_head(head, (attn[..., None] * outputs).sum(1))
-    raise AssertionError(f"no reference for {name}")
-
-
-@pytest.mark.parametrize("head_cls", [SigmoidHead, SoftmaxHead])
-@pytest.mark.parametrize("aggregator_cls", BUILTIN_AGGREGATORS, ids=lambda c: c.name)
-def test_builtin_aggregators_match_numpy(aggregator_cls, head_cls):
+@pytest.mark.parametrize("head", registered("head"))
+@pytest.mark.parametrize("aggregator", registered("aggregator"))
+def test_every_aggregator_matches_its_numpy_reference(registry, aggregator, head):
     rng = np.random.default_rng(6)
     batch, steps, units = 4, 6, 5
     outputs = rng.normal(size=(batch, steps, units)).astype(np.float32)
     lengths = np.array([6, 3, 1, 4])
     mask = np.arange(steps)[None] >= steps - lengths[:, None]  # pre-padding
     last = outputs[:, -1]
-    head = head_cls(units)
-    aggregator = aggregator_cls(units)
-    randomize(head, seed=7)
-    randomize(aggregator, seed=8)
+    h = create(registry, "head", head, units)
+    agg = create(registry, "aggregator", aggregator, units)
+    randomize(h, seed=7)
+    randomize(agg, seed=8)
     result = UnrollResult(outputs=tf.constant(outputs), last_output=tf.constant(last), final_state=tf.constant(last))
     for m in (mask, np.ones_like(mask)):
-        got = aggregator(result, tf.constant(m), head).numpy()
-        np.testing.assert_allclose(got, np_aggregate(aggregator_cls.name, aggregator, outputs, m, last, head),
-                                   rtol=1e-4, atol=1e-5)
-    got_unmasked = aggregator(result, None, head).numpy()
-    np.testing.assert_allclose(got_unmasked, aggregator(result, tf.constant(np.ones_like(mask)), head).numpy(),
+        want = reference_of(agg.numpy_reference, outputs, last, m, h)
+        np.testing.assert_allclose(agg(result, tf.constant(m), h).numpy(), want, rtol=1e-4, atol=1e-5)
+    got_unmasked = agg(result, None, h).numpy()
+    np.testing.assert_allclose(got_unmasked, agg(result, tf.constant(np.ones_like(mask)), h).numpy(),
                                rtol=1e-5, atol=1e-6)
 
 

@@ -81,3 +81,49 @@ def test_a_bad_plot_path_is_one_line_and_exit_2(command, where, message, db_path
     result = CliRunner().invoke(cli, command + ["--results", str(db_path), "--plot", target])
     assert result.exit_code == 2 and message in result.output, result.output
     assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def _ticks_in_view(axes) -> list[float]:
+    low, high = axes.get_xlim()
+    return [t for t in axes.get_xticks() if low <= t <= high]
+
+
+@pytest.mark.parametrize("run_ids, epochs", [(["run-b"], [1]), (["run-a", "run-b"], [1, 2])],
+                         ids=["one epoch", "two epochs"])
+def test_the_epoch_axes_have_whole_epoch_ticks(run_ids, epochs, db_path):
+    from zoo_core.curves import curves_figure
+
+    db = ResultsDB(db_path)
+    figure = curves_figure([db.get(run_id) for run_id in run_ids])
+    for axes in figure.axes:
+        assert _ticks_in_view(axes) == epochs  # 1, not 0.96 0.98 1.00 1.02 1.04
+
+
+def test_one_legend_below_both_panels_names_every_run_and_both_splits(db_path):
+    from zoo_core.curves import curves_figure
+
+    db = ResultsDB(db_path)
+    records = [db.get("run-a"), db.get("run-b")]
+    figure = curves_figure(records)
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    (legend,) = figure.legends
+    entries = [t.get_text() for t in legend.get_texts()]
+    assert entries == [f"{r.id} {r.label}" for r in records] + ["training", "validation"]
+    box = legend.get_window_extent(renderer)
+    page = figure.bbox
+    assert page.x0 <= box.x0 and box.x1 <= page.x1 and page.y0 <= box.y0
+    for axes in figure.axes:  # both panels, tick labels included, stay clear of it
+        assert axes.get_legend() is None
+        assert box.y1 <= axes.get_tightbbox(renderer).y0
+
+
+def test_training_and_validation_differ_even_for_a_single_epoch(db_path):
+    from zoo_core.curves import curves_figure
+
+    figure = curves_figure([ResultsDB(db_path).get("run-b")])
+    for axes in figure.axes:
+        lines = {line.get_label(): line for line in axes.get_lines()}
+        train, val = lines["run-b (train)"], lines["run-b (val)"]
+        assert train.get_color() == val.get_color()  # one colour per run
+        assert train.get_markerfacecolor() != val.get_markerfacecolor()  # hollow against filled

@@ -302,6 +302,37 @@ def test_each_source_kind_is_one_class_of_the_table(tiny_imdb_archive, tiny_imdb
         data.read_labelled(npz)
 
 
+def test_each_source_checks_its_own_first_bytes(tiny_imdb_archive, tiny_imdb_tree, tmp_path):
+    for good in (tiny_imdb_archive, tiny_imdb_tree, tiny_imdb_tree.parent):
+        assert data.check_source(good) == good
+    files = {"a.tar.gz": b"<html>Not Found</html>\n", "a.bin": bytes(range(256)), "a.tar": b"\0" * 600,
+             "b.tar": b"\0" * 257 + b"ustar" + b"\0" * 250, "a.tar.bz2": b"BZh91AY", "imdb.npz": b"not a zip",
+             "empty.npz": b"", "k.npz": b"PK\x05\x06" + b"\0" * 18}
+    for name, content in files.items():
+        (tmp_path / name).write_bytes(content)
+    refused = {}
+    for name in files:
+        try:
+            data.check_source(tmp_path / name)
+        except ZooError as err:
+            refused[name] = str(err)
+    assert set(refused) == {"a.tar.gz", "a.bin", "a.tar", "imdb.npz", "empty.npz"}  # b.tar, .bz2, k.npz pass
+    assert refused["a.tar.gz"].endswith("is not an IMDB source (aclImdb/ folder, imdb.npz or .tar.gz): it holds text")
+    assert all(refused[name].endswith("it holds data of another kind") for name in ("a.bin", "a.tar"))
+    assert "not a zip file" in refused["imdb.npz"] and "is empty" in refused["empty.npz"]
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(ZooError, match="holds no aclImdb/ train and test folders"):
+        data.ImdbFolder().check(tmp_path / "folder")
+    # What evaluate may read: a table as it is, a source with texts checked as a source, an npz refused.
+    (tmp_path / "r.tsv").write_bytes(b"no label here")  # read (and refused) only later
+    assert data.check_labelled(tmp_path / "r.tsv") == tmp_path / "r.tsv"
+    assert data.check_labelled(tiny_imdb_archive) == tiny_imdb_archive
+    for path, message in [(tmp_path / "k.npz", "holds ids, not texts"), (tmp_path / "a.tar.gz", "it holds text"),
+                          (tmp_path / "missing.tsv", "does not exist")]:
+        with pytest.raises(ZooError, match=message):
+            data.check_labelled(path)
+
+
 def test_a_new_source_is_one_class(tmp_path, monkeypatch):
     class OneReview(data.Source):  # a made-up kind: a .review file is one training and one test review
         kind, description = "review", ".review file"
@@ -321,6 +352,7 @@ def test_a_new_source_is_one_class(tmp_path, monkeypatch):
     monkeypatch.setattr(data.sources, "SOURCES", (OneReview(),) + data.SOURCES)
     source = tmp_path / "a.review"
     source.write_text("good film")
+    assert data.check_source(source) == source  # no check() of its own: its reader judges it
     ds = load(source, tmp_path, split="random", val_fraction=0.0)
     assert ds.report["kind"] == "review" and ds.checksum == hashlib.sha256(b"good film").hexdigest()
     assert ds.vocab.decode(ds.test.sequence(0)) == "good film"

@@ -130,6 +130,48 @@ def test_decode_ids_and_reviews(tiny_imdb_archive, reference, tmp_path):
     assert bad_ref.exit_code == 2 and "[SPLIT:]N" in bad_ref.output
 
 
+def _key_values(block: str) -> dict[str, str]:
+    """A key/value block (keys left, values wrapped under each other) read back: continuation lines joined."""
+    values: dict[str, list[str]] = {}
+    key = None
+    for line in block.splitlines():
+        if not line[:1].isspace():
+            key = line[:17].strip()
+            values[key] = []
+        values[key].append(line[17:].strip())
+    return {k: " ".join(v) for k, v in values.items()}
+
+
+def test_decode_shows_each_review_as_key_value_wrapped_to_the_terminal(tiny_imdb_archive):
+    full = data.load_dataset(DataConfig(source=str(tiny_imdb_archive)), load_settings(), progress=False)
+    longest = sorted(range(len(full.test)), key=lambda i: -len(full.test.sequence(i)))[:2]
+    result = CliRunner(env={"COLUMNS": "100"}).invoke(
+        cli, ["data", "decode", "--data", str(tiny_imdb_archive)] + [f"--review=test:{i}" for i in longest])
+    assert result.exit_code == 0, result.output
+    blocks = result.stdout.strip().split("\n\n")
+    assert len(blocks) == 2
+    assert max(len(line) for line in result.stdout.splitlines()) <= 100
+    for i, block in zip(longest, blocks):
+        ids = [int(x) for x in full.test.sequence(i)]
+        text = full.vocab.decode(ids)
+        assert len(text) > 100 - 17  # too long for one line: it must wrap
+        fields = _key_values(block)
+        assert list(fields) == ["split", "index", "file id", "label", "tokens kept/all", "text", "ids"]
+        assert fields["split"] == "test" and fields["index"] == str(i)
+        assert fields["text"] == text  # wrapped at spaces only: nothing lost, no word split
+        assert fields["ids"] == " ".join(map(str, ids))  # no id split
+        assert sum(1 for line in block.splitlines() if line.startswith(" ")) >= 1
+    # Piped (no $COLUMNS, no terminal): one line per field, every value whole.
+    piped = zoo("data", "decode", "--data", str(tiny_imdb_archive), f"--review=test:{longest[0]}")
+    lines = piped.stdout.strip().splitlines()
+    assert len(lines) == 7 and lines[5].split(None, 1)[1] == full.vocab.decode(full.test.sequence(longest[0]))
+    # Ids on the command line: the decoded text wraps to the terminal too.
+    ids = [str(x) for x in full.test.sequence(longest[0])]
+    narrow = CliRunner(env={"COLUMNS": "40"}).invoke(cli, ["data", "decode", "--data", str(tiny_imdb_archive), *ids])
+    assert max(map(len, narrow.stdout.splitlines())) <= 40 and " ".join(narrow.stdout.split()) == \
+        full.vocab.decode(full.test.sequence(longest[0]))
+
+
 def test_download_command_verifies_what_it_fetches(tiny_imdb_archive, tmp_path):
     sha = hashlib.sha256(tiny_imdb_archive.read_bytes()).hexdigest()
     dest = tmp_path / "got.tar.gz"

@@ -77,6 +77,50 @@ def test_a_bad_source_is_one_line_and_exit_2_from_a_real_zoo_process(tmp_path, n
     assert cache_files(tmp_path / "cache" / "rnn-zoo") == []
 
 
+# A source of the wrong kind is refused before TensorFlow is imported: at once, not after seconds of setup.
+FAST_FAILURES = [
+    (["train", "--data", "{text}"], "it holds text"),
+    (["train", "elman-last", "--data", "{empty_archive}", "--epochs", "1"], "is empty"),
+    (["train", "--data", "{folder}"], "no aclImdb/"),
+    (["train", "--data", "{binary}"], "data of another kind"),
+    (["rank", "elman-last", "--data", "{text}", "--results", "{results}"], "it holds text"),
+    (["diagnose", "--data", "{text}"], "it holds text"),
+    (["evaluate", "best", "--data", "{missing}"], "does not exist"),
+    (["evaluate", "best", "--data", "{empty_tsv}"], "is empty"),
+    (["evaluate", "best", "--data", "{npz}"], "holds ids, not texts"),
+    (["evaluate", "best", "--data", "{text_archive}"], "it holds text"),
+]
+
+
+@pytest.mark.parametrize("args, message", FAST_FAILURES, ids=[" ".join(a) for a, _ in FAST_FAILURES])
+def test_a_source_of_the_wrong_kind_fails_before_tensorflow_is_imported(tmp_path, args, message):
+    files = {"text": ("reviews.txt", b"1\tgood film\n"), "empty_archive": ("imdb.tar.gz", b""),
+             "binary": ("imdb.bin", bytes(range(256))), "empty_tsv": ("reviews.tsv", b"\n"),
+             "npz": ("imdb.npz", b"PK\x05\x06" + b"\0" * 18),
+             "text_archive": ("aclImdb_v1.tar.gz", b"<html>Not Found</html>\n")}
+    paths = {"folder": tmp_path, "missing": tmp_path / "nowhere", "results": tmp_path / "results.sqlite"}
+    for key, (name, content) in files.items():
+        paths[key] = tmp_path / name
+        paths[key].write_bytes(content)
+    argv = [str(paths[a[1:-1]]) if a.startswith("{") else a for a in args]
+    script = f"""
+import sys
+from zoo_core.cli import main
+try:
+    main({argv!r})
+except SystemExit as done:
+    print("exit", done.code)
+print("tensorflow imported:", "tensorflow" in sys.modules)
+"""
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache"), "XDG_DATA_HOME": str(tmp_path / "share")}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120,
+                          cwd=CHECKOUT)
+    assert done.stdout.splitlines()[-2:] == ["exit 2", "tensorflow imported: False"], done.stdout + done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("Error: ")]
+    assert len(errors) == 1 and message in errors[0], done.stderr
+    assert not paths["results"].exists() or ResultsDB(paths["results"]).runs() == []
+
+
 # Odd but meaningful sources load, with the meaning they have (and a bounded word table).
 @pytest.mark.parametrize("name, build, unknown", [
     ("float labels that are exactly 0.0 and 1.0", npz(y_train=np.array([1.0, 0.0, 1.0, 0.0])), 0),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from types import SimpleNamespace
 
 import numpy as np
@@ -10,18 +9,13 @@ import pytest
 import tensorflow as tf
 from click.testing import CliRunner
 
+from tests.registered import registered
 from zoo_core.cli import cli
 from zoo_core.config import ModelSpec
 from zoo_core.diagnose import GradientProfile, plot, profile, sample_steps, table
 from zoo_core.model import Classifier
-from zoo_core.registry import build_registry
 
 VOCAB = 15
-
-
-@functools.cache
-def _collection_registry():
-    return build_registry()
 
 
 def pad(seqs, steps, padding):
@@ -90,7 +84,7 @@ def test_gradient_norms_match_a_numpy_bptt(registry, aggregator, padding):
     np.testing.assert_allclose(got.norms, numpy_elman_grads(model, batch, aggregator), rtol=1e-4, atol=1e-7)
 
 
-@pytest.mark.parametrize("cell", _collection_registry().list("cell"))
+@pytest.mark.parametrize("cell", registered("cell"))
 def test_every_cell_gives_a_profile(registry, cell):
     model = tiny_model(registry, cell=cell, scale=0.3)
     batch = tiny_batch("pre")
@@ -172,7 +166,8 @@ def test_cli_diagnoses_a_saved_runs_trained_weights(registry, tiny_imdb_archive,
     run_dir = tmp_path / "run"
     zoo("train", "elman-last", *TINY_RANK, "--epochs", "2", "--data", tiny_imdb_archive, "--save", run_dir, "-q")
     trained = _csv_rows(zoo("diagnose", "--run", run_dir, "--data", tiny_imdb_archive, "--format", "csv").stdout)
-    fresh = _csv_rows(zoo("diagnose", "elman-last", *TINY_RANK, "--data", tiny_imdb_archive, "--format", "csv").stdout)
+    tiny = [a for a in TINY_RANK if a not in ("--epochs", "1")]  # diagnose trains nothing: no --epochs
+    fresh = _csv_rows(zoo("diagnose", "elman-last", *tiny, "--data", tiny_imdb_archive, "--format", "csv").stdout)
     assert trained[0][2].endswith(f"(run {run_dir.name})") and len(trained) == len(fresh)
 
     # The same numbers as the saved weights give in-process on the same batch, and not the fresh ones.
@@ -195,3 +190,64 @@ def test_cli_run_refuses_other_components_in_one_line(tiny_imdb_archive, tmp_pat
                  tmp_path / "r.sqlite", expect=2)
     assert result.output.strip().splitlines() == [f"Error: no results yet: {tmp_path / 'r.sqlite'} does not exist "
                                                   "(run `zoo rank` first)"]
+
+
+# -- flags a command does not use are refused, never silently ignored --------------------------
+UNUSED_FLAGS = [
+    # diagnose trains nothing: no training flag but --batch-size is offered.
+    (["diagnose", "--epochs", "2"], "No such option '--epochs'"),
+    (["diagnose", "--lr", "0.1"], "No such option '--lr'"),
+    (["diagnose", "--optimizer", "sgd"], "No such option '--optimizer'"),
+    (["diagnose", "--lr-schedule", "cosine"], "No such option '--lr-schedule'"),
+    (["diagnose", "--jit"], "No such option '--jit'"),
+    (["diagnose", "--run", "best", "--epochs", "2"], "No such option '--epochs'"),
+    (["diagnose", "--set", "train.lr=0.1"], "--set train.lr would have no effect"),
+    (["diagnose", "--set", "cell.units=8", "--set", "train.epochs=2"], "--set train.epochs would have no effect"),
+    (["diagnose", "--steps", "10", "--maxlen", "20"], "--steps sets --maxlen: give one of them"),
+    # zoo data never builds a model: nothing to batch or mask.
+    (["data", "stats", "--batching", "bucket"], "No such option '--batching'"),
+    (["data", "info", "--no-mask"], "No such option '--no-mask'"),
+    (["data", "vocab", "--mask"], "No such option '--mask'"),
+    (["data", "decode", "--review", "0", "--batching", "padded"], "No such option '--batching'"),
+    (["data", "decode", "--vocab", "{vocab}", "--maxlen", "5", "1", "2"],
+     "--vocab decodes without loading the data: drop --maxlen"),
+    (["data", "decode", "--vocab", "{vocab}", "--seed", "3", "--download", "1"],
+     "--vocab decodes without loading the data: drop --seed, --download"),
+    # evaluate and predict use a saved run's own settings.
+    (["evaluate", "best", "--epochs", "1"], "No such option '--epochs'"),
+    (["evaluate", "best", "--limit", "40"], "No such option '--limit'"),
+    (["predict", "best", "--maxlen", "20", "Great."], "No such option '--maxlen'"),
+    (["predict", "best", "--seed", "1", "Great."], "No such option '--seed'"),
+]
+
+
+@pytest.mark.parametrize("args, message", UNUSED_FLAGS, ids=[" ".join(a) for a, _ in UNUSED_FLAGS])
+def test_a_flag_the_command_does_not_use_is_refused_with_exit_2(args, message, tmp_path):
+    from tests.cli_helpers import zoo
+
+    vocab = tmp_path / "vocab.json"
+    vocab.write_text('{"words": ["<pad>", "<start>", "<unk>", "great"]}')
+    result = zoo(*[str(vocab) if a == "{vocab}" else a for a in args], expect=2)
+    assert message in result.output and "Traceback" not in result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and errors[0] == result.output.strip().splitlines()[-1]
+
+
+def test_the_flags_diagnose_uses_are_still_offered():
+    from tests.cli_helpers import zoo
+
+    text = zoo("diagnose", "--help").output
+    for flag in ("--batch-size", "--seed", "--set", "--data", "--maxlen", "--batching", "--no-mask", "--steps"):
+        assert flag in text
+    for flag in ("--epochs", "--lr ", "--optimizer", "--jit", "--lr-schedule"):
+        assert flag not in text
+    assert "--vocab" in zoo("data", "decode", "--help").output
+
+
+def test_decode_with_a_vocabulary_still_takes_zoo_data_from_the_environment(tmp_path, monkeypatch):
+    from tests.cli_helpers import zoo
+
+    vocab = tmp_path / "vocab.json"
+    vocab.write_text('{"words": ["<pad>", "<start>", "<unk>", "great"]}')
+    monkeypatch.setenv("ZOO_DATA", str(tmp_path / "elsewhere"))  # the environment asks for nothing
+    assert "great" in zoo("data", "decode", "--vocab", vocab, "3").stdout

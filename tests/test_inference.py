@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 
 from tests.cli_helpers import zoo
-from tests.test_components import BASE, VOCAB, build_model, names, randomize
+from tests.registered import registered
+from tests.test_components import BASE, VOCAB, build_model, randomize
 from zoo_core.config import DataConfig, RunSpec
 from zoo_core.data import Vocabulary
 from zoo_core.runs import predict_proba, text_split
@@ -48,8 +49,8 @@ def combinations() -> list[dict[str, str]]:
     most of this test's time. Cells keep ``mean-states``, which reads every step;
     the aggregators run on ``tanh``, ``last`` among them.
     """
-    rows = [{"cell": c} for c in names("cell")] + [{"aggregator": a} for a in names("aggregator")]
-    rows += [{k: n} for k in ("encoder", "head") for n in names(k)]
+    rows = [{"cell": c} for c in registered("cell")] + [{"aggregator": a} for a in registered("aggregator")]
+    rows += [{k: n} for k in ("encoder", "head") for n in registered(k)]
     unique = {}
     for row in rows:
         unique.setdefault(tuple(sorted({**BASE, **row}.items())), row)  # the base model once

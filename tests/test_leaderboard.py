@@ -189,7 +189,103 @@ def test_plot_labels_drop_shared_components_and_merge_overlapping_points(db_path
     assert "one-hot/tanh/last" in labels and all(not label.endswith("sigmoid1") for label in labels)
     assert lb.colour_kind(groups) == "cell"
     merged = lb.cluster_labels([(0.0, 0.5, "a"), (0.01, 0.5, "b"), (1.0, 0.5, "c")], (0.0, 1.0), (0.0, 1.0))
-    assert sorted(text for _, _, text in merged) == ["a\nb", "c"]
+    assert sorted(text for _, _, text in merged) == ["a,b", "c"]
+
+
+# -- the plot, read back from the matplotlib Figure ------------------------------------
+def _ranked_groups(path):
+    return lb.sort_groups(lb.group_runs(ResultsDB(path).finished()), "test_accuracy")
+
+
+def _error_bars(ax) -> dict[int, object]:
+    """Each spec's ErrorbarContainer on ``ax``, by its rank (the plot labels each ``_rank N``)."""
+    from matplotlib.container import ErrorbarContainer
+
+    return {int(c.get_label().split()[1]): c for c in ax.containers if isinstance(c, ErrorbarContainer)}
+
+
+def test_plot_error_bars_are_the_95_ci_of_the_mean_and_only_for_several_seeds(db_path):
+    groups = _ranked_groups(db_path)
+    figure = lb.plot_figure(groups)
+    for ax in figure.axes[:2]:
+        bars = _error_bars(ax)
+        assert sorted(bars) == list(range(1, len(groups) + 1))
+        for rank, container in bars.items():
+            stat = groups[rank - 1].stat("test_accuracy")
+            (x,), (y,) = container.lines[0].get_data()
+            assert y == pytest.approx(stat.mean)
+            if stat.n == 1:
+                assert not container.has_yerr  # one seed: no interval to draw
+                continue
+            assert container.has_yerr
+            (segment,) = container.lines[2][0].get_segments()
+            assert sorted(segment[:, 1]) == pytest.approx(stat.ci95)  # from the CI, not ±1 std
+            assert sorted(segment[:, 1]) != pytest.approx((stat.mean - stat.std, stat.mean + stat.std))
+    words = " ".join(t.get_text() for t in figure.texts)
+    assert "95% confidence interval of the mean over seeds (Student's t)" in words
+    assert "2 or more seeds" in words
+
+
+def _crowded_db(path, times):
+    """12 specs: 11 packed in a few percent of the plot (a 4 x 3 grid, two on one spot), one far off.
+
+    Each grid point is a few label heights from the next, so labels beside their points would pile up.
+    """
+    db = ResultsDB(path)
+    specs = [(c, a) for c in ("tanh", "gru", "lstm", "irnn") for a in ("last", "mean-states", "max-states")]
+    for i, ((cell, aggregator), wall_time) in enumerate(zip(specs, times)):
+        params, accuracy = (21000 + 25 * (i % 4), 0.80 + 0.002 * (i // 4)) if i < 11 else (22000, 0.70)
+        if i == 10:
+            params, accuracy = 21000, 0.80  # on top of spec 0
+        for seed in range(1 if i % 4 == 3 else 3):
+            db.record(spec_run("embedding", cell, aggregator, seed),
+                      FakeResult(test_accuracy=accuracy + 0.004 * (seed - 1), params=params, wall_time=wall_time),
+                      run_id=f"{cell}-{aggregator}-{seed}")
+    return db.path
+
+
+def test_plot_axes_never_start_below_zero(tmp_path):
+    times = [1.0 + 0.8 * i for i in range(12)]  # 1 to 9.8 s: a linear axis whose margin would reach below 0
+    path = _crowded_db(tmp_path / "r.sqlite", times)
+    figure = lb.plot_figure(_ranked_groups(path))
+    params_axes, time_axes = figure.axes[:2]
+    assert time_axes.get_xscale() == "linear" and min(times) - 0.12 * (max(times) - min(times)) < 0
+    for ax in (params_axes, time_axes):
+        low, high = ax.get_xlim()
+        assert 0 <= low < high
+    assert figure.axes[0].get_ylim()[0] >= 0
+    assert time_axes.get_xlim()[1] > max(times)  # every point still inside
+
+
+def test_plot_labels_of_twelve_crowded_models_do_not_overlap(tmp_path):
+    path = _crowded_db(tmp_path / "r.sqlite", [5.0 + 0.01 * (i % 4) if i < 11 else 9.0 for i in range(12)])
+    groups = _ranked_groups(path)
+    figure = lb.plot_figure(groups, metric="test_accuracy")
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    for ax in figure.axes[:2]:
+        frame = ax.get_window_extent(renderer)
+        boxes = [(t.get_text(), t.get_window_extent(renderer)) for t in ax.texts]
+        numbers = sorted(int(n) for text, _ in boxes for n in text.split(","))
+        assert numbers == list(range(1, 13))  # every spec numbered once, by its rank
+        for i, (text, box) in enumerate(boxes):
+            assert frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1, text
+            for other_text, other in boxes[i + 1:]:
+                assert not box.overlaps(other), (text, other_text)
+            for container in _error_bars(ax).values():  # no number sits on a marker
+                centre = ax.transData.transform(np.column_stack(container.lines[0].get_data()))[0]
+                assert not box.contains(*centre), text
+    side = figure.axes[2]
+    rows = [t for t in side.texts if t.get_gid() == "row"]
+    assert len(rows) == 12
+    labels = lb.short_labels(groups)
+    for rank, (row, label) in enumerate(zip(rows, labels), start=1):
+        assert row.get_text().split()[:2] == [str(rank), label]
+    page = figure.bbox
+    boxes = [t.get_window_extent(renderer) for t in side.texts + figure.texts]
+    for i, box in enumerate(boxes):
+        assert page.x0 <= box.x0 and box.x1 <= page.x1 and page.y0 <= box.y0 and box.y1 <= page.y1
+        assert not any(box.overlaps(other) for other in boxes[i + 1:])
 
 
 # -- setups: never rank unlike runs together --------------------------------------

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from zoo_plugins.ngrams import HASH_MULTIPLIER, ngram_bucket_ids
+from zoo_plugins.ngrams import HASH_MULTIPLIER, ngram_bucket_ids, numpy_ngram_bucket_ids
 
 
 def reference_bucket(ids_row, t: int, n: int, buckets: int) -> int:
@@ -26,6 +26,8 @@ def test_bucket_ids_match_an_exact_python_polynomial_hash(n):
     got = ngram_bucket_ids(tf.constant(ids, tf.int32), n, buckets).numpy()
     expected = [[reference_bucket(row, t, n, buckets) for t in range(ids.shape[1])] for row in ids]
     np.testing.assert_array_equal(got, expected)
+    # The encoder's NumPy reference hashes with its own NumPy copy, checked here against the same.
+    np.testing.assert_array_equal(numpy_ngram_bucket_ids(ids, n, buckets), expected)
 
 
 def test_distinct_bigrams_rarely_share_a_bucket():

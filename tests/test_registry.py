@@ -46,9 +46,12 @@ def zoo_register_cells():
 '''
 
 
+CORE_MODULES = ["zoo_core.encoders", "zoo_core.cells", "zoo_core.aggregators", "zoo_core.heads"]
+
+
 def write_registry(tmp_path: Path, modules: list[str], extra: str = "") -> Path:
-    """A registry.toml enabling the built-ins plus ``modules``."""
-    listed = ", ".join(f'"{m}"' for m in ["zoo_plugins.builtin", *modules])
+    """A registry.toml enabling the built-in components plus ``modules``."""
+    listed = ", ".join(f'"{m}"' for m in [*CORE_MODULES, *modules])
     path = tmp_path / "registry.toml"
     path.write_text(f"[plugins]\nmodules = [{listed}]\n{textwrap.dedent(extra)}", encoding="utf-8")
     return path
@@ -72,13 +75,66 @@ def run_cli(*args: str):
 
 # -- the registry itself --------------------------------------------------------
 
-def test_builtins_register_through_the_builtin_plugin(registry):
+def test_builtins_are_registered_by_the_modules_that_define_them(registry):
     assert {"one-hot", "embedding"} <= set(registry.list("encoder"))
     assert "tanh" in registry.list("cell")
     assert {"last", "mean-states", "mean-logits"} <= set(registry.list("aggregator"))
     assert {"softmax2", "sigmoid1"} <= set(registry.list("head"))
-    assert registry.get("cell", "tanh").plugin == "zoo_plugins.builtin"
-    assert registry.plugins["zoo_plugins.builtin"].status == "loaded"
+    for kind in ("encoder", "cell", "aggregator", "head"):
+        for name in registry.list(kind):
+            entry = registry.get(kind, name)
+            if entry.plugin.startswith("zoo_core."):
+                assert entry.obj.__module__ == entry.plugin, (kind, name)  # registered where it is defined
+    assert registry.get("cell", "tanh").plugin == "zoo_core.cells"
+    assert registry.get("encoder", "ngram-embedding").plugin == "zoo_plugins.ngrams"
+    assert all(registry.plugins[m].status == "loaded" for m in CORE_MODULES)
+    assert "zoo_plugins.builtin" not in registry.plugins
+
+
+def test_every_concrete_component_class_is_registered(registry):
+    """Forgetting to register a component (a class with a ``name`` in zoo_core or zoo_plugins) fails here."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    import zoo_core
+    import zoo_plugins
+    from zoo_core.component import Component
+
+    unregistered, checked = [], 0
+    for package in (zoo_core, zoo_plugins):
+        for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
+            if info.name.rsplit(".", 1)[-1] == "__main__":
+                continue  # running it would start the CLI
+            module = importlib.import_module(info.name)
+            for cls in vars(module).values():
+                if not (isinstance(cls, type) and issubclass(cls, Component) and cls.__module__ == module.__name__
+                        and "name" in vars(cls) and cls.name and not inspect.isabstract(cls)):
+                    continue
+                checked += 1
+                names = registry.list(cls.kind)
+                if cls.name not in names or registry.get(cls.kind, cls.name).obj is not cls:
+                    unregistered.append(f"{cls.kind} {cls.name!r} ({module.__name__}.{cls.__qualname__})")
+    assert not unregistered, f"defined but not registered: {', '.join(unregistered)}"
+    assert checked >= len(registry.list("cell"))  # the walk found the components at all
+
+
+def test_an_older_registry_toml_listing_zoo_plugins_builtin_still_loads_the_builtins(tmp_path):
+    """``zoo_plugins.builtin`` is gone; in an older file it stands for the zoo_core modules that replaced it."""
+    path = tmp_path / "registry.toml"
+    path.write_text('[plugins]\nmodules = ["zoo_plugins.builtin", "zoo_core.cells", "zoo_plugins.models"]\n',
+                    encoding="utf-8")
+    result = CliRunner().invoke(cli, ["--registry", str(path), "plugins", "--format", "csv"])
+    assert result.exit_code == 0 and result.stderr == "", result.output
+    rows = {line.split(",")[0]: line for line in result.stdout.splitlines()[1:]}
+    ours = [*CORE_MODULES, "zoo_plugins.models"]
+    assert [m for m in rows if m in ours] == ours  # each once, in the old module's place
+    for module in CORE_MODULES:
+        assert rows[module].startswith(f"{module},0.1.0,registry.toml (as zoo_plugins.builtin),loaded,")
+    assert "zoo_plugins.builtin" not in rows
+    result = CliRunner().invoke(cli, ["--registry", str(path), "components", "cell", "--format", "csv"])
+    assert result.exit_code == 0 and result.stderr == ""
+    assert any(line.startswith("cell,tanh,zoo_core.cells,") for line in result.stdout.splitlines())
 
 
 def test_list_filters_with_fnmatch(registry):
@@ -200,20 +256,52 @@ def test_a_missing_plugin_module_is_reported_by_name(tmp_path):
 
 def test_zoo_plugins_restricts_which_plugins_load(tmp_path, plugin_dir, monkeypatch):
     path = write_registry(tmp_path, ["good_plugin", "clashing_plugin"])
-    monkeypatch.setenv("ZOO_PLUGINS", "zoo_plugins.*,good_*")
+    monkeypatch.setenv("ZOO_PLUGINS", "good_*")
     registry = build_registry(path, entry_points=False)
     assert registry.plugins["clashing_plugin"].status == "disabled"
     assert registry.get("cell", "echo").plugin == "good_plugin"
     # The flag wins over the environment.
-    registry = build_registry(path, plugins="zoo_plugins.*,clashing_*", entry_points=False)
+    registry = build_registry(path, plugins="clashing_*", entry_points=False)
     assert registry.get("cell", "echo").plugin == "clashing_plugin"
+    # The zoo's own components load whatever the patterns say; other plugins do not.
+    registry = build_registry(path, plugins="clashing_*", entry_points=False)
+    assert {registry.plugins[m].status for m in CORE_MODULES} == {"loaded"}
+    assert registry.plugins["good_plugin"].status == "disabled" and "tanh" in registry.list("cell")
+
+
+NO_MATCH = [
+    (["--plugins", "nomatch*", "components"], {}, "'nomatch*'"),
+    (["--plugins", "zoo_plugins.*,typo", "models"], {}, "'typo'"),  # one pattern of several
+    (["components", "cell"], {"ZOO_PLUGINS": "nomatch*"}, "'nomatch*'"),
+]
+
+
+@pytest.mark.parametrize("args, env, pattern", NO_MATCH, ids=[" ".join(a) + str(e) for a, e, _ in NO_MATCH])
+def test_a_plugin_pattern_matching_no_plugin_is_one_line_listing_the_plugins(args, env, pattern):
+    result = CliRunner(env=env).invoke(cli, args)
+    assert result.exit_code == 2, result.output
+    (line,) = result.output.strip().splitlines()
+    assert line.startswith(f"Error: plugin pattern {pattern} (--plugins or $ZOO_PLUGINS) matches no plugin; "
+                           "plugins: zoo_core.encoders, zoo_core.cells, zoo_core.aggregators, zoo_core.heads, zoo_plugins.models, "
+                           "zoo_plugins.ngrams")
+
+
+def test_a_plugin_pattern_matching_no_plugin_loads_nothing(tmp_path, plugin_dir):
+    marker = tmp_path / "imported"
+    (plugin_dir / "marking_plugin.py").write_text(f"open({str(marker)!r}, 'w').close()\n", encoding="utf-8")
+    path = write_registry(tmp_path, ["marking_plugin"])
+    with pytest.raises(ZooError, match="'marking' .* plugins: zoo_core.encoders, .*, marking_plugin$"):
+        build_registry(path, plugins="zoo_core.*,marking", entry_points=False)
+    assert not marker.exists()  # refused before any plugin was imported
+    assert build_registry(path, plugins="zoo_core.*,marking*", entry_points=False)
+    assert marker.exists()
 
 
 # -- registry.toml ----------------------------------------------------------------
 
 def test_malformed_registry_toml_names_file_and_line(tmp_path):
     path = tmp_path / "registry.toml"
-    path.write_text('[plugins]\nmodules = ["zoo_plugins.builtin"]\n\n[data]\nmaxlen = = 3\n', encoding="utf-8")
+    path.write_text('[plugins]\nmodules = ["zoo_core.cells"]\n\n[data]\nmaxlen = = 3\n', encoding="utf-8")
     with pytest.raises(ZooError, match=rf"^{path}:5: .*\(column \d+\)$"):
         load_settings(path)
     result = CliRunner().invoke(cli, ["--registry", str(path), "components"])
@@ -287,7 +375,7 @@ def test_components_lists_every_kind_with_its_plugin(registry):
     listed = {(line.split(",")[0], line.split(",")[1].split(" (")[0]) for line in lines[1:]}
     expected = {(kind, name) for kind in ("encoder", "cell", "aggregator", "head") for name in registry.list(kind)}
     assert listed == expected
-    assert any(line.startswith("cell,tanh,zoo_plugins.builtin,") and "units=64 (int in [1, 8192])" in line
+    assert any(line.startswith("cell,tanh,zoo_core.cells,") and "units=64 (int in [1, 8192])" in line
                for line in lines)
 
 
@@ -297,4 +385,4 @@ def test_models_and_plugins_commands(registry):
     assert "elman-onehot" in result.stdout and "one-hot/tanh/last/softmax2" in result.stdout
     assert "gru-mean" not in result.stdout
     result = run_cli("plugins", "--format", "plain")
-    assert "zoo_plugins.builtin" in result.stdout and "loaded" in result.stdout
+    assert "zoo_core.cells" in result.stdout and "loaded" in result.stdout

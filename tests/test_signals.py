@@ -54,7 +54,8 @@ def trap_data(tmp_path_factory):
                     for i in range(len(texts))] for key, texts in reviews.items()}
     archive = archive_tree(write_imdb_tree(home / "tree", reviews, movies), home / "trap.tar.gz")
     registry = home / "registry.toml"
-    registry.write_text('[plugins]\nmodules = ["zoo_plugins.builtin", "tests.trap_plugin"]\n', encoding="utf-8")
+    registry.write_text('[plugins]\nmodules = ["zoo_core.encoders", "zoo_core.cells", "zoo_core.aggregators", '
+                        '"zoo_core.heads", "tests.trap_plugin"]\n', encoding="utf-8")
     return {"archive": archive, "registry": registry}
 
 
@@ -158,6 +159,8 @@ def test_a_signal_stops_zoo_train_saving_the_trained_model(trap_data, tmp_path, 
     assert zoo.process.returncode == EXIT[signum], output
     assert "Traceback" not in output and "Aborted" not in output
     assert "status: interrupted" in output
+    status = next(line for line in output.splitlines() if line.startswith("status: "))
+    assert status.count("kept") == 1 and status.count("interrupted") == 1, status  # said once
     result = saved_result(save)
     assert result["status"] == "interrupted"
     if moment == "training":
@@ -166,6 +169,10 @@ def test_a_signal_stops_zoo_train_saving_the_trained_model(trap_data, tmp_path, 
         assert "final evaluation" in result["message"] and len(result["history"]) == 1
         assert result["val"]["accuracy"] is not None  # validation was scored before the test split
     assert saved_weights_are_finite(save, trap_data["registry"])
+    # Recorded too, as interrupted, with the weights it had (issue 12: nothing lost).
+    (record,) = ResultsDB(tmp_path / "share" / "rnn-zoo" / "results.sqlite").runs()
+    assert record.status == "interrupted" and Path(record.run_dir, "run.json").is_file()
+    assert f"recorded as interrupted run {record.id}" in output
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT], ids=lambda s: s.name)
@@ -257,6 +264,7 @@ def test_a_signal_stops_zoo_rank_keeping_finished_runs(trap_data, tmp_path, sign
     runs = {r.encoder: r for r in ResultsDB(db_path).runs()}
     assert runs["embedding"].status == "finished" and Path(runs["embedding"].run_dir, "run.json").is_file()
     assert runs["trap-embedding"].status == "interrupted"
+    assert Path(runs["trap-embedding"].run_dir, "run.json").is_file()  # its weights kept, as zoo train's
 
 
 # -- the stop request itself ----------------------------------------------------

@@ -116,6 +116,7 @@ def _v1_database(path: Path) -> None:
     conn = sqlite3.connect(path)
     conn.execute("UPDATE runs SET status = 'finished' WHERE id = ?", (nan,))
     conn.execute("ALTER TABLE runs DROP COLUMN proc_start")
+    conn.execute("ALTER TABLE runs DROP COLUMN pruned_at")
     conn.execute("DELETE FROM schema_version")
     conn.execute("INSERT INTO schema_version VALUES (1, ?)", (results.now(),))
     conn.commit()
@@ -124,6 +125,8 @@ def _v1_database(path: Path) -> None:
 
 
 def test_a_schema_1_file_reads_as_it_is_and_migrates_on_write(tmp_path):
+    from zoo_core import results
+
     path = tmp_path / "v1.sqlite"
     good, nan = _v1_database(path)
     reader = ResultsDB(path, readonly=True)
@@ -131,9 +134,30 @@ def test_a_schema_1_file_reads_as_it_is_and_migrates_on_write(tmp_path):
     assert [r.id for r in reader.finished()] == [good] and [r.id for r in reader.diverged()] == [nan]
 
     writer = ResultsDB(path)
-    assert writer.schema_version() == 2
+    assert writer.schema_version() == results.SCHEMA_VERSION
     assert {r.id: r.status for r in writer.runs()} == {good: "finished", nan: "diverged"}
     assert writer.claim(make_run(seed=1)) is None  # a diverged run is not trained again
+
+
+def test_a_schema_2_file_reads_as_it_is_and_migrates_on_write(tmp_path):
+    # Schema 3 added pruned_at (`zoo runs --prune`): a file from before has none, and no run of it was pruned.
+    from zoo_core import results
+
+    path = tmp_path / "v2.sqlite"
+    db = ResultsDB(path)
+    kept = db.record(make_run(seed=0), FakeResult())
+    conn = sqlite3.connect(path)
+    conn.execute("ALTER TABLE runs DROP COLUMN pruned_at")
+    conn.execute("DELETE FROM schema_version")
+    conn.execute("INSERT INTO schema_version VALUES (2, ?)", (results.now(),))
+    conn.commit()
+    conn.close()
+    reader = ResultsDB(path, readonly=True)
+    assert reader.schema_version() == 2 and [r.pruned_at for r in reader.runs()] == [None]
+    writer = ResultsDB(path)
+    assert writer.schema_version() == 3
+    writer.mark_pruned(kept)
+    assert writer.get(kept).pruned_at is not None and writer.get(kept).status == "finished"
 
 
 # -- a results database that cannot be written ---------------------------------------------
@@ -197,7 +221,7 @@ def test_a_bad_results_place_is_one_line_before_any_work(name, place, expected, 
 def test_rank_refuses_a_runs_folder_it_cannot_create_before_training(tmp_path, tiny_imdb_archive):
     a_file = _a_file(tmp_path)
     result = zoo("rank", "elman-last", *TINY_RANK, "--data", tiny_imdb_archive, "--results",
-                 tmp_path / "results.sqlite", env={"XDG_DATA_HOME": str(a_file)})
+                 tmp_path / "results.sqlite", "--runs", a_file / "runs")
     assert_one_error_line(result, "runs folder", "a-file.txt")
     assert ResultsDB(tmp_path / "results.sqlite").runs() == []  # nothing claimed, nothing left running
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from click.testing import CliRunner
 
 from tests.test_leaderboard import db_path  # noqa: F401  (a fixture: a results database of 14 runs)
 from zoo_core.cli import cli
-from zoo_core.tables import fitted_widths, render
+from zoo_core.tables import fitted_widths, render, wrap_text
 
 COMMANDS = [
     ["components"],
@@ -57,3 +58,49 @@ def test_piped_output_keeps_every_cell_on_one_line(monkeypatch):
     monkeypatch.delenv("COLUMNS", raising=False)
     text = render([["0123456789ab", "z" * 300]], ["id", "text"], "simple")
     assert "z" * 300 in text and "0123456789ab" in text
+
+
+WRAPS = [
+    ("0.8530 ± 0.0041 [0.8428, 0.8632]", 8, ["0.8530 ±", "0.0041", "[0.8428,", "0.8632]"]),
+    ("worse (p=2.8e-05)", 5, ["worse", "(p=2.8e-05)"]),  # a number longer than the line stays whole
+    ("3f9a2b7c1d0e and abcdefabcdef", 6, ["3f9a2b7c1d0e", "and", "abcdefabcdef"]),  # run ids, digits or not
+    ("embedding/gru/mean-states/sigmoid1", 12, ["embedding/", "gru/mean-", "states/", "sigmoid1"]),
+    ("06-01 12:34 -0.5 1e-3", 3, ["06-01", "12:34", "-0.5", "1e-3"]),
+    ("recurrent_init=orthogonal", 15, ["recurrent_", "init=orthogonal"]),
+    ("y" * 20, 8, ["y" * 8, "y" * 8, "y" * 4]),  # a plain word longer than any line: cut anywhere
+    ("two\nlines kept", 40, ["two", "lines kept"]),
+]
+
+
+@pytest.mark.parametrize("text, width, lines", WRAPS, ids=[w[0][:20] for w in WRAPS])
+def test_wrapping_breaks_at_spaces_and_word_joints_but_never_inside_a_number_or_run_id(text, width, lines):
+    assert wrap_text(text, width).splitlines() == lines
+
+
+@pytest.fixture
+def real_ids_db(tmp_path):
+    """A results database whose runs have the ids `zoo rank` gives (12 hex digits), in one setup."""
+    from tests.test_leaderboard import ACCURACIES, FakeResult, spec_run
+    from zoo_core.results import ResultsDB
+
+    db = ResultsDB(tmp_path / "results.sqlite")
+    for (encoder, cell, aggregator), accuracies in ACCURACIES.items():
+        for seed, accuracy in enumerate(accuracies):
+            db.record(spec_run(encoder, cell, aggregator, seed),
+                      FakeResult(test_accuracy=accuracy, params=123457 * (seed + 1), wall_time=1234.5 + seed))
+    return db.path
+
+
+@pytest.mark.parametrize("args", [["leaderboard"], ["runs"], ["leaderboard", "--by", "cell"]], ids=" ".join)
+def test_at_100_columns_run_ids_and_numbers_stay_whole(args, real_ids_db):
+    from zoo_core.results import ResultsDB
+
+    narrow = CliRunner(env={"COLUMNS": "100"}).invoke(cli, args + ["--results", str(real_ids_db)])
+    assert narrow.exit_code == 0, narrow.output
+    assert max(len(line) for line in narrow.stdout.splitlines()) <= 100
+    wide = CliRunner(env={"COLUMNS": "1000"}).invoke(cli, args + ["--results", str(real_ids_db)]).stdout
+    ids = {r.id for r in ResultsDB(real_ids_db).runs()}
+    number = re.compile(r"[-+\[(]*(p=)?\d[\d,.]*(e[-+]?\d+)?[\]),;%]*")  # 0.8530, [0.84,, (p=2.8e-05), 123,457
+    tokens = {t for t in wide.split() if t in ids or number.fullmatch(t)}
+    assert tokens and (args[0] != "runs" or ids <= tokens)
+    assert tokens <= set(narrow.stdout.split()), sorted(tokens - set(narrow.stdout.split()))

@@ -13,7 +13,8 @@ import tensorflow as tf
 
 from zoo_core.config import DataConfig, ModelSpec, RunSpec, TrainConfig
 from zoo_core.model import Classifier
-from zoo_core.training import TrainResult, evaluate, make_optimizer, make_train_step, predict, train
+from zoo_core.training import (TrainObserver, TrainResult, evaluate, make_optimizer, make_train_step, predict,
+                               train)
 
 VOCAB = 24
 GOOD, BAD = 3, 4  # the tokens that decide the label; 5.. are filler
@@ -158,6 +159,48 @@ def test_early_stopping_keeps_and_tests_the_best_epoch(registry, monitor):
     kept_val = evaluate(model, data.val, run)
     assert kept_val["loss"] == pytest.approx(result.history[0]["val_loss"], rel=1e-5)
     assert result.test == pytest.approx(evaluate(model, data.test, run), rel=1e-5)
+
+
+class Recorder(TrainObserver):
+    """An observer that keeps every report it is given."""
+
+    def __init__(self, every_steps: int):
+        self.every_steps = every_steps
+        self.steps, self.epochs = [], []
+
+    def on_step(self, step, logs):
+        self.steps.append((step, logs))
+
+    def on_epoch(self, epoch, logs):
+        self.epochs.append((epoch, logs))
+
+
+def test_an_observer_gets_each_epoch_and_means_over_every_n_steps(registry):
+    # 192 reviews in batches of 16: 12 steps an epoch. Reports every 5 steps span two epochs; 60 steps in all.
+    run = tiny_run(epochs=5, patience=0, lr_schedule="cosine")
+    recorder = Recorder(every_steps=5)
+    _, result = train(run, registry, tiny_dataset(), progress=False, observer=recorder)
+    assert result.status == "completed"
+    assert [step for step, _ in recorder.steps] == list(range(5, 61, 5))
+    assert [epoch for epoch, _ in recorder.epochs] == [1, 2, 3, 4, 5]
+    for (epoch, logs), row in zip(recorder.epochs, result.history):
+        assert {k: logs[k] for k in row} == row and logs["step"] == 12 * epoch
+    # Every review is counted once: the 80-review means recombine into the 192-review epoch means.
+    window_correct = [round(logs["train_accuracy"] * 80) for _, logs in recorder.steps]
+    assert [logs["train_accuracy"] for _, logs in recorder.steps] == pytest.approx([c / 80 for c in window_correct])
+    assert sum(window_correct) == sum(round(h["train_accuracy"] * 192) for h in result.history)
+    assert sum(logs["train_loss"] * 80 for _, logs in recorder.steps) == pytest.approx(
+        sum(h["train_loss"] * 192 for h in result.history), rel=1e-9)
+    assert all(math.isfinite(logs["grad_norm"]) and logs["grad_norm"] > 0 for _, logs in recorder.steps)
+
+    def cosine(step):  # the rate of update step + 1
+        return run.train.lr * 0.5 * (1 + math.cos(math.pi * step / 60))
+
+    for step, logs in recorder.steps:
+        assert logs["learning_rate"] == pytest.approx(cosine(step), rel=1e-5, abs=1e-9)
+    for epoch, logs in recorder.epochs:
+        assert logs["learning_rate"] == pytest.approx(cosine(12 * epoch), rel=1e-5, abs=1e-9)
+    assert recorder.epochs[-1][1]["learning_rate"] == pytest.approx(0.0, abs=1e-9)
 
 
 # The trap head adds NaN to the loss at step 3, so the run diverges there for certain whatever the

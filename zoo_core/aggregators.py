@@ -1,7 +1,11 @@
 """Aggregators: per-step outputs + mask + head -> logits ``[batch, k]``.
 
 An aggregator receives the head because some apply it at every step
-(``mean-logits``) rather than once on a pooled feature.
+(``mean-logits``) rather than once on a pooled feature. Each carries a NumPy
+reference of its maths (:meth:`Aggregator.numpy_reference`, which calls the
+head's own NumPy references), which the registry-driven tests compare with
+its TensorFlow code; the built-ins register themselves at the bottom
+(``zoo_register_aggregators``).
 """
 
 from __future__ import annotations
@@ -9,9 +13,10 @@ from __future__ import annotations
 import abc
 
 
-from zoo_core.lazy import tf
 from zoo_core.component import Component
 from zoo_core.heads import Head
+from zoo_core.hookspecs import hookimpl
+from zoo_core.lazy import np, tf
 from zoo_core.unroll import UnrollResult
 
 
@@ -23,6 +28,12 @@ def masked_mean(values: tf.Tensor, mask: tf.Tensor | None) -> tf.Tensor:
     weights = tf.reshape(weights, tf.concat([tf.shape(weights), tf.ones([values.shape.rank - 2], tf.int32)], 0))
     total = tf.reduce_sum(values * weights, axis=1)
     return total / tf.maximum(tf.reduce_sum(weights, axis=1), 1.0)
+
+
+def _np_masked_mean(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """NumPy reference of :func:`masked_mean`: ``values`` ``[batch, time, d]`` -> ``[batch, d]``, a real step per row."""
+    weights = mask.astype(values.dtype)[..., None]  # [batch, time, 1]
+    return (values * weights).sum(axis=1) / weights.sum(axis=1)
 
 
 def masked_max(values: tf.Tensor, mask: tf.Tensor | None) -> tf.Tensor:
@@ -69,6 +80,25 @@ class Aggregator(Component):
     def __call__(self, result: UnrollResult, mask: tf.Tensor | None, head: Head, training: bool = False) -> tf.Tensor:
         """Logits ``[batch, k]``."""
 
+    def numpy_reference(self, outputs: np.ndarray, last_output: np.ndarray, mask: np.ndarray, head: Head) -> np.ndarray:
+        """NumPy reference of :meth:`__call__` (at inference), from this instance's weights.
+
+        Args:
+            outputs: Per-step outputs ``[batch, time, feature_dim]``.
+            last_output: The output at each row's last real step ``[batch, feature_dim]``.
+            mask: ``[batch, time]`` bool, True on real steps; every row has one at least.
+            head: The head to apply; the reference calls its NumPy references
+                (:meth:`Head.numpy_logits` and the like), not its TensorFlow code.
+
+        Returns:
+            Logits ``[batch, k]``.
+
+        Raises:
+            NotImplementedError: the aggregator has none (the tests then fail, naming it).
+        """
+        raise NotImplementedError(f"aggregator {self.name!r} ({type(self).__qualname__}) has no NumPy reference: "
+                                  "implement numpy_reference(outputs, last_output, mask, head)")
+
 
 class LastStep(Aggregator):
     """The output at the last real token (correct for pre- and post-padding)."""
@@ -80,6 +110,9 @@ class LastStep(Aggregator):
     def __call__(self, result, mask, head, training=False):
         return head(result.last_output)
 
+    def numpy_reference(self, outputs, last_output, mask, head):
+        return head.numpy_logits(last_output)
+
 
 class MeanStates(Aggregator):
     """The masked mean of the outputs over real steps, then the head."""
@@ -89,6 +122,9 @@ class MeanStates(Aggregator):
 
     def __call__(self, result, mask, head, training=False):
         return head(masked_mean(result.outputs, mask))
+
+    def numpy_reference(self, outputs, last_output, mask, head):
+        return head.numpy_logits(_np_masked_mean(outputs, mask))
 
 
 class MeanLogits(Aggregator):
@@ -100,6 +136,9 @@ class MeanLogits(Aggregator):
     def __call__(self, result, mask, head, training=False):
         return masked_mean(head(result.outputs), mask)
 
+    def numpy_reference(self, outputs, last_output, mask, head):
+        return _np_masked_mean(head.numpy_logits(outputs), mask)
+
 
 class MaxStates(Aggregator):
     """The masked max over time of each output unit (max-pooling), then the head."""
@@ -109,6 +148,9 @@ class MaxStates(Aggregator):
 
     def __call__(self, result, mask, head, training=False):
         return head(masked_max(result.outputs, mask))
+
+    def numpy_reference(self, outputs, last_output, mask, head):
+        return head.numpy_logits(np.where(mask[..., None], outputs, -np.inf).max(axis=1))
 
 
 class MeanProbs(Aggregator):
@@ -125,6 +167,10 @@ class MeanProbs(Aggregator):
     def __call__(self, result, mask, head, training=False):
         probs = head.prob_positive(head(result.outputs))  # [batch, time]
         return head.logits_from_prob(masked_mean(probs[:, :, None], mask)[:, 0])
+
+    def numpy_reference(self, outputs, last_output, mask, head):
+        probs = head.numpy_prob_positive(head.numpy_logits(outputs))  # [batch, time]
+        return head.numpy_logits_from_prob(_np_masked_mean(probs[..., None], mask)[:, 0])
 
 
 class Attention(Aggregator):
@@ -151,5 +197,14 @@ class Attention(Aggregator):
         weights = self.weights(result.outputs, mask)
         return head(tf.einsum("bt,bth->bh", weights, result.outputs))
 
+    def numpy_reference(self, outputs, last_output, mask, head):
+        scores = outputs @ self.query.numpy() / np.sqrt(self.feature_dim)  # [batch, time]
+        scores = np.where(mask, scores, -np.inf)
+        weights = np.exp(scores - scores.max(axis=1, keepdims=True))
+        weights /= weights.sum(axis=1, keepdims=True)
+        return head.numpy_logits((weights[..., None] * outputs).sum(axis=1))
 
-BUILTIN_AGGREGATORS = (LastStep, MeanStates, MeanLogits, MaxStates, MeanProbs, Attention)
+
+@hookimpl
+def zoo_register_aggregators():
+    return [LastStep, MeanStates, MeanLogits, MaxStates, MeanProbs, Attention]

@@ -41,6 +41,7 @@ from typing import Any, ClassVar
 from zoo_core.component import Component
 from zoo_core.encoders import DenseSequence, EncodedSequence, OneHotSequence
 from zoo_core.errors import UnknownNameError, ZooError
+from zoo_core.hookspecs import hookimpl
 from zoo_core.lazy import do_not_convert, keras, np, tf
 from zoo_core.params import HParam
 from zoo_core.unroll import UnrollResult, from_time_major, to_time_major, unroll
@@ -76,7 +77,7 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
 
 
-UNITS = HParam("units", int, 64, "hidden units H", low=1, high=8192)
+UNITS = HParam("units", int, 64, "hidden units H", low=1, high=8192, tiny=5)
 KERNEL_INIT = HParam("kernel_init", str, "glorot", "input kernel initializer", choices=INITIALIZERS)
 RECURRENT_INIT = HParam("recurrent_init", str, "orthogonal", "recurrent kernel initializer", choices=INITIALIZERS)
 BPTT = HParam("bptt", str, "fused", "gradient: hand-written fused BPTT or autodiff through the loop",
@@ -1179,3 +1180,9 @@ class BidirectionalCell(WrapperCell):
 
 BUILTIN_CELLS = (TanhCell, IRNNCell, GatedRecurrentUnitCell, LongShortTermMemoryCell, LayerNormTanhCell, MGUCell, UGRNNCell, IndRNNCell,
                  JANETCell, IdentityCell, StackedCell, BidirectionalCell)
+
+
+@hookimpl
+def zoo_register_cells():
+    return [TanhCell, IRNNCell, GatedRecurrentUnitCell, LongShortTermMemoryCell, LayerNormTanhCell, MGUCell,
+            UGRNNCell, IndRNNCell, JANETCell, IdentityCell, StackedCell, BidirectionalCell]

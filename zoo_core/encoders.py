@@ -11,8 +11,9 @@ from __future__ import annotations
 import abc
 
 
-from zoo_core.lazy import keras, tf
 from zoo_core.component import Component
+from zoo_core.hookspecs import hookimpl
+from zoo_core.lazy import keras, np, tf
 from zoo_core.params import HParam
 
 
@@ -83,6 +84,24 @@ class Encoder(Component):
     def __call__(self, ids: tf.Tensor, training: bool = False) -> EncodedSequence:
         """Encodes ``ids`` ``[batch, time]`` (int32)."""
 
+    def numpy_reference(self, ids: np.ndarray) -> np.ndarray:
+        """NumPy reference of :meth:`__call__` at inference (no dropout), from this instance's weights.
+
+        The registry-driven tests check ``self(ids).project(W)`` against
+        ``numpy_reference(ids) @ W`` for every registered encoder.
+
+        Args:
+            ids: ``[batch, time]`` integer token ids.
+
+        Returns:
+            The dense encoded steps ``[batch, time, output_dim]``.
+
+        Raises:
+            NotImplementedError: the encoder has none (the tests then fail, naming it).
+        """
+        raise NotImplementedError(f"encoder {self.name!r} ({type(self).__qualname__}) has no NumPy reference: "
+                                  "implement numpy_reference(ids)")
+
 
 class OneHotEncoder(Encoder):
     """Exact one-hot inputs: ``x_t = e_id``, so the cell's input kernel is ``[vocab, units]``."""
@@ -96,6 +115,9 @@ class OneHotEncoder(Encoder):
 
     def __call__(self, ids, training=False):
         return OneHotSequence(ids, self.vocab_size)
+
+    def numpy_reference(self, ids):
+        return np.eye(self.vocab_size, dtype=np.float32)[ids]
 
 
 def embedding_dropout(values: tf.Tensor, rate: float, word_rate: float) -> tf.Tensor:
@@ -125,7 +147,7 @@ class EmbeddingEncoder(Encoder):
     name = "embedding"
     description = "learned [V, D] embedding table, optional dropout of values and of whole words"
     hparams = (
-        HParam("dim", int, 64, "embedding size D", low=1, high=4096),
+        HParam("dim", int, 64, "embedding size D", low=1, high=4096, tiny=6),
         HParam("dropout", float, 0.0, "dropout rate on embedded values (training only)", low=0.0, high=0.95),
         HParam("word_dropout", float, 0.0, "rate at which whole embedded words are zeroed (training only)",
                low=0.0, high=0.95),
@@ -152,5 +174,10 @@ class EmbeddingEncoder(Encoder):
             values = embedding_dropout(values, self.params["dropout"], self.params["word_dropout"])
         return DenseSequence(values)
 
+    def numpy_reference(self, ids):
+        return self.table.numpy()[ids]
 
-BUILTIN_ENCODERS = (OneHotEncoder, EmbeddingEncoder)
+
+@hookimpl
+def zoo_register_encoders():
+    return [OneHotEncoder, EmbeddingEncoder]

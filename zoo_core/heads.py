@@ -1,12 +1,19 @@
-"""Heads: features ``[..., units]`` -> logits ``[..., k]``, their loss and P(positive)."""
+"""Heads: features ``[..., units]`` -> logits ``[..., k]``, their loss and P(positive).
+
+Each head carries NumPy references of its maths (``numpy_logits``,
+``numpy_loss``, ``numpy_prob_positive``, ``numpy_logits_from_prob``), which
+the registry-driven tests compare with its TensorFlow code; the built-ins
+register themselves at the bottom (``zoo_register_heads``).
+"""
 
 from __future__ import annotations
 
 import abc
 
 
-from zoo_core.lazy import keras, tf
 from zoo_core.component import Component
+from zoo_core.hookspecs import hookimpl
+from zoo_core.lazy import keras, np, tf
 
 
 class Head(Component):
@@ -44,6 +51,27 @@ class Head(Component):
     def logits_from_prob(self, prob: tf.Tensor) -> tf.Tensor:
         """Inverse of :meth:`prob_positive`: logits ``[..., k]`` giving ``prob``."""
 
+    # -- NumPy references, from this instance's weights (the registry-driven tests use them) --
+    def numpy_logits(self, features: np.ndarray) -> np.ndarray:
+        """Reference of :meth:`__call__`: logits ``[..., k]`` for features ``[..., feature_dim]``."""
+        return features @ self.kernel.numpy() + self.bias.numpy()
+
+    def numpy_loss(self, labels: np.ndarray, logits: np.ndarray) -> float:
+        """Reference of :meth:`loss`: the mean loss for ``labels`` ``[batch]`` in {0, 1} and logits ``[batch, k]``."""
+        raise self._no_reference("numpy_loss(labels, logits)")
+
+    def numpy_prob_positive(self, logits: np.ndarray) -> np.ndarray:
+        """Reference of :meth:`prob_positive`: P(positive) ``[...]`` from logits ``[..., k]``."""
+        raise self._no_reference("numpy_prob_positive(logits)")
+
+    def numpy_logits_from_prob(self, prob: np.ndarray) -> np.ndarray:
+        """Reference of :meth:`logits_from_prob`: logits ``[..., k]`` giving ``prob`` ``[...]``."""
+        raise self._no_reference("numpy_logits_from_prob(prob)")
+
+    def _no_reference(self, method: str) -> NotImplementedError:
+        return NotImplementedError(f"head {self.name!r} ({type(self).__qualname__}) has no NumPy reference: "
+                                   f"implement {method}")
+
 
 class SigmoidHead(Head):
     """One logit ``z``; ``P(positive) = sigmoid(z)``; binary cross-entropy."""
@@ -66,6 +94,18 @@ class SigmoidHead(Head):
     def logits_from_prob(self, prob):
         prob = tf.clip_by_value(prob, 1e-7, 1 - 1e-7)
         return (tf.math.log(prob) - tf.math.log1p(-prob))[..., None]
+
+    def numpy_loss(self, labels, logits):
+        z = logits[:, 0]
+        # -log sigmoid(z) for positives, -log(1 - sigmoid(z)) = softplus(z) for negatives.
+        return float(np.mean(np.where(labels == 1, np.logaddexp(0.0, -z), np.logaddexp(0.0, z))))
+
+    def numpy_prob_positive(self, logits):
+        return 1.0 / (1.0 + np.exp(-logits[..., 0]))
+
+    def numpy_logits_from_prob(self, prob):
+        prob = np.clip(prob, 1e-7, 1 - 1e-7)
+        return np.log(prob / (1.0 - prob))[..., None]
 
 
 class SoftmaxHead(Head):
@@ -90,5 +130,18 @@ class SoftmaxHead(Head):
         prob = tf.clip_by_value(prob, 1e-7, 1 - 1e-7)
         return tf.stack([tf.math.log1p(-prob), tf.math.log(prob)], axis=-1)
 
+    def numpy_loss(self, labels, logits):
+        log_probs = logits - np.logaddexp(logits[:, :1], logits[:, 1:])  # log softmax over the 2 logits
+        return float(-np.mean(log_probs[np.arange(len(labels)), labels]))
 
-BUILTIN_HEADS = (SigmoidHead, SoftmaxHead)
+    def numpy_prob_positive(self, logits):
+        return np.exp(logits[..., 1] - np.logaddexp(logits[..., 0], logits[..., 1]))
+
+    def numpy_logits_from_prob(self, prob):
+        prob = np.clip(prob, 1e-7, 1 - 1e-7)
+        return np.stack([np.log1p(-prob), np.log(prob)], axis=-1)
+
+
+@hookimpl
+def zoo_register_heads():
+    return [SigmoidHead, SoftmaxHead]

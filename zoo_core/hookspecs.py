@@ -1,8 +1,11 @@
 """pluggy hook specifications: how plugins add to the zoo.
 
-Built-in components are registered through these same hooks by the modules in
-``plugins/``; a third-party distribution registers its module under the
-``rnn_zoo`` entry-point group::
+Built-in components are registered through these same hooks by the modules
+that define them (``zoo_core.encoders``, ``zoo_core.cells``,
+``zoo_core.aggregators``, ``zoo_core.heads``, each with its ``@hookimpl`` at
+its bottom) and by ``zoo_plugins.models`` and ``zoo_plugins.ngrams``, all
+listed in ``registry.toml``; a third-party distribution registers its module
+under the ``rnn_zoo`` entry-point group::
 
     [project.entry-points.rnn_zoo]
     my_plugin = "my_package.zoo_plugin"

@@ -232,6 +232,19 @@ def group_runs(records: Iterable[RunRecord]) -> list[Group]:
     return [Group(key, tuple(sorted(runs, key=lambda r: r.seed))) for key, runs in groups.items()]
 
 
+def best_run_ids(records: Iterable[RunRecord]) -> set[str]:
+    """Ids of the runs a leaderboard row can point to: each spec's ``best_run`` in every setup.
+
+    Also over all setups at once (as ``zoo rank`` shows its own runs), so no
+    leaderboard of these records points to a run outside the set.
+    """
+    records = list(records)
+    ids = {g.best_run().id for g in group_runs(records)}
+    for setup in split_setups(records):
+        ids.update(g.best_run().id for g in group_runs(setup.records))
+    return ids
+
+
 def sort_groups(groups: Iterable[Group], metric: str = "test_accuracy") -> list[Group]:
     """Best first by the mean of ``metric``; groups without it go last."""
     if metric not in SORT_METRICS:
@@ -312,6 +325,8 @@ def leaderboard(groups: Sequence[Group], metric: str, fmt: str, defaults: RunSpe
     leader = groups[0].stat(ranked_by) if groups else Stat.of(())
     # Text formats keep what a reader compares (so the table fits a terminal); csv and json keep everything.
     shown = ("test_accuracy", "test_auc", "val_accuracy") if numeric else ("test_accuracy", "test_auc")
+    # Text: the CI of a shown metric goes in its cell (``0.853 ± 0.004 [0.843, 0.863]``), one column fewer.
+    ci_inline = not numeric and ranked_by in shown
     headers = ["rank", "model"]
     if numeric:
         headers += list(KINDS)
@@ -319,7 +334,7 @@ def leaderboard(groups: Sequence[Group], metric: str, fmt: str, defaults: RunSpe
                 ((f"{name}_mean", f"{name}_std") if numeric else (name.replace("_", " "),))]
     headers += ["test_loss"] if numeric else []
     headers += [f"{metric}_ci95_low", f"{metric}_ci95_high", "p_worse_than_leader", "tied_with_leader"] \
-        if numeric else [f"{metric.replace('_', ' ')} 95% CI", "vs leader"]
+        if numeric else [f"{metric.replace('_', ' ')} 95% CI"] * (not ci_inline) + ["vs leader"]
     headers += ["seeds", "params", "time_s"] + (["tokens_per_s"] if numeric else [])
     headers += ["hyperparameters"] if show_params else []
     headers += ["setup"] if show_setup else []
@@ -332,7 +347,8 @@ def leaderboard(groups: Sequence[Group], metric: str, fmt: str, defaults: RunSpe
             row += [getattr(group.spec.model, k) for k in KINDS]
         for attribute in shown:
             stat = group.stat(attribute)
-            row += [_round(stat.mean), _round(stat.std)] if numeric else [stat.text()]
+            inline = f" {stat.ci_text()}" if ci_inline and attribute == ranked_by and stat.ci95 else ""
+            row += [_round(stat.mean), _round(stat.std)] if numeric else [stat.text() + inline]
         if numeric:
             row.append(_round(group.stat("test_loss").mean))
         stat = group.stat(ranked_by)
@@ -342,7 +358,7 @@ def leaderboard(groups: Sequence[Group], metric: str, fmt: str, defaults: RunSpe
             row += [_round(ci[0]) if ci else None, _round(ci[1]) if ci else None, _round(p_value),
                     True if rank == 1 else (None if p_value is None else p_value >= SIGNIFICANCE)]
         else:
-            row += [stat.ci_text(), versus_leader(p_value, rank == 1)]
+            row += [stat.ci_text()] * (not ci_inline) + [versus_leader(p_value, rank == 1)]
         row += [len(group.runs), group.runs[0].params, _round(group.stat("wall_time").mean, 1)]
         row += [_round(group.stat("tokens_per_sec").mean, 0)] if numeric else []
         if show_params:
@@ -359,7 +375,8 @@ def leaderboard(groups: Sequence[Group], metric: str, fmt: str, defaults: RunSpe
             parts.append(f"hyperparameters: {_describe(common_params)}")
         if common_setup or not show_setup:
             parts.append(f"setup: {_describe(common_setup)}")
-        parts.append(f"ranked by {metric.replace('_', ' ')} (mean ± std over seeds; 95% CI from Student's t; "
+        ci = "[95% CI]" if ci_inline else "95% CI"
+        parts.append(f"ranked by {metric.replace('_', ' ')} (mean ± std over seeds; {ci} of the mean, Student's t; "
                      f"'tied': not significantly worse than the leader, one-sided Welch t-test, p ≥ {SIGNIFICANCE})")
         caption = "; ".join(parts)
     return Table(headers, rows, caption)
@@ -418,13 +435,17 @@ def runs_table(records: Sequence[RunRecord], fmt: str) -> Table:
     """
     numeric = fmt in NUMERIC_FORMATS
     headers = ["id", "model", "seed", "status", "test_accuracy", "val_accuracy"]
-    headers += ["params", "time_s", "started", "host", "run_dir"] if numeric else ["time_s", "started", "message"]
+    headers += ["params", "time_s", "started", "host", "run_dir", "pruned_at"] if numeric \
+        else ["time_s", "started", "message"]
     rows = []
     for r in records:
         status = r.status + (f" ({r.train_status})" if r.train_status and r.train_status != "completed" else "")
+        if r.pruned_at and not numeric:
+            status += ", weights pruned"
         row = [r.id, r.label, r.seed, status, _round(r.test_accuracy), _round(r.val_accuracy)]
         if numeric:
-            row += [r.params, _round(r.wall_time, 1), r.started_at[:19].replace("T", " "), r.host, r.run_dir]
+            row += [r.params, _round(r.wall_time, 1), r.started_at[:19].replace("T", " "), r.host, r.run_dir,
+                    r.pruned_at]
         else:
             row += [_round(r.wall_time, 1), r.started_at[5:16].replace("T", " "), r.message]
         rows.append(row)
@@ -454,8 +475,10 @@ def colour_kind(groups: Sequence[Group]) -> str:
 
 
 def cluster_labels(points: Sequence[tuple[float, float, str]], x_range: tuple[float, float],
-                   y_range: tuple[float, float], near: float = 0.03) -> list[tuple[float, float, str]]:
-    """Merges the labels of points closer than ``near`` (a fraction of each axis) into one multi-line label."""
+                   y_range: tuple[float, float], near: float = 0.02,
+                   sep: str = ",") -> list[tuple[float, float, str]]:
+    """Merges the labels of points closer than ``near`` (a fraction of each axis) into one label,
+    joined by ``sep``: points drawn on top of each other get one label, not a pile."""
     clusters: list[list[Any]] = []
     width = (x_range[1] - x_range[0]) or 1.0
     height = (y_range[1] - y_range[0]) or 1.0
@@ -466,96 +489,192 @@ def cluster_labels(points: Sequence[tuple[float, float, str]], x_range: tuple[fl
                 break
         else:
             clusters.append([x, y, [label]])
-    return [(x, y, "\n".join(labels)) for x, y, labels in clusters]
+    return [(x, y, sep.join(labels)) for x, y, labels in clusters]
 
 
-# Where a label may go relative to its point: (dx, dy) in points and alignment, first that fits wins.
-LABEL_SPOTS = ((6, 0, "left"), (-6, 0, "right"), (6, 10, "left"), (6, -10, "left"), (-6, 10, "right"),
-               (-6, -10, "right"), (0, 18, "center"), (0, -18, "center"))
+def _label_spots() -> list[tuple[float, float, str, str]]:
+    """Offsets (points) and alignments to try for a point's label, nearest first: right, left, above, below,
+    then the diagonals, on rings further and further out."""
+    spots = []
+    for r in (5, 11, 18, 26, 36):
+        spots += [(r, 0, "left", "center"), (-r, 0, "right", "center"), (0, r, "center", "bottom"),
+                  (0, -r, "center", "top"), (r * 0.7, r * 0.7, "left", "bottom"), (r * 0.7, -r * 0.7, "left", "top"),
+                  (-r * 0.7, r * 0.7, "right", "bottom"), (-r * 0.7, -r * 0.7, "right", "top")]
+    return spots
 
 
-def place_labels(ax, texts: Sequence[tuple[float, float, str]]) -> None:
-    """Annotates points, moving each label around its point until it stays inside the axes and overlaps no
-    label already placed."""
+LABEL_SPOTS = tuple(_label_spots())
+
+
+def place_labels(ax, texts: Sequence[tuple[float, float, str]], avoid: Sequence[Any] = (),
+                 fontsize: float = 8) -> list[Any]:
+    """Annotates points, moving each label around its point until it stays inside the axes and overlaps
+    neither a label already placed nor a box in ``avoid`` (display coordinates, e.g. the markers).
+
+    A label placed away from its point gets a thin line to it. Where every spot is taken, the label goes
+    to the first spot. Returns the annotations.
+    """
     renderer = ax.figure.canvas.get_renderer()
     frame = ax.get_window_extent(renderer)
-    placed = []
+    placed, notes = list(avoid), []
+    line = {"arrowstyle": "-", "lw": 0.5, "color": "0.4", "shrinkA": 0, "shrinkB": 3}
+
+    def annotate(x, y, text, dx, dy, ha, va):
+        far = (dx * dx + dy * dy) ** 0.5 > 12
+        return ax.annotate(text, (x, y), textcoords="offset points", xytext=(dx, dy), fontsize=fontsize,
+                           ha=ha, va=va, arrowprops=line if far else None)
+
     for x, y, text in texts:
-        for dx, dy, align in LABEL_SPOTS:
-            note = ax.annotate(text, (x, y), textcoords="offset points", xytext=(dx, dy), fontsize=7,
-                               ha=align, va="center")
+        for spot in LABEL_SPOTS:
+            note = annotate(x, y, text, *spot)
             box = note.get_window_extent(renderer)
             inside = frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
             if inside and not any(box.overlaps(other) for other in placed):
                 break
             note.remove()
-        else:  # crowded everywhere: keep the first spot
-            note = ax.annotate(text, (x, y), textcoords="offset points", xytext=LABEL_SPOTS[0][:2], fontsize=7,
-                               ha=LABEL_SPOTS[0][2], va="center")
+        else:  # crowded everywhere: the nearest spot, overlapping
+            note = annotate(x, y, text, *LABEL_SPOTS[0])
             box = note.get_window_extent(renderer)
         placed.append(box)
+        notes.append(note)
+    return notes
 
 
-def plot(groups: Sequence[Group], path: str | Path, title: str = "") -> Path:
-    """Draws test accuracy against parameters and against training time to a PNG.
+#: What the error bars of :func:`plot` show, printed on the figure.
+ERROR_BARS = ("error bars: 95% confidence interval of the mean over seeds (Student's t), drawn for specs with "
+              "2 or more seeds; a point without a bar has a single seed")
 
-    Each spec is one point (mean over seeds, with a ±1 std bar when it has
-    several seeds), coloured by the component that varies (see
-    :func:`colour_kind`) and labelled with what tells it apart; labels of
-    points that overlap are stacked into one.
+
+def plot_figure(groups: Sequence[Group], title: str = "", metric: str = "test_accuracy"):
+    """Draws test accuracy against parameters and against training time: a matplotlib ``Figure``.
+
+    ``groups`` come in rank order (by ``metric``). Each spec is one point
+    (its mean over seeds), numbered with its rank and listed by number in a
+    side table, so labels never pile up on crowded points; points on top of
+    each other share one label (``3,7``). A spec with two or more seeds gets
+    an error bar, the 95% confidence interval of the mean (:attr:`Stat.ci95`,
+    Student's t); one with a single seed gets none. Points are coloured by
+    the component that varies (see :func:`colour_kind`). Neither x axis
+    starts below zero. Uses matplotlib's object API on an Agg canvas: no
+    display and no global backend.
+
+    Raises:
+        ZooError: If no group has a test accuracy.
     """
     import math
 
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only: no display needed
-    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
     from matplotlib.ticker import FuncFormatter
+    from matplotlib.transforms import Bbox, offset_copy
 
-    points = [g for g in groups if g.stat("test_accuracy").mean is not None]
-    if not points:
+    ranked = [(rank, g) for rank, g in enumerate(groups, start=1) if g.stat("test_accuracy").mean is not None]
+    if not ranked:
         raise ZooError("nothing to plot: no finished run has a test accuracy")
+    points = [g for _, g in ranked]
     labels = short_labels(points)
     kind = colour_kind(points)
     options = sorted({getattr(g.spec.model, kind) for g in points})
-    colours = {o: plt.get_cmap("tab10")(i % 10) for i, o in enumerate(options)}
-    fig, axes = plt.subplots(1, 2, figsize=(14, 6.5), sharey=True)
-    labelled = []  # (axes, [(x, y, text)]) placed once the layout is final
+    colours = {o: f"C{i % 10}" for i, o in enumerate(options)}
+
+    # The side table: monospaced lines, so its width follows the longest label.
+    digits, label_width = len(str(ranked[-1][0])), max(len(label) for label in labels)
+    table = [f"{'#':>{digits}}  {'model':<{label_width}}  test accuracy [95% CI]"]
+    table += [f"{rank:>{digits}}  {label:<{label_width}}  {_accuracy_text(g.stat('test_accuracy'))}"
+              for (rank, g), label in zip(ranked, labels)]
+    side_inches = 0.5 + 0.07 * max(map(len, table))
+    line_inches = 0.17
+    lines = len(table) + len(options) + 4  # the table, the colour key and headings
+    figure = Figure(figsize=(12.5 + side_inches, max(6.5, 2.0 + line_inches * lines)), dpi=120)
+    FigureCanvasAgg(figure)
+    grid = figure.add_gridspec(1, 3, width_ratios=(6.25, 6.25, side_inches))
+    axes = [figure.add_subplot(grid[0, 0])]
+    axes.append(figure.add_subplot(grid[0, 1], sharey=axes[0]))
+    side = figure.add_subplot(grid[0, 2])
+    side.set_axis_off()
+
+    drawn_on = []  # (axes, [(x, y, number)]) labelled once the layout is final
     for ax, (attribute, xlabel) in zip(axes, (("params", "trainable parameters"), ("wall_time", "training time (s)"))):
         drawn = []
-        for group, label in zip(points, labels):
+        for rank, group in ranked:
             x = group.stat(attribute).mean
             if x is None:
                 continue
             acc = group.stat("test_accuracy")
-            ax.errorbar(x, acc.mean, yerr=acc.std or 0.0, fmt="o", color=colours[getattr(group.spec.model, kind)],
-                        capsize=3, markersize=6)
-            drawn.append((x, acc.mean, label))
+            ci = acc.ci95
+            ax.errorbar(x, acc.mean, yerr=None if ci is None else [[acc.mean - ci[0]], [ci[1] - acc.mean]],
+                        fmt="o", color=colours[getattr(group.spec.model, kind)], capsize=3, markersize=6,
+                        label=f"_rank {rank}")
+            drawn.append((x, acc.mean, str(rank)))
         xs = [x for x, _, _ in drawn]
         log = bool(xs) and min(xs) > 0 and max(xs) / min(xs) > 10  # log only across orders of magnitude
         if log:
             ax.set_xscale("log")
-        if drawn:
-            to_axis = math.log10 if log else float
-            ys = [y for _, y, _ in drawn]
-            merged = cluster_labels([(to_axis(x), y, t) for x, y, t in drawn],
-                                    (to_axis(min(xs)), to_axis(max(xs))), (min(ys), max(ys)))
-            labelled.append((ax, [(10 ** x if log else x, y, t) for x, y, t in merged]))
+        ax.margins(x=0.12, y=0.08)
+        low, high = ax.get_xlim()
+        if low < 0:  # the margin reached below zero, where no spec's parameters or time can be
+            ax.set_xlim(0, high)
+        drawn_on.append((ax, drawn, log))
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 100 else f"{v:g}"))
-        ax.margins(x=0.3, y=0.08)  # room for the labels right of the rightmost points
         ax.set_title(f"test accuracy vs {xlabel}")
         ax.set_xlabel(xlabel + (" (log scale)" if log else ""))
         ax.grid(True, which="both", alpha=0.3)
-    axes[0].set_ylabel("test accuracy (mean over seeds, ±1 std)")
-    handles = [plt.Line2D([], [], marker="o", linestyle="", color=colours[o], label=o) for o in options]
-    axes[1].legend(handles=handles, title=kind, loc="best")
-    fig.suptitle(title or f"rnn-zoo leaderboard: {len(points)} specs")
-    fig.tight_layout()
-    for ax, texts in labelled:
-        place_labels(ax, texts)
+    low, high = axes[0].get_ylim()
+    axes[0].set_ylim(max(low, 0.0), high)
+    axes[0].set_ylabel("test accuracy (mean over seeds)")
+
+    def side_line(number: float, text: str, indent: float = 0.0, **style) -> None:
+        at = offset_copy(side.transAxes, fig=figure, x=indent, y=-number * line_inches, units="inches")
+        side.text(0, 1, text, transform=at, family="monospace", fontsize=8, va="top", **style)
+
+    side_line(0, f"ranked by {metric.replace('_', ' ')}", fontweight="bold")
+    side_line(1, table[0], indent=0.2, fontweight="bold")
+    for i, ((_, group), row) in enumerate(zip(ranked, table[1:]), start=2):
+        side_line(i, row, indent=0.2, gid="row")
+        dot = offset_copy(side.transAxes, fig=figure, x=0.07, y=-(i + 0.4) * line_inches, units="inches")
+        side.add_line(Line2D([0], [1], transform=dot, marker="o", markersize=5, linestyle="",
+                             color=colours[getattr(group.spec.model, kind)]))
+    key = len(table) + 2
+    side_line(key, f"colour: {kind}", fontweight="bold")
+    for i, option in enumerate(options, start=key + 1):
+        side_line(i, option, indent=0.2)
+        dot = offset_copy(side.transAxes, fig=figure, x=0.07, y=-(i + 0.4) * line_inches, units="inches")
+        side.add_line(Line2D([0], [1], transform=dot, marker="o", markersize=5, linestyle="", color=colours[option]))
+    figure.suptitle(title or f"rnn-zoo leaderboard: {len(points)} specs")
+    figure.text(0.01, 0.01, "points: mean test accuracy over seeds, numbered by rank (see the table); "
+                + ERROR_BARS, fontsize=8, va="bottom")
+    figure.tight_layout(rect=(0, 0.04, 1, 1))
+
+    # Numbers go on once the layout is final, beside their points and clear of every marker.
+    radius = 4.5 * figure.dpi / 72  # a marker's radius, in pixels
+    for ax, drawn, log in drawn_on:
+        if not drawn:
+            continue
+        markers = [Bbox.from_extents(cx - radius, cy - radius, cx + radius, cy + radius)
+                   for cx, cy in (ax.transData.transform((x, y)) for x, y, _ in drawn)]
+        to_axis = math.log10 if log else float
+        xs, ys = [to_axis(x) for x, _, _ in drawn], [y for _, y, _ in drawn]
+        merged = cluster_labels([(to_axis(x), y, t) for x, y, t in drawn], (min(xs), max(xs)), (min(ys), max(ys)))
+        place_labels(ax, [(10 ** x if log else x, y, ",".join(sorted(t.split(","), key=int))) for x, y, t in merged],
+                     avoid=markers)
+    return figure
+
+
+def _accuracy_text(stat: Stat) -> str:
+    """``0.831 [0.828, 0.834]``, or ``0.815 (1 seed)``: what a point and its error bar show."""
+    return stat.text(3) if stat.ci95 is None else f"{stat.mean:.3f} {stat.ci_text(3)}"
+
+
+def plot(groups: Sequence[Group], path: str | Path, title: str = "", metric: str = "test_accuracy") -> Path:
+    """Writes :func:`plot_figure` to ``path`` (PNG, PDF or SVG, by its suffix); returns the path written.
+
+    Raises:
+        ZooError: Nothing to plot, or a path that cannot be written (see :func:`zoo_core.tables.image_path`).
+    """
     from zoo_core.tables import image_path
 
+    figure = plot_figure(groups, title, metric)
     path = image_path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    figure.savefig(path, dpi=120)
     return path

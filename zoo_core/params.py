@@ -35,6 +35,9 @@ class HParam:
             because NaN passes every comparison and so any range check).
         allow_empty: The empty string is valid (strings without ``choices``; a name never is).
             Even then it is not accepted as command-line text: see :meth:`parse`.
+        tiny: A small valid value that the registry-driven tests build every
+            component with, so they stay fast (e.g. ``units``: 5 instead of 64);
+            ``None`` when the default is small already. Never used in training.
     """
 
     name: str
@@ -48,6 +51,7 @@ class HParam:
     high_open: bool = False
     allow_nonfinite: bool = False
     allow_empty: bool = False
+    tiny: Any = None
 
     def valid_range(self) -> str:
         """Describes the valid values, e.g. ``int in [1, 4096]`` or ``float in (0.0, 100.0]``."""

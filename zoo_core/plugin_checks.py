@@ -227,6 +227,11 @@ def _hparam_problems(hparams: Any, problems: list[str]) -> set[str] | None:
             p.validate(p.default)
         except ZooError as err:
             problems.append(f"hyperparameter {p.name!r} has an invalid default: {err}")
+        if p.tiny is not None:
+            try:
+                p.validate(p.tiny)
+            except ZooError as err:
+                problems.append(f"hyperparameter {p.name!r} has an invalid tiny value: {err}")
     return names
 
 

@@ -1,19 +1,23 @@
-"""The rank loop: train many (spec, seed) runs under identical settings, record and save each.
+"""Recording runs, and the rank loop: train many (spec, seed) runs under identical settings.
 
-:func:`plan_runs` turns patterns and presets into RunSpecs; :func:`rank` trains
-the ones the results database has not seen finish, claiming each atomically so
-two ``zoo rank`` processes can share the work, and saves every finished run
-under ``settings.runs_dir / <run id>``.
+:func:`record_run` is the one path by which a run is trained and recorded
+(``zoo train`` and ``zoo rank`` alike): claim it in the results database,
+train it, save its weights under ``<runs folder>/<run id>``, record its result.
+:func:`plan_runs` turns patterns and presets into RunSpecs; :func:`rank`
+records the ones the results database has not seen finish, claiming each
+atomically so two ``zoo rank`` processes can share the work.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import statistics
 import sys
 import time
 import traceback
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import click
@@ -21,8 +25,12 @@ import click
 from zoo_core.config import KINDS, ModelSpec, RunSpec
 from zoo_core.errors import ZooError
 from zoo_core.results import DIVERGED, FAILED, INTERRUPTED, RUNNING, ResultsDB
+from zoo_core.tensorboard import EVERY_STEPS, for_run
 
 DEFAULT_PRESET = "quick"
+# Every run reads the data prepared with this seed (the --limit subset and the validation split), whatever
+# its own seed: runs of every seed, ranked or trained alone, then see the same reviews and compare fairly.
+DATA_SEED = 0
 
 
 # -- planning -------------------------------------------------------------------
@@ -152,98 +160,211 @@ class Progress:
                   f"{result.params:,} params, {format_duration(seconds)}, run {run_id}")
 
 
-def rank(runs: Sequence[RunSpec], registry, db: ResultsDB, *, progress: bool = True,
-         echo: Callable[[str], None] | None = None, load_dataset: Callable | None = None,
-         train: Callable | None = None, should_stop: Callable[[], bool] = lambda: False) -> RankOutcome:
-    """Trains each run that has not finished in ``db``, records it and saves it.
+@dataclasses.dataclass
+class Recorded:
+    """A run that :func:`record_run` trained and recorded.
 
-    Data is loaded once per distinct DataConfig (with seed 0, so every run of
-    every seed sees the same split). A run that raises is marked ``failed``
-    and the loop goes on. A stop request (``should_stop()``, checked between
-    runs, after loading data and by training between batches) or
-    ``KeyboardInterrupt`` marks the current run ``interrupted`` and stops,
-    keeping everything that finished; a run that finished training before the
+    Attributes:
+        run_id: Its id in the results database.
+        run_dir: The folder its weights were saved in (``<runs folder>/<run id>``).
+        model: The trained classifier (the weights it kept).
+        result: Its ``TrainResult``; ``result.status`` tells how it ended:
+            recorded ``finished`` (completed, early-stopped), ``diverged``
+            (nan) or ``interrupted``.
+        seconds: Wall time from the start of training to the run recorded.
+    """
+
+    run_id: str
+    run_dir: Path
+    model: Any
+    result: Any
+    seconds: float
+
+
+class RunFailed(Exception):
+    """Training run ``run_id`` raised ``error``; the run is recorded ``failed`` with ``message``."""
+
+    def __init__(self, run_id: str, error: Exception):
+        self.run_id, self.error = run_id, error
+        self.message = f"{type(error).__name__}: {error}".replace("\n", " ")
+        super().__init__(self.message)
+
+
+def record_run(run: RunSpec, registry, db: ResultsDB, runs_dir: str | Path, dataset: Callable[[], Any], *,
+               fresh: bool = False, train: Callable | None = None, progress: bool = True,
+               should_stop: Callable[[], bool] = lambda: False,
+               on_claimed: Callable[[str], None] | None = None,
+               tensorboard_every: int | None = EVERY_STEPS) -> Recorded | None:
+    """Claims ``run`` in ``db``, trains it, saves its weights and records its result: one run, recorded.
+
+    Every outcome is recorded. A run that trained to its end is saved to
+    ``runs_dir / <run id>`` and recorded ``finished``; one whose loss became
+    NaN is saved (its last good weights) and recorded ``diverged``; one that
+    training stopped early on ``should_stop()`` is saved and recorded
+    ``interrupted``, so nothing trained is lost. A stop before training gave
+    a model (or a second Ctrl-C) marks it ``interrupted``; an error marks it
+    ``failed``.
+
+    Args:
+        run: What to train.
+        registry: Builds the model.
+        db: The results database.
+        runs_dir: The runs folder (:func:`zoo_core.runs.resolve_runs_dir`),
+            checked beforehand (:func:`zoo_core.runs.check_runs_dir`).
+        dataset: Returns the data (a :class:`zoo_core.data.Dataset`); called
+            once the run is claimed, so a failure to load is recorded.
+        fresh: Always record a new run, even of a (spec, seed) that finished
+            before (``zoo train``); otherwise (``zoo rank``) skip a run that
+            finished or diverged, or that a live process is training.
+        train: A stand-in for :func:`zoo_core.training.train` (tests), or a wrapper of it.
+        progress: Show per-epoch progress from training.
+        should_stop: Whether to stop (the CLI: SIGINT or SIGTERM arrived).
+        on_claimed: Called with the run id once the run is claimed.
+        tensorboard_every: The run writes TensorBoard event files to
+            :func:`zoo_core.tensorboard.run_logdir` under ``runs_dir``, with
+            ``step/*`` points every this many optimizer steps; None: none.
+
+    Returns:
+        The :class:`Recorded` run, or None when it was skipped.
+
+    Raises:
+        RunFailed: training raised (recorded ``failed``).
+        KeyboardInterrupt: a stop before training gave a model, or a second
+            Ctrl-C (recorded ``interrupted``).
+        ZooError: the weights could not be saved (recorded ``failed``).
+        Exception: whatever loading the data raised (recorded ``failed``).
+    """
+    from zoo_core.runs import save_run
+
+    if train is None:
+        from zoo_core.training import train
+    run_id = db.start(run) if fresh else db.claim(run)
+    if run_id is None:
+        return None
+    try:
+        if on_claimed is not None:
+            on_claimed(run_id)
+        try:
+            data = dataset()
+        except Exception:  # a Ctrl-C here goes on to mark the run interrupted
+            db.mark(run_id, FAILED, "its data could not be loaded")
+            raise
+        if should_stop():
+            raise KeyboardInterrupt
+        started = time.monotonic()
+        try:
+            with _event_logger(runs_dir, run, run_id, tensorboard_every) as observer:
+                model, result = train(run, registry, data, progress=progress, should_stop=should_stop,
+                                      observer=observer)
+        except Exception as err:  # noqa: BLE001 - recorded, then the caller decides
+            failure = RunFailed(run_id, err)
+            db.mark(run_id, FAILED, failure.message)
+            raise failure from err
+        run_dir = Path(runs_dir) / run_id
+        try:
+            save_run(run_dir, model, data.vocab, run, result)
+        except (OSError, ZooError) as err:  # e.g. a full disk: later runs could not be saved either
+            message = f"could not save it to {run_dir}: {getattr(err, 'strerror', None) or err}"
+            db.mark(run_id, FAILED, message)
+            raise ZooError(f"run {run_id} {message}") from None
+        db.finish(run_id, result, run_dir=run_dir, data_checksum=getattr(data, "checksum", ""))
+    except KeyboardInterrupt:
+        db.mark(run_id, INTERRUPTED, "interrupted (Ctrl-C or SIGTERM) before it finished")  # only if still running
+        raise
+    return Recorded(run_id, run_dir, model, result, time.monotonic() - started)
+
+
+def rank(runs: Sequence[RunSpec], registry, db: ResultsDB, *, runs_dir: str | Path | None = None,
+         progress: bool = True, echo: Callable[[str], None] | None = None, load_dataset: Callable | None = None,
+         train: Callable | None = None, should_stop: Callable[[], bool] = lambda: False,
+         tensorboard_every: int | None = EVERY_STEPS) -> RankOutcome:
+    """Trains each run that has not finished in ``db`` and records it with :func:`record_run`.
+
+    Data is loaded once per distinct DataConfig (with :data:`DATA_SEED`, so
+    every run of every seed sees the same split). A run that raises is marked
+    ``failed`` and the loop goes on. A stop request (``should_stop()``, checked
+    between runs, after loading data and by training between batches) or
+    ``KeyboardInterrupt`` stops the loop: the current run is recorded
+    ``interrupted`` (with the weights it had, if training got that far), and
+    everything that finished is kept; a run that finished training before the
     request is still saved and recorded.
 
     Args:
         runs: From :func:`plan_runs`.
         registry: Builds the models.
         db: Where runs are claimed and recorded.
+        runs_dir: The runs folder (default: :func:`zoo_core.runs.resolve_runs_dir`
+            without ``--runs``: ``$ZOO_RUNS``, registry.toml, or beside ``db``).
         progress: Show per-epoch progress from training and data loading.
         echo: Where progress lines go (default: stderr).
         load_dataset, train: Stand-ins for :func:`zoo_core.data.load_dataset`
             and :func:`zoo_core.training.train` (tests), or wrappers of them.
         should_stop: Whether to stop (the CLI: SIGINT or SIGTERM arrived).
+        tensorboard_every: See :func:`record_run`.
+
+    Raises:
+        ZooError: the runs folder cannot be written (before any training), or a run could not be saved.
     """
-    from zoo_core.runs import save_run
+    from zoo_core.runs import check_runs_dir, resolve_runs_dir
 
     if load_dataset is None:
         from zoo_core.data import load_dataset
     if train is None:
         from zoo_core.training import train
-    from zoo_core.runs import check_folder_writable
 
     echo = echo or (lambda line: click.echo(line, err=True))
     settings = registry.settings
-    check_folder_writable(settings.runs_dir, "runs folder ([paths] runs in registry.toml)")  # before any training
+    if runs_dir is None:
+        runs_dir = check_runs_dir(*resolve_runs_dir(None, settings, db.path))
+    else:
+        runs_dir = check_runs_dir(runs_dir)  # before any training
     finished_before = db.done_keys()
     outcome = RankOutcome(planned=len(runs))
     meter = Progress(len(runs), sum(r.key() not in finished_before for r in runs), echo)
     datasets: dict[Any, Any] = {}
 
+    def data_of(run: RunSpec):
+        if run.data not in datasets:
+            datasets[run.data] = load_dataset(run.data, settings, seed=DATA_SEED, progress=progress)
+        return datasets[run.data]
+
     for index, run in enumerate(runs, start=1):
-        run_id = None
         try:
             if should_stop():
                 raise KeyboardInterrupt  # handled below, like Ctrl-C at this point
-            run_id = db.claim(run)
-            if run_id is None:
+            try:
+                recorded = record_run(run, registry, db, runs_dir, lambda: data_of(run), train=train,
+                                      progress=progress, should_stop=should_stop,
+                                      on_claimed=lambda run_id: meter.starting(index, run),
+                                      tensorboard_every=tensorboard_every)
+            except RunFailed as failure:  # one broken model must not end the ranking
+                outcome.failed.append(failure.run_id)
+                echo(f"    failed: {failure.message}")
+                if not isinstance(failure.error, ZooError):
+                    traceback.print_exception(failure.error, file=sys.stderr)
+                continue
+            if recorded is None:
                 outcome.skipped += 1
                 meter.skipped(index, run)
                 continue
-            meter.starting(index, run)
-            if run.data not in datasets:
-                try:
-                    datasets[run.data] = load_dataset(run.data, settings, seed=0, progress=progress)
-                except Exception:  # a Ctrl-C here goes on to mark the run interrupted
-                    db.mark(run_id, FAILED, "its data could not be loaded")
-                    raise
-            dataset = datasets[run.data]
-            if should_stop():
+            if recorded.result.status == "interrupted":  # recorded, with the weights it had
                 raise KeyboardInterrupt
-            started = time.monotonic()
-            try:
-                model, result = train(run, registry, dataset, progress=progress, should_stop=should_stop)
-            except Exception as err:  # noqa: BLE001 - one broken model must not end the ranking
-                message = f"{type(err).__name__}: {err}".replace("\n", " ")
-                db.mark(run_id, FAILED, message)
-                outcome.failed.append(run_id)
-                echo(f"    failed: {message}")
-                if not isinstance(err, ZooError):
-                    traceback.print_exc(file=sys.stderr)
-                continue
-            if result.status == "interrupted":
-                raise KeyboardInterrupt
-            run_dir = settings.runs_dir / run_id
-            try:
-                save_run(run_dir, model, dataset.vocab, run, result)
-            except (OSError, ZooError) as err:  # e.g. a full disk: later runs could not be saved either
-                message = f"could not save it to {run_dir}: {getattr(err, 'strerror', None) or err}"
-                db.mark(run_id, FAILED, message)
-                raise ZooError(f"run {run_id} {message}") from None
-            db.finish(run_id, result, run_dir=run_dir, data_checksum=getattr(dataset, "checksum", ""))
-            finished_id, run_id = run_id, None  # recorded: a Ctrl-C from here on has nothing left to mark
-            outcome.trained.append(finished_id)
-            meter.finished(finished_id, result, time.monotonic() - started)
+            outcome.trained.append(recorded.run_id)
+            meter.finished(recorded.run_id, recorded.result, recorded.seconds)
         except KeyboardInterrupt:
-            if run_id is not None:
-                db.mark(run_id, INTERRUPTED, "interrupted (Ctrl-C or SIGTERM) before it finished")
             outcome.interrupted = True
             echo("interrupted")
             break
     if not outcome.interrupted:
         outcome.missing = _missing(runs, db, outcome.failed)
     return outcome
+
+
+def _event_logger(runs_dir, run: RunSpec, run_id: str, every_steps: int | None):
+    """The run's :class:`zoo_core.tensorboard.EventLogger` (a context manager), or a stand-in giving None."""
+    if every_steps is None:
+        return contextlib.nullcontext()
+    return for_run(runs_dir, run, run_id, every_steps)
 
 
 def _missing(runs: Sequence[RunSpec], db: ResultsDB, failed: Sequence[str]) -> list[str]:

@@ -5,10 +5,17 @@ fnmatch filters), :meth:`Registry.create`, and an error naming the closest
 known names. Every entry remembers the plugin that registered it, so
 ``zoo components`` and ``zoo plugins`` can say who registered what.
 
-Plugins come from the modules listed in ``registry.toml`` (the built-ins in
-``plugins/``) and from installed distributions in the ``rnn_zoo`` entry-point
-group; both load the same way. ``$ZOO_PLUGINS`` (or ``zoo --plugins``) keeps
-only the plugins whose names match its comma-separated fnmatch patterns.
+Plugins come from the modules listed in ``registry.toml`` and from installed
+distributions in the ``rnn_zoo`` entry-point group; both load the same way.
+The built-ins are plugins too: each of ``zoo_core.encoders``, ``zoo_core.cells``,
+``zoo_core.aggregators`` and ``zoo_core.heads`` registers its own classes with
+an ``@hookimpl`` beside them, and ``zoo_plugins.models`` and ``zoo_plugins.ngrams``
+add named models and an encoder. pluggy calls the hooks: a function not
+marked ``@zoo_core.hookimpl`` is never called, and one whose name is no hook
+makes its plugin fail (``pm.check_pending()``). ``$ZOO_PLUGINS`` (or
+``zoo --plugins``) keeps only the plugins whose names match its
+comma-separated fnmatch patterns; the ``zoo_core`` modules, the zoo's own
+components, always load.
 """
 
 from __future__ import annotations
@@ -35,6 +42,10 @@ from zoo_core.settings import Preset, Settings, load_settings
 ENTRY_POINT_GROUP = "rnn_zoo"
 SLOW_PLUGIN_SECONDS = 2.0  # a plugin loading slower than this is named on stderr
 ALL_KINDS = KINDS + ("model",)
+# Module names an older registry.toml may list, and the modules that replaced them.
+RENAMED_MODULES = {
+    "zoo_plugins.builtin": ("zoo_core.encoders", "zoo_core.cells", "zoo_core.aggregators", "zoo_core.heads"),
+}
 _HOOKS = {
     "encoder": "zoo_register_encoders",
     "cell": "zoo_register_cells",
@@ -254,26 +265,35 @@ class Registry:
         does a plugin that takes over :data:`SLOW_PLUGIN_SECONDS` to load.
 
         Args:
-            modules: Module names from ``registry.toml``.
-            only: fnmatch patterns; plugins whose names match none are disabled.
+            modules: Module names from ``registry.toml``; a name in
+                :data:`RENAMED_MODULES` stands for the modules that replaced it.
+            only: fnmatch patterns; plugins whose names match none are
+                disabled, except the ``zoo_core`` modules (the zoo's own components).
             entry_points: Whether to load installed ``rnn_zoo`` distributions.
+
+        Raises:
+            ZooError: A pattern of ``only`` matches no plugin (a typo would
+                otherwise leave the zoo silently empty); nothing is loaded.
         """
         pm = pluggy.PluginManager(hookspecs.PROJECT)
         pm.add_hookspecs(hookspecs)
         self.plugin_manager = pm
-        candidates = [_Candidate(m, m, "registry.toml", "", lambda m=m: importlib.import_module(m)) for m in modules]
+        candidates = [_Candidate(m, m, source, "", lambda m=m: importlib.import_module(m))
+                      for m, source in _toml_modules(modules)]
         if entry_points:
             for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
                 dist = ep.dist.name if ep.dist else "?"
                 version = ep.dist.version if ep.dist else ""
                 candidates.append(_Candidate(ep.name, ep.name, f"entry point ({dist})", version, ep.load, dist))
         _give_unique_keys(candidates)
+        _check_patterns(only or (), candidates)
 
         with plugin_checks.watch_signals() as signals_seen:
             for candidate in candidates:
                 info = PluginInfo(name=candidate.key, source=candidate.source, version=candidate.version)
                 self.plugins[candidate.key] = info
-                if only and not any(fnmatch.fnmatchcase(n, p) for n in {candidate.key, candidate.name} for p in only):
+                if only and not _is_core(candidate) and not any(
+                        fnmatch.fnmatchcase(n, p) for n in {candidate.key, candidate.name} for p in only):
                     info.status = "disabled"
                     continue
                 start = time.perf_counter()
@@ -306,6 +326,9 @@ class Registry:
             for problem in problems:
                 self._plugin_failed(info, problem)
             return
+        # pluggy's own check, after ours (which names the hook to use): earlier plugins passed it,
+        # so what it finds is this plugin's; the caller marks it failed and unregisters it.
+        pm.check_pending()
         collected: list[tuple[str, Any]] = []
         for kind, hook_name in _HOOKS.items():
             for result in self._call_hook(pm, hook_name, candidate.key):
@@ -415,6 +438,29 @@ def _give_unique_keys(candidates: list[_Candidate]) -> None:
         seen[c.key] += 1
         if seen[c.key] > 1:  # the same distribution twice: number the repeats
             c.key = f"{c.key}#{seen[c.key]}"
+
+
+def _check_patterns(patterns: Sequence[str], candidates: Sequence[_Candidate]) -> None:
+    """Refuses a ``--plugins``/``$ZOO_PLUGINS`` pattern that matches no plugin, naming the plugins there are."""
+    names = [c.key for c in candidates]
+    for pattern in patterns:
+        if not any(fnmatch.fnmatchcase(n, pattern) for c in candidates for n in {c.key, c.name}):
+            raise ZooError(f"plugin pattern {pattern!r} (--plugins or $ZOO_PLUGINS) matches no plugin; "
+                           f"plugins: {', '.join(names) or 'none'}")
+
+
+def _toml_modules(modules: Iterable[str]) -> list[tuple[str, str]]:
+    """``(module, source)`` for each plugin module of ``registry.toml``, renamed ones replaced, each once."""
+    seen: dict[str, str] = {}
+    for listed in modules:
+        for module in RENAMED_MODULES.get(listed, (listed,)):
+            seen.setdefault(module, "registry.toml" if module == listed else f"registry.toml (as {listed})")
+    return list(seen.items())
+
+
+def _is_core(candidate: _Candidate) -> bool:
+    """A ``zoo_core`` module from ``registry.toml``: the zoo's own components, which ``--plugins`` never turns off."""
+    return not candidate.distribution and candidate.name.split(".")[0] == "zoo_core"
 
 
 def _is_own(candidate: _Candidate) -> bool:

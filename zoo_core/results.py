@@ -10,7 +10,8 @@ safe for several processes at once:
   claim) is atomic across processes.
 
 A run moves ``running`` -> ``finished`` (or ``diverged`` / ``interrupted`` /
-``failed`` / ``abandoned``). :meth:`ResultsDB.claim` atomically starts a run
+``failed`` / ``abandoned``); ``pruned_at`` is set once ``zoo runs --prune``
+deleted its weights (its record stays). :meth:`ResultsDB.claim` atomically starts a run
 unless the same (spec, seed) already finished or diverged, or is being trained
 by a live process, so two ``zoo rank`` processes never train the same run twice
 and a rerun after a crash redoes only the unfinished one. A live process is
@@ -44,7 +45,7 @@ from typing import Any
 from zoo_core.config import RunSpec
 from zoo_core.errors import ZooError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 RUNNING, FINISHED, DIVERGED = "running", "finished", "diverged"
 INTERRUPTED, FAILED, ABANDONED = "interrupted", "failed", "abandoned"
 STATUSES = (RUNNING, FINISHED, DIVERGED, INTERRUPTED, FAILED, ABANDONED)
@@ -93,7 +94,8 @@ CREATE TABLE runs (
     pid             INTEGER,
     started_at      TEXT NOT NULL,
     finished_at     TEXT,
-    proc_start      TEXT NOT NULL DEFAULT ''   -- boot id and start time of process pid (schema 2)
+    proc_start      TEXT NOT NULL DEFAULT '',  -- boot id and start time of process pid (schema 2)
+    pruned_at       TEXT                       -- when `zoo runs --prune` deleted its weights (schema 3)
 );
 CREATE INDEX runs_by_key ON runs (key, status);
 CREATE INDEX runs_by_group ON runs (group_key, status);
@@ -107,10 +109,15 @@ def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
     conn.execute("UPDATE runs SET status = ? WHERE status = ? AND train_status = 'nan'", (DIVERGED, FINISHED))
 
 
+def _migrate_2_to_3(conn: sqlite3.Connection) -> None:
+    """Adds ``pruned_at``: no run of an older file had its weights pruned."""
+    conn.execute("ALTER TABLE runs ADD COLUMN pruned_at TEXT")
+
+
 # MIGRATIONS[v] turns a version-v database into version v + 1 (inside the caller's transaction).
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _migrate_1_to_2}
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _migrate_1_to_2, 2: _migrate_2_to_3}
 # Columns each schema version added to ``runs``: a read-only reader of an older file fills them in.
-ADDED_COLUMNS: dict[int, dict[str, str]] = {2: {"proc_start": "''"}}
+ADDED_COLUMNS: dict[int, dict[str, str]] = {2: {"proc_start": "''"}, 3: {"pruned_at": "NULL"}}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,6 +159,7 @@ class RunRecord:
     started_at: str
     finished_at: str | None
     proc_start: str = ""
+    pruned_at: str | None = None  # when `zoo runs --prune` deleted its weights
 
     @functools.cached_property
     def spec(self) -> RunSpec:
@@ -171,7 +179,7 @@ _COLUMNS = tuple(f.name for f in dataclasses.fields(RunRecord))
 _NUMBER_COLUMNS = ("val_accuracy", "val_loss", "val_auc", "test_accuracy", "test_loss", "test_auc", "wall_time",
                    "tokens_per_sec")
 _INTEGER_COLUMNS = ("best_epoch", "epochs_run", "params", "pid")
-_NULLABLE = set(_NUMBER_COLUMNS) | set(_INTEGER_COLUMNS) | {"finished_at"}
+_NULLABLE = set(_NUMBER_COLUMNS) | set(_INTEGER_COLUMNS) | {"finished_at", "pruned_at"}
 
 
 def group_key(run: RunSpec) -> str:
@@ -561,7 +569,7 @@ class ResultsDB:
                 raise fail(column, "text")
         if values["status"] not in STATUSES:
             raise fail("status", f"one of {', '.join(STATUSES)}")
-        for column in ("started_at", "finished_at"):
+        for column in ("started_at", "finished_at", "pruned_at"):
             if values[column] is not None:
                 try:
                     parse_time(values[column])
@@ -613,6 +621,22 @@ class ResultsDB:
         _HELD_CLAIMS.add(run_id)
         return run_id
 
+    def start(self, run: RunSpec, run_id: str | None = None) -> str:
+        """Starts a new ``running`` run of ``run`` whatever the database holds (``zoo train``).
+
+        Unlike :meth:`claim` it never skips: training the same (spec, seed)
+        again records another run, with its own id. The latest finished run of
+        a (spec, seed) is the one the leaderboard shows (:meth:`finished`).
+
+        Returns:
+            The new run id.
+        """
+        run_id = run_id or new_run_id()
+        with self._write() as conn:
+            self._insert(conn, run, run_id, provenance())
+        _HELD_CLAIMS.add(run_id)
+        return run_id
+
     def _insert(self, conn: sqlite3.Connection, run: RunSpec, run_id: str, info: Mapping[str, str]) -> None:
         """Inserts a ``running`` row for ``run`` owned by this process."""
         spec = run.model
@@ -626,11 +650,12 @@ class ResultsDB:
         )
 
     def finish(self, run_id: str, result: Any, run_dir: str | os.PathLike = "", data_checksum: str = "") -> None:
-        """Records a training result (a ``TrainResult``): ``finished``, or ``diverged`` for a NaN loss."""
+        """Records a training result (a ``TrainResult``): ``finished``, ``diverged`` for a NaN loss, or
+        ``interrupted`` for a run stopped before its end (its weights and curves so far are kept)."""
         history = list(getattr(result, "history", []) or [])
         train_status = str(getattr(result, "status", "") or "completed")
         values = {
-            "status": DIVERGED if train_status == "nan" else FINISHED,
+            "status": {"nan": DIVERGED, "interrupted": INTERRUPTED}.get(train_status, FINISHED),
             "train_status": train_status,
             "message": str(getattr(result, "message", "") or ""),
             "best_epoch": getattr(result, "best_epoch", None),
@@ -660,6 +685,14 @@ class ResultsDB:
             raise ValueError(f"unknown status {status!r}")
         self._update(run_id, {"status": status, "message": message, "finished_at": now()}, only_if_status=RUNNING)
         _HELD_CLAIMS.discard(run_id)
+
+    def mark_pruned(self, run_id: str) -> None:
+        """Records that run ``run_id``'s weights were deleted (``zoo runs --prune``); the record itself stays.
+
+        Raises:
+            ZooError: no run ``run_id``.
+        """
+        self._update(run_id, {"pruned_at": now()})
 
     def _update(self, run_id: str, values: Mapping[str, Any], only_if_status: str | None = None) -> None:
         """Sets ``values`` on run ``run_id``; with ``only_if_status``, only while it has that status.

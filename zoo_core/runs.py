@@ -362,38 +362,58 @@ def _first_line(err: BaseException) -> str:
     return text.splitlines()[0] if text else type(err).__name__
 
 
-def resolve_run(reference: str, db, settings=None) -> tuple[Path, str]:
+def resolve_run(reference: str, db, runs_dir: str | os.PathLike | None = None) -> tuple[Path, str]:
     """The directory and id of a saved run named by id, id prefix, ``best`` or a folder path.
 
     ``best`` is the top spec of the default leaderboard by mean test accuracy
     (the setup of the most recently finished run, over runs whose weights were
-    saved; see :func:`zoo_core.leaderboard.select_setup`), and within it the
-    seed with the best test accuracy.
+    saved or pruned; see :func:`zoo_core.leaderboard.select_setup`), and within
+    it the seed with the best test accuracy whose weights are still there.
+
+    Args:
+        reference: What the user typed.
+        db: The :class:`zoo_core.results.ResultsDB`.
+        runs_dir: The runs folder (:func:`resolve_runs_dir`), where a run that
+            recorded no folder of its own is looked for.
 
     Raises:
-        ZooError: unknown or ambiguous id, or a run whose weights are gone.
+        ZooError: unknown or ambiguous id, or a run whose weights are gone
+            (pruned, deleted, or never saved).
     """
     from zoo_core import leaderboard as lb
 
     if reference == "best":
-        saved = [r for r in db.finished() if _run_dir(r, settings).joinpath("run.json").exists()]
-        if not saved:
-            raise ZooError(f"no saved runs in {db.path} yet (run `zoo rank` first)")
-        setup, _ = lb.select_setup(saved)
+        # Pruned runs still count in their spec's mean, so `best` names the leaderboard's top row.
+        usable = [r for r in db.finished() if r.pruned_at or _run_dir(r, runs_dir).joinpath("run.json").exists()]
+        if not any(r.pruned_at is None for r in usable):
+            raise ZooError(f"no saved runs in {db.path} yet (run `zoo rank` or `zoo train` first)")
+        setup, _ = lb.select_setup(usable)
         group = lb.sort_groups(lb.group_runs(setup.records), "test_accuracy")[0]
-        record = group.best_run("test_accuracy")
-        return _run_dir(record, settings), record.id
+        kept = tuple(r for r in group.runs if r.pruned_at is None)
+        if not kept:
+            raise ZooError(f"the weights of every run of the top spec {group.label} were pruned; "
+                           "give a run id (see `zoo runs`)")
+        record = lb.Group(group.key, kept).best_run("test_accuracy")
+        return _run_dir(record, runs_dir), record.id
     folder = saved_run_folder(reference)
     if folder is not None:
         return folder, folder.name
     record = db.get(reference)
-    directory = _run_dir(record, settings)
+    directory = _run_dir(record, runs_dir)
+    if record.pruned_at:
+        when = record.pruned_at[:16].replace("T", " ")
+        raise ZooError(f"run {record.id}'s weights were pruned (`zoo runs --prune`, {when} UTC); "
+                       f"its metrics and curves stay in {db.path}")
+    saved = (directory / "run.json").exists()
     if record.status == "diverged":
         raise ZooError(f"run {record.id} diverged (its loss became NaN or infinite); give its folder {directory} "
                        "to use its last good weights anyway")
+    if record.status == "interrupted" and saved:
+        raise ZooError(f"run {record.id} was interrupted before it finished; give its folder {directory} "
+                       "to use the weights it had anyway")
     if record.status != "finished":
         raise ZooError(f"run {record.id} is {record.status}, not finished: it has no saved weights")
-    if not (directory / "run.json").exists():
+    if not saved:
         raise ZooError(f"run {record.id} has no saved files at {directory} (were they deleted?)")
     return directory, record.id
 
@@ -411,12 +431,192 @@ def saved_run_folder(reference: str) -> Path | None:
     return None
 
 
-def _run_dir(record, settings) -> Path:
+def _run_dir(record, runs_dir: str | os.PathLike | None) -> Path:
+    """Where a run's files are: the folder it recorded, else ``runs_dir / <run id>``."""
     if record.run_dir:
         return Path(record.run_dir)
-    if settings is None:
+    if runs_dir is None:
         raise ZooError(f"run {record.id} recorded no folder")
-    return Path(settings.runs_dir) / record.id
+    return Path(runs_dir) / record.id
+
+
+# -- where runs go -------------------------------------------------------------------
+RUNS_FOLDER = "runs"  # beside the results database, by default
+
+
+def resolve_runs_dir(explicit: str | os.PathLike | None, settings, results_path: str | os.PathLike
+                     ) -> tuple[Path, str]:
+    """The runs folder: where each run's weights go, as ``<folder>/<run id>``.
+
+    In order: ``--runs DIR`` (``explicit``), ``$ZOO_RUNS``, ``[paths] runs``
+    in registry.toml (both already in ``settings.runs_dir``), else a ``runs``
+    folder beside the results database, so each database keeps its own runs
+    (for the default database, ``~/.local/share/rnn-zoo/runs``). A run records
+    its folder in the database, so runs saved elsewhere before still load.
+
+    Returns:
+        ``(folder, where the choice came from)``, the folder absolute (not
+        checked: see :func:`check_folder_writable`).
+
+    Raises:
+        ZooError: an empty ``--runs``.
+    """
+    if explicit is not None:
+        if not str(explicit).strip():
+            raise ZooError("--runs needs a folder path, got an empty one (leave the flag out for the default: "
+                           "runs/ beside the results database)")
+        return Path(explicit).expanduser().resolve(), "--runs"
+    if settings.runs_dir is not None:
+        return Path(settings.runs_dir), settings.runs_source or "registry.toml"
+    return Path(results_path).expanduser().resolve().parent / RUNS_FOLDER, "beside the results database"
+
+
+def check_runs_dir(folder: str | os.PathLike, source: str = "") -> Path:
+    """Refuses a runs folder that cannot be created or written (call it before any training).
+
+    Args:
+        folder: The runs folder.
+        source: Where it was set (from :func:`resolve_runs_dir`), for the message.
+
+    Returns:
+        The folder, absolute.
+
+    Raises:
+        ZooError: it, or a folder above it, is a file, or it cannot be created or written.
+    """
+    return check_folder_writable(folder, f"runs folder (from {source})" if source else "runs folder")
+
+
+# -- reclaiming space ------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Prunable:
+    """A run whose weights ``zoo runs --prune`` would delete."""
+
+    record: Any  # its RunRecord
+    folder: Path
+    size: int  # bytes
+    why: str  # e.g. "seed 1 of 3, not the best"
+
+
+@dataclasses.dataclass(frozen=True)
+class PrunePlan:
+    """What pruning would delete and what it leaves.
+
+    Attributes:
+        runs_dir: The runs folder; nothing outside it is deleted.
+        delete: The runs whose folders go, oldest first.
+        kept: Ids of the runs a leaderboard row points to (their folders stay).
+        outside: Runs that could go but whose folders are not in ``runs_dir``
+            (saved under another runs folder): left alone.
+    """
+
+    runs_dir: Path
+    delete: tuple[Prunable, ...]
+    kept: frozenset[str]
+    outside: tuple[Any, ...]
+
+    @property
+    def size(self) -> int:
+        return sum(p.size for p in self.delete)
+
+
+def _folder_size(folder: Path) -> int:
+    total = 0
+    for path in folder.rglob("*"):
+        try:
+            if path.is_file() and not path.is_symlink():
+                total += path.stat().st_size
+        except OSError:
+            pass
+    return total
+
+
+def _why_prunable(record, finished_ids: set[str], seeds: dict[str, int]) -> str:
+    if record.status != "finished":
+        return record.status
+    if record.id not in finished_ids:
+        return "an older run of the same spec and seed"
+    return f"seed {record.seed} of {seeds.get(record.group_key, 1)}, not the best"
+
+
+def plan_prune(db, runs_dir: str | os.PathLike) -> PrunePlan:
+    """The run folders ``zoo runs --prune`` may delete: every run's but those a leaderboard row points to.
+
+    Kept: the best run (by test accuracy) of each spec in every setup, the
+    ``best_run`` every leaderboard shows, so ``zoo predict best`` and every
+    row's run still load. Deleted: the other seeds, older runs of the same
+    (spec, seed), and runs that diverged, were interrupted, failed or were
+    abandoned. Only a folder the database records for that run, directly in
+    ``runs_dir``, named by the run's id and holding that run's run.json, is
+    ever listed: never a running run's, never anything else.
+    """
+    from zoo_core import leaderboard as lb
+    from zoo_core.results import RUNNING
+
+    runs_dir = Path(runs_dir).expanduser().resolve()
+    finished = db.finished()
+    kept = lb.best_run_ids(finished)
+    finished_ids = {r.id for r in finished}
+    seeds: dict[str, int] = {}
+    for record in finished:
+        seeds[record.group_key] = seeds.get(record.group_key, 0) + 1
+    delete, outside = [], []
+    for record in db.runs():
+        if record.id in kept or record.status == RUNNING or record.pruned_at:
+            continue
+        folder = _run_dir(record, runs_dir)
+        if not _is_own_folder(folder, record):
+            continue
+        if folder.resolve().parent != runs_dir or folder.name != record.id:
+            outside.append(record)
+            continue
+        delete.append(Prunable(record, folder, _folder_size(folder), _why_prunable(record, finished_ids, seeds)))
+    return PrunePlan(runs_dir, tuple(delete), frozenset(kept), tuple(outside))
+
+
+def _is_own_folder(folder: Path, record) -> bool:
+    """Whether ``folder`` is a real folder (not a link) holding the saved run of ``record``."""
+    if folder.is_symlink() or not folder.is_dir():
+        return False
+    try:
+        return read_meta(folder).get("key") == record.key
+    except ZooError:
+        return False
+
+
+def prune(plan: PrunePlan, db) -> tuple[list[Prunable], list[str]]:
+    """Deletes the run folders of ``plan`` and marks each of those runs pruned; their records stay.
+
+    The plan is made again first and only runs in both are deleted, so a run
+    that became a leaderboard's best run since the user confirmed is spared.
+    Each folder is first renamed to a hidden name (at once, and only if it can
+    be), then its run is marked pruned, then the folder is deleted: a run is
+    never marked pruned while its weights stay usable, and a folder left half
+    deleted is never taken for a run.
+
+    Returns:
+        ``(deleted, problems)``: what was deleted, and one line per folder that
+        could not be (wholly) deleted.
+    """
+    confirmed = {p.record.id for p in plan.delete}
+    deleted, problems = [], []
+    for item in plan_prune(db, plan.runs_dir).delete:
+        if item.record.id not in confirmed:
+            continue
+        doomed = item.folder.with_name(f".pruning-{item.record.id}")
+        try:
+            item.folder.rename(doomed)
+        except OSError as err:
+            problems.append(f"run {item.record.id}: could not delete {item.folder} ({err.strerror or err})")
+            continue
+        db.mark_pruned(item.record.id)
+        try:
+            shutil.rmtree(doomed)
+        except OSError as err:
+            problems.append(f"run {item.record.id}: its weights were pruned, but {doomed} could not be wholly "
+                            f"deleted ({err.strerror or err})")
+        deleted.append(item)
+    return deleted, problems
 
 
 # -- using a saved run ---------------------------------------------------------------

@@ -59,9 +59,12 @@ class Settings:
     search_path: tuple[Path, ...]
     cache_dir: Path
     results: Path
-    runs_dir: Path
+    # Where runs' weights go when no --runs says: $ZOO_RUNS, else [paths] runs; None means beside the
+    # results database (see zoo_core.runs.resolve_runs_dir). runs_source names which one set it.
+    runs_dir: Path | None
     models: Mapping[str, ModelSpec]
     presets: Mapping[str, Preset]
+    runs_source: str = ""
 
 
 def find_registry_file(explicit: str | os.PathLike | None = None) -> Path | None:
@@ -136,7 +139,7 @@ def load_settings(path: str | os.PathLike | None = None) -> Settings:
     paths = raw.get("paths", {})
     data_home = _xdg("XDG_DATA_HOME", ".local/share")
     results = paths.get("results") or str(data_home / "results.sqlite")
-    runs_dir = paths.get("runs") or str(data_home / "runs")
+    runs_dir = paths.get("runs") or None
 
     models = {}
     for name, values in raw.get("models", {}).items():
@@ -181,7 +184,10 @@ def load_settings(path: str | os.PathLike | None = None) -> Settings:
         results=Path(os.environ["ZOO_RESULTS"]).expanduser().resolve()
         if os.environ.get("ZOO_RESULTS")
         else resolve_path(results),
-        runs_dir=resolve_path(runs_dir),
+        runs_dir=Path(os.environ["ZOO_RUNS"]).expanduser().resolve()
+        if os.environ.get("ZOO_RUNS")
+        else resolve_path(runs_dir) if runs_dir else None,
         models=models,
         presets=presets,
+        runs_source="$ZOO_RUNS" if os.environ.get("ZOO_RUNS") else f"[paths] runs in {where}" if runs_dir else "",
     )

@@ -92,6 +92,82 @@ def _never() -> bool:
     return False
 
 
+class TrainObserver:
+    """Watches a run of :func:`train`: a report every ``every_steps`` optimizer steps and after each epoch.
+
+    Subclass it and override what you need (the base ignores both calls), or
+    pass any object with these two methods and the attribute. Training without
+    an observer does no extra work; with one, it reads the running accuracy and
+    the learning rate from TensorFlow only when a step report is due.
+
+    Attributes:
+        every_steps: Optimizer steps between two :meth:`on_step` reports (>= 1).
+    """
+
+    every_steps: int = 100
+
+    def on_step(self, step: int, logs: dict[str, float]) -> None:
+        """Called after global optimizer step ``step``, a multiple of ``every_steps`` (1-based, across epochs).
+
+        Args:
+            step: Updates applied since the run began.
+            logs: Over the last ``every_steps`` steps (which may span two
+                epochs): ``train_loss`` (mean per review), ``train_accuracy``,
+                ``grad_norm`` (mean global gradient norm, before clipping),
+                and ``learning_rate`` (the rate of the next update).
+        """
+
+    def on_epoch(self, epoch: int, logs: dict[str, float]) -> None:
+        """Called after each finished epoch (training and validation), not after one cut short.
+
+        Args:
+            epoch: 1-based.
+            logs: The epoch's row of :attr:`TrainResult.history` (``train_loss``,
+                ``train_accuracy``, ``val_loss``, ``val_accuracy``, ``val_auc``,
+                ``seconds``, ``tokens_per_sec``), plus ``learning_rate`` (of
+                the next update) and ``step`` (updates applied so far).
+        """
+
+
+class _StepReports:
+    """Sums over the optimizer steps since the last report, for an observer's ``on_step``.
+
+    The loss and the gradient norm are host floats already (the loop checks
+    them every step); the accuracy is the change in the epoch's running metric,
+    read only when a report is due or the epoch ends.
+    """
+
+    def __init__(self, observer, learning_rate: Callable[[], float]):
+        self.observer, self.learning_rate = observer, learning_rate
+        self.every = int(observer.every_steps)
+        if self.every < 1:
+            raise ValueError(f"every_steps must be at least 1, not {self.every}")
+        self.step = 0  # updates applied in the whole run
+        self._clear()
+
+    def _clear(self) -> None:
+        self.loss_sum, self.norm_sum = 0.0, 0.0
+        self.examples, self.steps, self.correct = 0, 0, 0
+
+    def add(self, loss: float, size: int, norm: float) -> bool:
+        """Counts one applied step of ``size`` reviews; whether a report is due now."""
+        self.step += 1
+        self.steps += 1
+        self.loss_sum += loss * size
+        self.examples += size
+        self.norm_sum += norm
+        return self.step % self.every == 0
+
+    def report(self) -> None:
+        self.observer.on_step(self.step, {
+            "train_loss": self.loss_sum / self.examples,
+            "train_accuracy": self.correct / self.examples,
+            "grad_norm": self.norm_sum / self.steps,
+            "learning_rate": self.learning_rate(),
+        })
+        self._clear()
+
+
 def learning_rate(config: TrainConfig, total_steps: int | None = None):
     """``config.lr``, or a Keras schedule decaying it to 0 over ``total_steps`` updates.
 
@@ -294,17 +370,24 @@ def _improved(value: float, best: float | None, monitor: str) -> bool:
 
 
 class _EpochProgress:
-    """A per-epoch progress bar on stderr showing loss, accuracy and tokens/s (or nothing)."""
+    """A per-epoch progress bar showing loss, accuracy and tokens/s, or nothing.
 
-    def __init__(self, enabled: bool, total: int, label: str):
+    ``progress`` is False (nothing), True (a bar on stderr), or a factory
+    ``progress(length, label)`` returning a context manager whose value has
+    ``update(n, text)`` (e.g. :func:`zoo_core.api.notebook_progress`).
+    """
+
+    def __init__(self, progress, total: int, label: str):
         self._bar = None
-        if enabled:
+        if callable(progress):
+            self._bar = progress(max(total, 1), label)
+        elif progress:
             self._bar = click.progressbar(length=max(total, 1), label=label, file=sys.stderr,
                                           item_show_func=lambda text: text, width=24)
 
     def __enter__(self):
         if self._bar is not None:
-            self._bar.__enter__()
+            self._bar = self._bar.__enter__() or self._bar
         return self
 
     def update(self, examples: int, text: str) -> None:
@@ -317,11 +400,12 @@ class _EpochProgress:
 
 
 def _run_epoch(train_step: TrainStep, split, run: RunSpec, epoch: int, progress: bool,
-               should_stop: StopCheck = _never) -> dict[str, float]:
+               should_stop: StopCheck = _never, reports: _StepReports | None = None) -> dict[str, float]:
     """One pass over the training split.
 
     ``tokens_per_sec`` counts real tokens from the second step on, so the
-    first step's tracing and graph optimisation do not distort it.
+    first step's tracing and graph optimisation do not distort it. With
+    ``reports``, each applied step is counted there and the due reports made.
 
     Raises:
         NonFiniteLoss: naming the epoch and step; that step's update was not kept.
@@ -329,6 +413,15 @@ def _run_epoch(train_step: TrainStep, split, run: RunSpec, epoch: int, progress:
     """
     accuracy = keras.metrics.BinaryAccuracy()
     loss_sum, examples, tokens = 0.0, 0, 0
+    reported_correct = 0  # this epoch's correct predictions already handed to `reports`
+
+    def hand_over_correct() -> None:
+        nonlocal reported_correct
+        # The metric is a float32 mean of 0/1 matches: times the count, it rounds to the exact number correct.
+        correct = round(float(accuracy.result()) * examples)
+        reports.correct += correct - reported_correct
+        reported_correct = correct
+
     started = time.perf_counter()
     steady_since, steady_tokens = started, 0  # throughput clock, restarted after step 1
     batches = split.batches(run.train.batch_size, shuffle=True, seed=run.seed * 100_003 + epoch)
@@ -356,6 +449,9 @@ def _run_epoch(train_step: TrainStep, split, run: RunSpec, epoch: int, progress:
             loss_sum += loss * size
             examples += size
             tokens += real_tokens
+            if reports is not None and reports.add(loss, size, norm):
+                hand_over_correct()
+                reports.report()
             if step == 1:
                 steady_since = time.perf_counter()
             else:
@@ -364,6 +460,8 @@ def _run_epoch(train_step: TrainStep, split, run: RunSpec, epoch: int, progress:
             bar.update(size, f"loss {loss_sum / examples:.4f}  acc {float(accuracy.result()):.4f}  "
                              f"{rate / 1000:.1f}k tok/s")
     finished = time.perf_counter()
+    if reports is not None and examples:
+        hand_over_correct()  # the steps since the last report carry over into the next epoch
     if steady_tokens == 0:  # a single step: only the whole epoch's time is known
         steady_tokens, steady_since = tokens, started
     return {
@@ -374,8 +472,10 @@ def _run_epoch(train_step: TrainStep, split, run: RunSpec, epoch: int, progress:
     }
 
 
-def _echo(progress: bool, text: str) -> None:
-    if progress:
+def _echo(progress, text: str) -> None:
+    if callable(getattr(progress, "echo", None)):
+        progress.echo(text)
+    elif progress:
         click.echo(text, err=True)
 
 
@@ -389,7 +489,7 @@ def _restore(variables: Iterable[tf.Variable], values: list[np.ndarray]) -> None
 
 
 def train(run: RunSpec, registry: Registry, dataset, *, progress: bool = True,
-          should_stop: StopCheck = _never) -> tuple[Classifier, TrainResult]:
+          should_stop: StopCheck = _never, observer: TrainObserver | None = None) -> tuple[Classifier, TrainResult]:
     """Trains the model of ``run`` on ``dataset``.
 
     Args:
@@ -401,6 +501,10 @@ def train(run: RunSpec, registry: Registry, dataset, *, progress: bool = True,
             it is true the run ends with status ``"interrupted"`` and skips
             whatever evaluation is left (its scores are NaN). The caller
             decides what sets it (the CLI: SIGINT or SIGTERM).
+        observer: Told about the run every ``observer.every_steps`` steps
+            and after each epoch (see :class:`TrainObserver`), e.g. a
+            :class:`zoo_core.tensorboard.EventLogger`. Its exceptions end the
+            run as they would end any caller's code: they are not caught here.
 
     Returns:
         The classifier holding the kept weights (the best epoch's, or the last
@@ -421,16 +525,22 @@ def train(run: RunSpec, registry: Registry, dataset, *, progress: bool = True,
         _echo(progress, "note: XLA compiles once per batch shape, so bucketed batches of many lengths "
                         "compile many times; padded batches compile at most twice")
 
+    reports = None
+    if observer is not None:
+        reports = _StepReports(observer, lambda: float(optimizer.learning_rate))
     history: list[dict] = []
     best_epoch, best_score, best_weights, best_val = 0, None, None, {}
     status, message = "completed", ""
     epoch = 0
     try:
         for epoch in range(1, run.train.epochs + 1):
-            stats = _run_epoch(train_step, dataset.train, run, epoch, progress, should_stop)
+            stats = _run_epoch(train_step, dataset.train, run, epoch, progress, should_stop, reports)
             val = evaluate(model, dataset.val, run, should_stop)
             history.append({"epoch": epoch, **stats, "val_loss": val["loss"], "val_accuracy": val["accuracy"],
                             "val_auc": val["auc"]})
+            if observer is not None:
+                observer.on_epoch(epoch, {**history[-1], "learning_rate": float(optimizer.learning_rate),
+                                          "step": reports.step})
             _echo(progress, f"epoch {epoch}: loss {stats['train_loss']:.4f} acc {stats['train_accuracy']:.4f}  "
                             f"val_loss {val['loss']:.4f} val_acc {val['accuracy']:.4f} val_auc {val['auc']:.4f}  "
                             f"({stats['seconds']:.1f} s, {stats['tokens_per_sec'] / 1000:.1f}k tok/s)")
@@ -446,7 +556,8 @@ def train(run: RunSpec, registry: Registry, dataset, *, progress: bool = True,
         status, message = "nan", str(err)
     except (Stopped, KeyboardInterrupt):
         status, message = "interrupted", f"interrupted during epoch {epoch}; kept the last good weights"
-    _echo(progress and bool(message), message)
+    # An interruption is reported once, by the caller (its status line); the others as they happen.
+    _echo(progress and bool(message) and status != "interrupted", message)
 
     if status in ("completed", "early-stopped") and best_weights is not None:
         _restore(variables, best_weights)

@@ -44,6 +44,7 @@ class AppState:
         self.plugins = plugins
         self._warned = False
         self.commands_added = False
+        self.runs_flag: str | None = None  # --runs DIR of the command (zoo_core.cli.rank.runs_option)
 
     @cached_property
     def settings(self):
@@ -113,7 +114,8 @@ pass_state = click.make_pass_decorator(AppState, ensure=False)
 @click.option("--registry", "registry_file", metavar="PATH", envvar="ZOO_REGISTRY",
               help="registry.toml to use (default: the checkout's; env ZOO_REGISTRY).")
 @click.option("--plugins", metavar="PATTERNS", envvar="ZOO_PLUGINS",
-              help="Load only plugins matching these comma-separated patterns (env ZOO_PLUGINS).")
+              help="Load only plugins matching these comma-separated patterns, e.g. 'zoo_plugins.*' "
+                   "(the zoo_core component modules always load; env ZOO_PLUGINS).")
 @click.option("--verbose", is_flag=True, envvar="ZOO_VERBOSE", is_eager=True, expose_value=False,
               callback=lambda ctx, param, value: quiet.release() if value else None,
               help="Show TensorFlow's, absl's and oneDNN's own log lines (hidden by default; env ZOO_VERBOSE=1).")

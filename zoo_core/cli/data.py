@@ -13,10 +13,10 @@ from pathlib import Path
 import click
 
 from zoo_core.cli import cli, options, pass_state, progress_bar, warn
-from zoo_core.cli.options import data_config, data_options, data_origin
+from zoo_core.cli.options import MODEL_DATA_FLAGS, data_config, data_options, data_origin
 from zoo_core.config import TrainConfig
 from zoo_core.errors import ZooError
-from zoo_core.tables import format_option, render
+from zoo_core.tables import WRAPPED_FORMATS, fit_text, format_option, render
 
 SPLIT_NAMES = ("train", "val", "test")
 
@@ -69,7 +69,7 @@ def data():
 
 
 @data.command()
-@data_options
+@data_options(exclude=MODEL_DATA_FLAGS)
 @seed_option
 @click.option("--batch-size", type=options.declared_type(TrainConfig, "batch_size"), default=None,
               help="Batch size for the padding-efficiency figures [default: registry.toml's].")
@@ -142,7 +142,7 @@ def stats(state, seed, batch_size, download, fmt, **flags):
 
 
 @data.command()
-@data_options
+@data_options(exclude=MODEL_DATA_FLAGS)
 @seed_option
 @download_option
 @format_option()
@@ -177,7 +177,7 @@ def info(state, seed, download, fmt, **flags):
 
 
 @data.command()
-@data_options
+@data_options(exclude=MODEL_DATA_FLAGS)
 @seed_option
 @click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), default=None,
               help="Write the word index: .json as {word: id}, anything else as TSV id<TAB>word<TAB>count.")
@@ -218,13 +218,28 @@ def _review_ref(ref: str) -> tuple[str, int]:
     return split_name, int(number)
 
 
+def _refuse_data_flags(why: str) -> None:
+    """One line (exit 2) if the command line gave a flag that only loading the data would use.
+
+    Flags from the environment (``ZOO_DATA``) are no request, so they pass.
+    """
+    from click.core import ParameterSource
+
+    ctx = click.get_current_context()
+    given = [p.opts[0] for p in ctx.command.params
+             if p.name in (*options.DATA_FLAGS, "seed", "download")
+             and ctx.get_parameter_source(p.name) == ParameterSource.COMMANDLINE]
+    if given:
+        raise ZooError(f"{why}: drop {', '.join(given)}")
+
+
 @data.command()
 @click.argument("ids", nargs=-1, type=int)
 @click.option("--review", "reviews", multiple=True, metavar="[SPLIT:]N",
               help="Show review N of train, val or test (default test) as the model sees it. Repeatable.")
 @click.option("--vocab", "vocab_file", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Decode IDS with this vocabulary file (e.g. a saved run's vocab.json) instead of loading data.")
-@data_options
+@data_options(exclude=MODEL_DATA_FLAGS)
 @seed_option
 @download_option
 @format_option()
@@ -248,11 +263,12 @@ def decode(state, ids, reviews, vocab_file, seed, download, fmt, **flags):
     if vocab_file:
         if reviews:
             raise ZooError("--review needs the data; drop --vocab to load it")
-        click.echo(Vocabulary.load(vocab_file).decode(ids))
+        _refuse_data_flags("--vocab decodes without loading the data")
+        click.echo(fit_text(Vocabulary.load(vocab_file).decode(ids)))
         return
     _, ds = _load(state, flags, seed, download)
     if ids:
-        click.echo(ds.vocab.decode(ids))
+        click.echo(fit_text(ds.vocab.decode(ids)))
     rows = []
     for split_name, i in wanted:
         split = getattr(ds, split_name)
@@ -262,8 +278,12 @@ def decode(state, ids, reviews, vocab_file, seed, download, fmt, **flags):
         rows.append([split_name, i, int(split.review_ids[i]), "pos" if split.labels[i] else "neg",
                      f"{len(sequence)}/{int(split.raw_lengths[i])}", ds.vocab.decode(sequence),
                      " ".join(map(str, list(sequence)))])
-    if rows:
-        click.echo(render(rows, ["split", "index", "file id", "label", "tokens kept/all", "text", "ids"], fmt))
+    headers = ["split", "index", "file id", "label", "tokens kept/all", "text", "ids"]
+    if rows and fmt in WRAPPED_FORMATS:  # a terminal: one key/value block per review, its text wrapped to fit
+        look = "plain" if fmt == "simple" else fmt
+        click.echo("\n\n".join(render([[h, v] for h, v in zip(headers, row)], [], look) for row in rows))
+    elif rows:  # documents and machines: one row per review, every cell whole
+        click.echo(render(rows, headers, fmt))
 
 
 @data.command()

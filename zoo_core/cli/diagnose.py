@@ -8,17 +8,22 @@ import click
 
 from zoo_core.cli import cli, pass_state, progress_bar, warn
 from zoo_core.cli.options import (ALL_FLAGS, build_run_spec, component_options, data_config, data_options,
-                                  data_origin, pick, train_options)
-from zoo_core.cli.rank import _load, results_option
+                                  data_origin, parse_set_values, pick, train_options)
+from zoo_core.cli.rank import _load, results_option, runs_option
 from zoo_core.errors import ZooError
 from zoo_core.tables import format_option, render
+
+
+#: The training settings diagnose uses: it trains nothing, so epochs, learning rate, optimizer... have no
+#: effect and are not offered (click refuses them), and ``--set train.*`` takes only these.
+USED_TRAIN_FLAGS = ("batch_size",)
 
 
 @cli.command()
 @click.argument("model", required=False, metavar="[MODEL]")
 @component_options
 @data_options
-@train_options
+@train_options(only=USED_TRAIN_FLAGS)
 @click.option("--steps", type=click.IntRange(1, 100_000), default=None, metavar="T",
               help="Time steps per review (sets --maxlen) [default: maxlen, 200].")
 @click.option("--output", "-o", metavar="PNG", type=click.Path(dir_okay=False),
@@ -29,6 +34,7 @@ from zoo_core.tables import format_option, render
               help="Use a saved run's trained weights (an id from `zoo runs`, a prefix, best, or a folder) "
                    "instead of fresh ones.")
 @results_option
+@runs_option
 @format_option()
 @pass_state
 def diagnose(state, model, encoder, cell, aggregator, head, set_values, seed, steps, output, rows, fmt, run_ref,
@@ -55,7 +61,13 @@ def diagnose(state, model, encoder, cell, aggregator, head, set_values, seed, st
       zoo diagnose --run best --output trained.png   # the top run's trained weights
     """
     flags = pick(flags, ALL_FLAGS)
+    unused = sorted(set(parse_set_values(set_values).get("train", {})) - set(USED_TRAIN_FLAGS))
+    if unused:
+        raise ZooError(f"zoo diagnose trains nothing, so --set train.{unused[0]} would have no effect "
+                       f"(of the training settings it uses only {', '.join(USED_TRAIN_FLAGS)})")
     if steps is not None:
+        if flags.get("maxlen") is not None:
+            raise ZooError("--steps sets --maxlen: give one of them")
         flags["maxlen"] = steps
     cells = [c.strip() for c in cell.split(",") if c.strip()] if cell is not None else [None]
     if not cells:
@@ -77,13 +89,16 @@ def diagnose(state, model, encoder, cell, aggregator, head, set_values, seed, st
             components = {"encoder": encoder, "cell": name, "aggregator": aggregator, "head": head}
             runs.append(build_run_spec(registry, model, components, set_values, flags, seed))
 
+    from zoo_core.data import find_source, load_dataset
+
+    origin = data_origin()
+    find_source(runs[0].data, state.settings, origin=origin)  # missing or bad data: before TensorFlow's import
     from zoo_core import diagnose as diag
-    from zoo_core.data import load_dataset
     from zoo_core.model import Classifier
     import keras
 
     data = runs[0].data
-    dataset = load_dataset(data, state.settings, seed=seed, warn=warn, origin=data_origin(),
+    dataset = load_dataset(data, state.settings, seed=seed, warn=warn, origin=origin,
                            progress=progress_bar if fmt not in ("json", "csv") else None)
     batch = next(iter(dataset.train.batches(runs[0].train.batch_size, shuffle=True, seed=seed)), None)
     if batch is None:

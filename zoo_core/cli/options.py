@@ -65,12 +65,27 @@ def declared_type(cls, field_name: str) -> Declared:
     return Declared({p.name: p for p in settings_hparams(cls)}[field_name])
 
 
-def data_options(func):
-    """Adds the data flags; the command receives them as keyword arguments."""
+#: Data flags that only matter to a model (how batches are padded, masked): commands that never build
+#: one (``zoo data ...``) leave them out, so they cannot be given and silently ignored.
+MODEL_DATA_FLAGS = ("batching", "mask")
+
+
+def data_options(func=None, *, exclude: Iterable[str] = ()):
+    """Adds the data flags but those named in ``exclude``; the command receives them as keyword arguments.
+
+    Used bare (``@data_options``) or with ``exclude`` (``@data_options(exclude=MODEL_DATA_FLAGS)``): a
+    command offers only the flags it uses, so click refuses the others (exit 2).
+    """
+    if func is None:
+        return lambda f: data_options(f, exclude=exclude)
     for flag, (field_name, help_text) in reversed(DATA_FLAGS.items()):
+        if flag in exclude:
+            continue
         name = "--" + flag.replace("_", "-")
         func = click.option(name, flag, type=declared_type(DataConfig, field_name), default=None,
                             envvar="ZOO_DATA" if flag == "data" else None, help=help_text)(func)
+    if "mask" in exclude:
+        return func
     mask = click.option("--mask/--no-mask", "mask", default=None, help="Mask padded steps [default on].")
     return mask(func)
 
@@ -88,18 +103,28 @@ def data_origin() -> str | None:
             ParameterSource.ENVIRONMENT: "ZOO_DATA"}.get(ctx.get_parameter_source("data"))
 
 
-def train_options(func):
-    """Adds the training flags, ``--seed`` and ``--set``."""
+def train_options(func=None, *, only: Iterable[str] | None = None):
+    """Adds the training flags (or just those named in ``only``), ``--seed`` and ``--set``.
+
+    Used bare (``@train_options``) or as ``@train_options(only=("batch_size",))`` by a command that
+    trains nothing: it offers only the flags it uses, so click refuses the others (exit 2).
+    """
+    if func is None:
+        return lambda f: train_options(f, only=only)
     for flag, (field_name, help_text) in reversed(TRAIN_FLAGS.items()):
+        if only is not None and flag not in only:
+            continue
         name = "--" + flag.replace("_", "-")
         if flag == "jit":
             func = click.option(name, flag, is_flag=True, default=None, help=help_text)(func)
         else:
             func = click.option(name, flag, type=declared_type(TrainConfig, field_name), default=None, help=help_text)(func)
     func = seed_option(func, "Random seed.")
+    examples = "cell.units=128, encoder.dim=32, data.maxlen=500"
     func = click.option(
         "--set", "set_values", multiple=True, metavar="KEY=VALUE",
-        help="Override any setting: cell.units=128, encoder.dim=32, data.maxlen=500, train.clip_norm=1. Repeatable.",
+        help=f"Override any setting: {examples}, train.clip_norm=1. Repeatable." if only is None else
+        f"Override a setting: {examples} (of train.*, only {', '.join(only)}). Repeatable.",
     )(func)
     return func
 

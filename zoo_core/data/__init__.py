@@ -4,10 +4,12 @@ One module per step, every public name re-exported here:
 
 * :mod:`~zoo_core.data.locate`: where the data is. ``DataConfig.source``
   (``--data PATH`` or ``$ZOO_DATA``), then ``registry.toml``'s ``[data]
-  search_path``; :func:`find_source`, :func:`download_imdb`.
+  search_path``; :func:`find_source` (which refuses a file of the wrong kind
+  from its first bytes: :func:`check_source`), :func:`download_imdb`.
 * :mod:`~zoo_core.data.sources`: what it is. One :class:`Source` class per kind
   of copy (Stanford's archive, an extracted folder, Keras' ``imdb.npz``), each
-  reading into a :class:`Corpus`; :data:`SOURCES` is their table.
+  reading into a :class:`Corpus` and checking its first bytes (``check``);
+  :data:`SOURCES` is their table.
 * :mod:`~zoo_core.data.tokens`: text -> tokens (:func:`normalize_text`,
   :func:`tokenize`) and the :class:`Vocabulary`.
 * :mod:`~zoo_core.data.cache`: the tokenised corpus cached once per source,
@@ -19,7 +21,8 @@ One module per step, every public name re-exported here:
 * :mod:`~zoo_core.data.batching`: ragged splits served as padded, masked
   batches (:class:`Split`, :class:`Batch`), and new text encoded as training
   data was (:func:`encode_texts`).
-* :mod:`~zoo_core.data.texts`: labelled texts to evaluate on (:func:`read_labelled`).
+* :mod:`~zoo_core.data.texts`: labelled texts to evaluate on (:func:`read_labelled`,
+  checked cheaply first by :func:`check_labelled`).
 * :mod:`~zoo_core.data.stats`: length percentiles and padding efficiency.
 
 Conventions (as in ``keras.datasets.imdb``): id 0 is padding, 1 the start token
@@ -50,10 +53,11 @@ from zoo_core.data.locate import (
 )
 from zoo_core.data.sources import (
     LABELS, MAX_NPY_BYTES, MAX_NPZ_RANK, MAX_REVIEW_ID, SOURCES, SPLITS, Corpus, ImdbArchive, ImdbFolder,
-    KerasNpz, Progress, Source, read_corpus, read_keras_npz, source_for, source_kind,
+    KerasNpz, Progress, Source, check_source, describe_sources, read_corpus, read_keras_npz, source_for,
+    source_kind,
 )
 from zoo_core.data.stats import PERCENTILES, length_percentiles, padding_efficiency
-from zoo_core.data.texts import read_labelled, text_lines
+from zoo_core.data.texts import LABELLED_SUFFIXES, check_labelled, read_labelled, text_lines
 from zoo_core.data.tokens import (
     NORMALIZATION, PAD, RESERVED, START, TOKENIZERS, UNK, Vocabulary, is_blank, keras_tokenize, normalize_text,
     tokenize,
@@ -65,7 +69,7 @@ __all__ = [
     "keras_tokenize", "is_blank", "Vocabulary",
     # sources
     "SPLITS", "LABELS", "Progress", "Corpus", "Source", "ImdbArchive", "ImdbFolder", "KerasNpz", "SOURCES",
-    "source_for", "source_kind", "read_corpus", "read_keras_npz", "MAX_REVIEW_ID", "MAX_NPY_BYTES", "MAX_NPZ_RANK",
+    "source_for", "source_kind", "check_source", "describe_sources", "read_corpus", "read_keras_npz", "MAX_REVIEW_ID", "MAX_NPY_BYTES", "MAX_NPZ_RANK",
     # cache
     "CACHE_VERSION", "cache_file", "corpus_arrays", "corpus_from_arrays", "load_corpus", "remembered_sha256",
     "sha256_file", "source_checksum", "write_atomic",
@@ -79,7 +83,7 @@ __all__ = [
     "offsets_from_lengths", "ragged_take", "pad_rows", "truncate_rows", "batch_order", "Batch", "Split",
     "encode_texts",
     # texts
-    "text_lines", "read_labelled",
+    "LABELLED_SUFFIXES", "text_lines", "check_labelled", "read_labelled",
     # stats
     "PERCENTILES", "length_percentiles", "padding_efficiency",
 ]

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from zoo_core.config import DataConfig
 from zoo_core.data.cache import sha256_file, write_atomic
-from zoo_core.data.sources import Progress, describe_sources, progress_bar
+from zoo_core.data.sources import Progress, check_source, describe_sources, progress_bar
 from zoo_core.errors import ZooError
 
 IMDB_URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
@@ -49,18 +49,22 @@ def find_source(config: DataConfig, settings, allow_download: bool = False, prog
                 origin: str | None = None) -> Path:
     """The first existing source; downloads Stanford's archive as a last resort when allowed.
 
+    Cheap (no NumPy or TensorFlow, one small read: :func:`~zoo_core.data.sources.check_source`),
+    so commands call it before slow setup.
+
     Args:
         config, settings, origin: As for :func:`candidate_sources`.
         allow_download: Download Stanford's archive when nothing is found.
         progress: Draws the download's progress bar.
 
     Raises:
-        ZooError: naming every place looked at, where it came from, and how to point elsewhere.
+        ZooError: naming every place looked at, where it came from, and how to point elsewhere;
+            or naming a source found that is no IMDB source (its first bytes, :func:`check_source`).
     """
     candidates = candidate_sources(config, settings, origin)
     for path, _ in candidates:
         if path.exists():
-            return path
+            return check_source(path)
     if config.source:
         path, why = candidates[0]
         raise ZooError(f"no IMDB data at {path} (from {why}); give an existing {describe_sources()}")

@@ -7,9 +7,10 @@
 
 :data:`SOURCES` lists them in the order :func:`source_for` tries them. Adding a
 kind of source is one :class:`Source` subclass, listed there: its ``kind``
-and ``description``, which paths it ``matches``, its ``fingerprint`` (the
-cache key), how to ``read`` it into a :class:`Corpus` and, if it holds texts,
-how to ``read_labelled`` its test split.
+and ``description``, which paths it ``matches``, a cheap ``check`` of its first
+bytes (optional), its ``fingerprint`` (the cache key), how to ``read`` it into a
+:class:`Corpus` and, if it holds texts, how to ``read_labelled`` its test split
+(and ``check_labelled`` it).
 """
 
 from __future__ import annotations
@@ -131,6 +132,17 @@ class Source(abc.ABC):
     def matches(self, path: Path) -> bool:
         """Whether ``path`` (which exists) is this kind of source."""
 
+    def check(self, path: Path) -> None:
+        """Refuses ``path`` (which :meth:`matches`) if its first bytes show it is no such source.
+
+        Cheap (one small read at most, no NumPy or TensorFlow), so commands call it,
+        through :func:`check_source`, before slow setup. A damaged file of the right
+        kind passes and is named by :meth:`read`. By default nothing is checked.
+
+        Raises:
+            ZooError: naming ``path`` and what it holds instead.
+        """
+
     def fingerprint(self, path: Path, file_sha256: Callable[[Path], str]) -> str:
         """What identifies the source's content in the cache key: here the sha256 of the file.
 
@@ -157,8 +169,20 @@ class Source(abc.ABC):
         Raises:
             ZooError: always, for a source without texts; else when it holds no test reviews.
         """
-        raise ZooError(f"{path}: a {self.kind} source holds no texts to evaluate on; "
-                       "evaluate on the aclImdb archive or a .tsv")
+        raise self.no_texts(path)
+
+    def check_labelled(self, path: Path) -> None:
+        """Refuses ``path`` unless :meth:`read_labelled` may read it, judged as cheaply as :meth:`check`.
+
+        Raises:
+            ZooError: always, for a source without texts (the default); else as :meth:`check`.
+        """
+        raise self.no_texts(path)
+
+    def no_texts(self, path: Path) -> ZooError:
+        """The error for evaluating on a source that holds no texts."""
+        return ZooError(f"{path}: a {self.kind} source holds no texts to evaluate on; "
+                        "evaluate on the aclImdb archive or a .tsv")
 
 
 # -- the aclImdb layout, packed or extracted ---------------------------------------------------------
@@ -297,10 +321,39 @@ class _StanfordLayout(Source):
         records.sort(key=lambda r: (r[0], r[1]))
         return [r[2] for r in records], np.array([r[0] for r in records], dtype=np.int32)
 
+    def check_labelled(self, path: Path) -> None:
+        self.check(path)
+
 
 def _tar_mode(path: Path) -> str:
     """gzip for ``.gz``/``.tgz`` (so a damaged file says "not a gzip file"), else let tarfile detect."""
     return "r:gz" if path.suffix.lower() in (".gz", ".tgz") else "r:*"
+
+
+def _file_head(path: Path, size: int = 512) -> bytes:
+    """The first ``size`` bytes of a source file, for the :meth:`Source.check` methods.
+
+    Raises:
+        ZooError: for a file that cannot be read or is empty.
+    """
+    try:
+        with open(path, "rb") as f:
+            head = f.read(size)
+    except OSError as err:
+        raise ZooError(f"cannot read {path}: {err.strerror or one_line(err)}") from None
+    if not head:
+        raise ZooError(f"{path} is empty: expected an IMDB source ({describe_sources()})")
+    return head
+
+
+def _looks_like_text(head: bytes) -> bool:
+    """Whether the first bytes of a file are UTF-8 text (what a mistaken ``--data`` often is)."""
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as err:
+        if err.start < len(head) - 3:  # a character cut at the end of the sample is still text
+            return False
+    return b"\x00" not in head
 
 
 def _corrupt(path: Path, err: BaseException) -> ZooError:
@@ -310,15 +363,29 @@ def _corrupt(path: Path, err: BaseException) -> ZooError:
 class ImdbArchive(_StanfordLayout):
     """Stanford's ``.tar.gz``, streamed once and never unpacked to disk.
 
-    Last in :data:`SOURCES`, it takes any file the others do not: a file that
-    is not a tar archive is then reported as corrupt, naming it.
+    Last in :data:`SOURCES`, it takes any file the others do not: :meth:`check`
+    then refuses one that does not begin as a tar archive (text, other data),
+    and :meth:`read` reports a damaged one as corrupt, naming it.
     """
 
     kind = "archive"
     description = ".tar.gz"
 
+    #: How the archives tarfile reads begin: gzip, bzip2, xz; an uncompressed tar says "ustar" at byte 257.
+    MAGIC = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00")
+
     def matches(self, path: Path) -> bool:
         return not path.is_dir()
+
+    def check(self, path: Path) -> None:
+        """Refuses an empty file, or one that begins as no tar archive (gzip only for ``.gz``/``.tgz``)."""
+        head = _file_head(path)
+        gzip_only = _tar_mode(path) == "r:gz"
+        if head.startswith(self.MAGIC[:1] if gzip_only else self.MAGIC) or (
+                not gzip_only and head[257:262] == b"ustar"):
+            return
+        looks = "text" if _looks_like_text(head) else "data of another kind"
+        raise ZooError(f"{path} is not an IMDB source ({describe_sources()}): it holds {looks}")
 
     def walk(self, path: Path, progress: Progress | None, visit: Visit) -> None:
         size = path.stat().st_size
@@ -371,6 +438,11 @@ class ImdbFolder(_StanfordLayout):
 
     def matches(self, path: Path) -> bool:
         return path.is_dir()
+
+    def check(self, path: Path) -> None:
+        """Refuses a folder with neither ``train/`` and ``test/`` nor an ``aclImdb/`` holding them."""
+        if _stanford_root(path) is None:
+            raise ZooError(f"{path} holds no aclImdb/ train and test folders")
 
     def fingerprint(self, path: Path, file_sha256: Callable[[Path], str]) -> str:
         """``folder-`` and the sha256 of its review and urls files' names, sizes and modification times."""
@@ -583,8 +655,16 @@ class KerasNpz(Source):
     kind = "npz"
     description = "imdb.npz"
 
+    #: How a zip file (an npz) begins: a local file header, or the end record of an empty zip.
+    MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
+
     def matches(self, path: Path) -> bool:
         return path.suffix == ".npz" and not path.is_dir()
+
+    def check(self, path: Path) -> None:
+        """Refuses an empty file, or one that is not a zip file."""
+        if not _file_head(path).startswith(self.MAGIC):
+            raise ZooError(f"{path} is not a readable Keras imdb.npz (not a zip file)")
 
     @staticmethod
     def word_index_file(path: Path) -> Path:
@@ -634,8 +714,8 @@ class KerasNpz(Source):
             ranked=True, kind=self.kind, tokenizer="keras" if named else "none",
         )
 
-    def read_labelled(self, path: Path) -> tuple[list[str], np.ndarray]:
-        raise ZooError(f"{path}: Keras' imdb.npz holds ids, not texts; evaluate on the aclImdb archive or a .tsv")
+    def no_texts(self, path: Path) -> ZooError:
+        return ZooError(f"{path}: Keras' imdb.npz holds ids, not texts; evaluate on the aclImdb archive or a .tsv")
 
 
 # -- the table ---------------------------------------------------------------------------------------
@@ -647,6 +727,23 @@ def source_for(path: str | os.PathLike) -> Source:
     """The first of :data:`SOURCES` that matches ``path`` (an existing file or folder)."""
     path = Path(path)
     return next(source for source in SOURCES if source.matches(path))
+
+
+def check_source(path: str | os.PathLike) -> Path:
+    """``path`` (which exists) if it can be a source, judged from its first bytes by its :meth:`Source.check`.
+
+    Cheap (one small read), so commands call it, through
+    :func:`~zoo_core.data.locate.find_source`, before they import TensorFlow: a
+    text file given as ``--data`` is refused at once instead of after seconds of
+    setup. A damaged file of the right kind passes and is named by the reader.
+
+    Raises:
+        ZooError: a folder without the aclImdb layout, an empty file, a file that
+            is neither a tar archive nor (named ``.npz``) a zip.
+    """
+    path = Path(path)
+    source_for(path).check(path)
+    return path
 
 
 def describe_sources() -> str:

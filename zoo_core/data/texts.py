@@ -12,7 +12,9 @@ from zoo_core.errors import ZooError
 from zoo_core.lazy import np
 
 _LABEL_WORDS = {"1": 1, "pos": 1, "positive": 1, "0": 0, "neg": 0, "negative": 0}
-TABLE_SUFFIXES = (".tsv", ".csv", ".txt")
+#: Files of ``label<TAB>text`` rows that :func:`read_labelled` reads as tables, not as sources.
+LABELLED_SUFFIXES = (".tsv", ".csv", ".txt")
+TABLE_SUFFIXES = LABELLED_SUFFIXES  # the name this module gave them first
 
 
 def text_lines(text: str) -> list[str]:
@@ -78,6 +80,25 @@ def _read_table(path: Path) -> tuple[list[str], np.ndarray]:
     return texts, np.array(labels, dtype=np.int32)
 
 
+def check_labelled(path: str | os.PathLike) -> Path:
+    """``path`` if :func:`read_labelled` can read it, judged without reading it all.
+
+    A table (:data:`LABELLED_SUFFIXES`) passes; any other path goes to its
+    source's :meth:`~zoo_core.data.sources.Source.check_labelled` (first bytes
+    only), so ``zoo evaluate --data`` refuses a bad file before TensorFlow's import.
+
+    Raises:
+        ZooError: a missing path, a source without texts (Keras' npz), or a file
+            that is no source (see :func:`~zoo_core.data.sources.check_source`).
+    """
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise ZooError(f"{path} does not exist")
+    if path.suffix.lower() not in LABELLED_SUFFIXES:
+        source_for(path).check_labelled(path)
+    return path
+
+
 def read_labelled(path: str | os.PathLike) -> tuple[list[str], np.ndarray]:
     """Raw texts and labels to evaluate on.
 
@@ -87,11 +108,10 @@ def read_labelled(path: str | os.PathLike) -> tuple[list[str], np.ndarray]:
     canonical order).
 
     Raises:
-        ZooError: for a missing or unreadable file, or a source without texts (Keras' npz).
+        ZooError: for a missing or unreadable file, or a source without texts
+            (Keras' npz), first as :func:`check_labelled` says.
     """
-    path = Path(path).expanduser()
-    if not path.exists():
-        raise ZooError(f"{path} does not exist")
-    if path.suffix.lower() in TABLE_SUFFIXES:
+    path = check_labelled(path)
+    if path.suffix.lower() in LABELLED_SUFFIXES:
         return _read_table(path)
     return source_for(path).read_labelled(path)
