@@ -79,3 +79,17 @@ def test_bad_calls_raise_one_line_zoo_errors(call, message):
     with pytest.raises(ZooError) as caught:
         call()
     assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_data_comes_from_the_data_argument_or_zoo_data_and_errors_say_which(tmp_path, monkeypatch):
+    results = {"results": tmp_path / "results.sqlite", "runs": tmp_path / "runs"}
+    with pytest.raises(ZooError, match=r"no IMDB data at .*nowhere \(from the data argument\)"):
+        zoo.train(data=tmp_path / "nowhere", progress=False, **results)
+    monkeypatch.setenv("ZOO_DATA", str(tmp_path / "elsewhere"))  # as `zoo train` reads it, for --data
+    with pytest.raises(ZooError, match=r"no IMDB data at .*elsewhere \(from ZOO_DATA\)"):
+        zoo.train(progress=False, **results)
+    text = tmp_path / "reviews.txt"
+    text.write_text("1\tgood film\n")
+    with pytest.raises(ZooError, match="it holds text"):  # data= wins over $ZOO_DATA; a wrong kind is one line
+        zoo.train(data=text, progress=False, **results)
+    assert not results["results"].exists()

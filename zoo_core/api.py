@@ -27,6 +27,7 @@ Keras ``Progbar`` per epoch; elsewhere a bar on stderr when it is a terminal.
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -246,6 +247,32 @@ def _progress(progress):
     return progress
 
 
+def _data_progress(shown):
+    """The data loader's ``progress(length, label)`` for a training ``progress``: the same factory, or
+    for True the command line's bar on stderr (the data package draws nothing for a bool)."""
+    if callable(shown):
+        return shown  # its bar's update(n, text="") serves the data's update(n)
+    if shown:
+        from zoo_core.cli import progress_bar
+
+        return progress_bar
+    return None
+
+
+def _data_source(settings: Mapping[str, Any]) -> tuple[dict[str, Any], str | None]:
+    """``settings`` with ``data=$ZOO_DATA`` when no ``data=`` is given, and where the data's path came from.
+
+    The library reads no environment variable; this module, a front end like the
+    ``zoo`` command, honours ``$ZOO_DATA`` as ``--data`` does (over registry.toml's
+    ``[data] source``), and names it, or the ``data=`` argument, when the path holds no data.
+    """
+    if settings.get("data") is not None:
+        return dict(settings), "the data argument"
+    if os.environ.get("ZOO_DATA"):
+        return {**settings, "data": os.environ["ZOO_DATA"]}, "ZOO_DATA"
+    return dict(settings), None
+
+
 def train(model: str | None = None, *, seed: int = 0, params: Mapping[str, Any] | None = None,
           results: str | Path | None = None, runs: str | Path | None = None, progress: Any = "auto",
           using=None, **settings: Any) -> Run:
@@ -268,6 +295,8 @@ def train(model: str | None = None, *, seed: int = 0, params: Mapping[str, Any] 
         ZooError: bad settings, missing or invalid data, an unwritable database or runs folder.
         KeyboardInterrupt: interrupted (the run is recorded ``interrupted`` with its weights).
     """
+    import warnings
+
     from zoo_core import ranking
     from zoo_core.data import find_source, load_dataset
     from zoo_core.results import ResultsDB, resolve_results_path
@@ -275,13 +304,15 @@ def train(model: str | None = None, *, seed: int = 0, params: Mapping[str, Any] 
     from zoo_core.training import train as train_model
 
     reg = using or registry()
+    settings, origin = _data_source(settings)
     run = spec(model, seed=seed, params=params, using=reg, **settings)
-    find_source(run.data, reg.settings, progress=False)
+    find_source(run.data, reg.settings, origin=origin)  # missing or bad data: one line, nothing recorded
     db_path = resolve_results_path(None if results is None else str(results), reg.settings)
     runs_dir = check_runs_dir(*resolve_runs_dir(runs, reg.settings, db_path))
     db = ResultsDB(db_path)
     shown = _progress(progress)
-    dataset = load_dataset(run.data, reg.settings, seed=ranking.DATA_SEED, progress=bool(shown))
+    dataset = load_dataset(run.data, reg.settings, seed=ranking.DATA_SEED, progress=_data_progress(shown),
+                           warn=lambda line: warnings.warn(line, stacklevel=2), origin=origin)
     try:
         recorded = ranking.record_run(run, reg, db, runs_dir, lambda: dataset, fresh=True, train=train_model,
                                       progress=shown)

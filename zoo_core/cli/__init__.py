@@ -26,6 +26,16 @@ class ZooClickError(click.ClickException):
     exit_code = 2
 
 
+def warn(message: str) -> None:
+    """Prints ``warning: MESSAGE`` on stderr: how the library's ``warn`` callbacks reach the terminal."""
+    click.echo(f"warning: {message}", err=True)
+
+
+def progress_bar(length: int, label: str):
+    """A progress bar on stderr, for the library's ``progress`` callbacks (see :data:`zoo_core.data.Progress`)."""
+    return click.progressbar(length=length, label=label, file=sys.stderr, show_eta=True)
+
+
 class AppState:
     """Lazily built registry and settings for one invocation."""
 
@@ -48,8 +58,7 @@ class AppState:
         from zoo_core.registry import build_registry
 
         # Plugin problems are printed as they happen, so a slow or broken plugin is named at once.
-        return build_registry(self.registry_file, self.plugins, settings=self.settings,
-                              warn=lambda message: click.echo(f"warning: {message}", err=True))
+        return build_registry(self.registry_file, self.plugins, settings=self.settings, warn=warn)
 
 
 class ZooGroup(signals.ExitOnInterrupt, click.Group):

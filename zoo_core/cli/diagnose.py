@@ -6,9 +6,9 @@ import dataclasses
 
 import click
 
-from zoo_core.cli import cli, pass_state
-from zoo_core.cli.options import (ALL_FLAGS, build_run_spec, component_options, data_config, data_options, pick,
-                                  parse_set_values, train_options)
+from zoo_core.cli import cli, pass_state, progress_bar, warn
+from zoo_core.cli.options import (ALL_FLAGS, build_run_spec, component_options, data_config, data_options,
+                                  data_origin, parse_set_values, pick, train_options)
 from zoo_core.cli.rank import _load, results_option, runs_option
 from zoo_core.errors import ZooError
 from zoo_core.tables import format_option, render
@@ -91,13 +91,15 @@ def diagnose(state, model, encoder, cell, aggregator, head, set_values, seed, st
 
     from zoo_core.data import find_source, load_dataset
 
-    find_source(runs[0].data, state.settings, progress=False)  # missing or bad data: before TensorFlow's import
+    origin = data_origin()
+    find_source(runs[0].data, state.settings, origin=origin)  # missing or bad data: before TensorFlow's import
     from zoo_core import diagnose as diag
     from zoo_core.model import Classifier
     import keras
 
     data = runs[0].data
-    dataset = load_dataset(data, state.settings, seed=seed, progress=fmt not in ("json", "csv"))
+    dataset = load_dataset(data, state.settings, seed=seed, warn=warn, origin=origin,
+                           progress=progress_bar if fmt not in ("json", "csv") else None)
     batch = next(iter(dataset.train.batches(runs[0].train.batch_size, shuffle=True, seed=seed)), None)
     if batch is None:
         raise ZooError("the training split is empty: no batch to diagnose")

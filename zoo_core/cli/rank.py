@@ -10,8 +10,8 @@ from pathlib import Path
 
 import click
 
-from zoo_core.cli import AppState, cli, pass_state, signals
-from zoo_core.cli.options import ALL_FLAGS, component_options, data_options, pick, train_options
+from zoo_core.cli import AppState, cli, pass_state, progress_bar, signals, warn
+from zoo_core.cli.options import ALL_FLAGS, component_options, data_options, data_origin, pick, train_options
 from zoo_core.config import KINDS, SEED
 from zoo_core.errors import ZooError
 from zoo_core.leaderboard import SORT_METRICS
@@ -134,14 +134,17 @@ def rank(state, patterns, preset, seeds, results_path, dry_run, fmt, seed, set_v
 
     runs_dir = runs_folder(state, db_path, check=True)  # one that cannot be written: one line, before training
     finished = db.finished_keys()
+    origin = data_origin()
     for data_config in dict.fromkeys(r.data for r in runs if r.key() not in finished):
         # Missing or bad data: one line, no failed run, and before TensorFlow's import (seconds).
-        find_source(data_config, registry.settings, progress=False)
+        find_source(data_config, registry.settings, origin=origin)
     from zoo_core.training import train  # imports TensorFlow (seconds): here a signal stops it at once
     with signals.stoppable() as should_stop:  # Ctrl-C or SIGTERM: stop after the current batch, keep what finished
-        def load_at_once(*args, **kwargs):  # loading data checks no request: a signal stops it at once
+        # Loading data checks no stop request, so a signal stops it at once.
+        def load_at_once(config, settings, seed=0, progress=False):
             with should_stop.at_once():
-                return load_dataset(*args, **kwargs)
+                return load_dataset(config, settings, seed=seed, progress=progress_bar if progress else None,
+                                    warn=warn, origin=origin)
 
         outcome = ranking.rank(runs, registry, db, runs_dir=runs_dir, should_stop=should_stop,
                                load_dataset=load_at_once, train=train)
@@ -423,7 +426,7 @@ def evaluate(state, run_ref, data_path, fmt, results_path):
     model, vocab, run, run_id = _load(state, run_ref, results_path)
     from zoo_core.training import evaluate as score
 
-    path = data_path or find_source(run.data, state.settings, progress=False)
+    path = data_path or find_source(run.data, state.settings)
     check_labelled_file(path)
     texts, labels = read_labelled(path)
     metrics = score(model, text_split(texts, labels, vocab, run), run)

@@ -7,8 +7,10 @@ import math
 
 import click
 
-from zoo_core.cli import cli, pass_state, signals
-from zoo_core.cli.options import ALL_FLAGS, build_run_spec, component_options, data_options, pick, train_options
+from zoo_core.cli import cli, pass_state, progress_bar, signals, warn
+from zoo_core.cli.options import (
+    ALL_FLAGS, build_run_spec, component_options, data_options, data_origin, pick, train_options,
+)
 from zoo_core.cli.rank import results_option, runs_folder, runs_option
 from zoo_core.config import RunSpec
 from zoo_core.errors import ZooError
@@ -170,7 +172,7 @@ def train(state, model, encoder, cell, aggregator, head, set_values, seed, save_
     run = build_run_spec(registry, model, components, set_values, pick(flags, ALL_FLAGS), seed)
     from zoo_core.data import find_source
 
-    find_source(run.data, state.settings, progress=False)  # missing data: say so before describing the run
+    find_source(run.data, state.settings, origin=data_origin())  # missing or bad data: before describing the run
     save_run = _saver() if save_dir is not None else None  # fail before training, not after
     if save_dir is not None:
         from zoo_core.runs import check_save_target
@@ -192,7 +194,8 @@ def train(state, model, encoder, cell, aggregator, head, set_values, seed, save_
     from zoo_core.training import train as train_model
 
     # The data zoo rank trains every seed on, so this run is the one `zoo rank` would record for its key.
-    dataset = load_dataset(run.data, state.settings, seed=ranking.DATA_SEED, progress=not quiet)
+    dataset = load_dataset(run.data, state.settings, seed=ranking.DATA_SEED,
+                           progress=None if quiet else progress_bar, warn=warn, origin=data_origin())
     click.echo(f"data: {dataset.source}: {len(dataset.train)} train, {len(dataset.val)} validation, "
                f"{len(dataset.test)} test reviews; vocabulary {len(dataset.vocab)}", err=True)
     with signals.stoppable() as should_stop:  # a signal from here on stops the run and still saves it
