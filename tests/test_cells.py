@@ -7,13 +7,14 @@ tiny (batch 3, time 6, input 4, units 3) so the whole module stays fast.
 
 from __future__ import annotations
 
+
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.registered import registered
-from zoo_core.cells import StackedCell, make_initializer
+from tests.registered import collection_registry, registered
+from zoo_core.cells import FusedBPTTCell, StackedCell, make_initializer
 from zoo_core.encoders import DenseSequence, EncodedSequence, OneHotSequence
 from zoo_core.errors import ZooError
 
@@ -22,10 +23,17 @@ BATCH, TIME, INPUT_DIM, UNITS = 3, 6, 4, 3
 MASK = np.array([[0, 0, 1, 1, 1, 1], [1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 1]], bool)
 
 
+def fused_cell_names(registry) -> list[str]:
+    """The registered cells with a hand-written BPTT kernel."""
+    return [n for n in registry.list("cell") if issubclass(registry.get("cell", n).obj, FusedBPTTCell)]
+
+
 def pytest_generate_tests(metafunc):
     """Every test taking ``cell_name`` runs once per registered cell."""
     if "cell_name" in metafunc.fixturenames:
         metafunc.parametrize("cell_name", registered("cell"))
+    if "fused_cell_name" in metafunc.fixturenames:
+        metafunc.parametrize("fused_cell_name", fused_cell_names(collection_registry()))
 
 
 def make_cell(registry, name, dtype=tf.float64, seed=0, input_dim=INPUT_DIM, **params):
@@ -33,7 +41,7 @@ def make_cell(registry, name, dtype=tf.float64, seed=0, input_dim=INPUT_DIM, **p
     cls = registry.get("cell", name).obj
     if "units" in {p.name for p in cls.hparams}:
         params.setdefault("units", UNITS)
-    cell = cls(input_dim, dtype=dtype, **params)
+    cell = registry.create("cell", name, input_dim, dtype=dtype, **params)  # wrappers find inner cells through it
     rng = np.random.default_rng(seed)
     for variable in cell.trainable_variables:
         variable.assign(rng.normal(scale=0.5, size=variable.shape))
@@ -95,7 +103,7 @@ def test_single_step_call_matches_numpy_step(registry):
         state = tf.nest.map_structure(lambda s: s + 0.3, cell.initial_state(BATCH))
         output, new_state = cell(tf.constant(x_t), state)
         np_state = tf.nest.map_structure(lambda s: s.numpy(), state)
-        want_output, want_state = cell.numpy_step(cell.numpy_params(), x_t, np_state)
+        want_output, want_state = cell.numpy_step(cell.numpy_weights(), x_t, np_state)
         np.testing.assert_allclose(output, want_output, atol=1e-12, err_msg=name)
         for got, want in zip(flat(new_state), flat(want_state), strict=True):
             np.testing.assert_allclose(got, want, atol=1e-12, err_msg=name)
@@ -212,15 +220,16 @@ def test_probe_gradient_is_zero_at_padded_steps(registry, cell_name):
     assert np.all(np.abs(grad[MASK]).sum(-1) > 0)
 
 
-def cells_with_fused_bptt(registry):
-    return [n for n in registry.list("cell") if "bptt" in {p.name for p in registry.get("cell", n).obj.hparams}]
+def test_the_built_in_fused_kernels_are_registered(registry):
+    assert {"tanh", "irnn", "gru", "lstm"} <= set(fused_cell_names(registry))
+    for name in fused_cell_names(registry):
+        assert "bptt" in {p.name for p in registry.get("cell", name).obj.hparams}, name
 
 
-@pytest.mark.parametrize("name", ["tanh", "irnn", "gru", "lstm"])
 @pytest.mark.parametrize("masked", [False, True], ids=["unmasked", "masked"])
 @pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
-def test_fused_bptt_equals_autodiff(registry, name, masked, reverse):
-    assert name in cells_with_fused_bptt(registry)
+def test_fused_bptt_equals_autodiff(registry, fused_cell_name, masked, reverse):
+    name = fused_cell_name
     inputs = tf.constant(random_inputs())
     mask = tf.constant(MASK) if masked else None
     grads = {}
@@ -234,10 +243,9 @@ def test_fused_bptt_equals_autodiff(registry, name, masked, reverse):
         np.testing.assert_allclose(fused, auto, rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("name", ["tanh", "gru", "lstm"])
-def test_fused_forward_serves_two_gradients(registry, name):
+def test_fused_forward_serves_two_gradients(registry, fused_cell_name):
     """A persistent tape runs the hand-written backward twice over one forward (the saved steps survive)."""
-    cell = make_cell(registry, name)
+    cell = make_cell(registry, fused_cell_name)
     inputs = tf.constant(random_inputs())
     with tf.GradientTape(persistent=True) as tape:
         tape.watch(inputs)
@@ -320,6 +328,24 @@ def test_cell_specific_initial_values(registry):
     np.testing.assert_array_equal(tanh.recurrent_kernel.numpy(), np.eye(3))
     janet_forget = registry.create("cell", "janet", 4, units=50, t_max=20.0).bias.numpy()[:50]
     assert np.all((janet_forget >= 0) & (janet_forget <= np.log(19.0))) and janet_forget.std() > 0
+
+
+def test_every_named_cell_class_of_the_package_is_registered(registry):
+    """A cell left out of its module's ``zoo_register_cells`` fails here instead of silently not existing."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    import zoo_core.cells as package
+
+    defined = set()
+    for module_info in pkgutil.iter_modules(package.__path__):
+        module = importlib.import_module(f"{package.__name__}.{module_info.name}")
+        defined |= {cls for _, cls in inspect.getmembers(module, inspect.isclass)
+                    if issubclass(cls, package.Cell) and cls.__module__ == module.__name__ and cls.name}
+    registered = {registry.get("cell", name).obj for name in registry.list("cell")}
+    assert len(defined) >= 12
+    assert not defined - registered, f"not registered: {sorted(c.__name__ for c in defined - registered)}"
 
 
 def test_wrappers_build_their_inner_cells(registry):

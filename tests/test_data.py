@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import http.server
 import json
+import os
 import threading
 import zipfile
 from pathlib import Path
@@ -25,9 +26,9 @@ def settings_for(tmp_path: Path, search_path=()):
     return dataclasses.replace(load_settings(), cache_dir=tmp_path / "cache", search_path=tuple(search_path))
 
 
-def load(source, tmp_path, seed=0, **config):
+def load(source, tmp_path, seed=0, warn=None, **config):
     return data.load_dataset(DataConfig(source=str(source), **config), settings_for(tmp_path), seed=seed,
-                             progress=False)
+                             progress=False, warn=warn)
 
 
 def words_of(vocab, ids):
@@ -209,10 +210,11 @@ def test_movies_come_from_the_urls_line_of_each_review_id(tmp_path):
 
 def test_without_urls_files_the_split_falls_back_to_random_with_a_warning(tmp_path, capsys):
     texts = {k: [f"word{i} film" for i in range(10)] for k in ("train/pos", "train/neg", "test/pos", "test/neg")}
-    ds = load(write_imdb_tree(tmp_path, texts, movies=None), tmp_path, val_fraction=0.2)
+    warnings = []
+    ds = load(write_imdb_tree(tmp_path, texts, movies=None), tmp_path, val_fraction=0.2, warn=warnings.append)
     assert ds.report["split"] == "random" and len(ds.val) == 4
-    err = capsys.readouterr().err
-    assert "random" in err and err.count("\n") == 1
+    assert len(warnings) == 1 and "random" in warnings[0] and "\n" not in warnings[0]
+    assert capsys.readouterr().err == ""  # the library prints nothing: warnings reach `warn` alone
 
 
 def test_limit_takes_a_stratified_subset_of_train_and_test(tmp_path):
@@ -247,6 +249,117 @@ def test_archive_and_folder_give_the_same_dataset(tmp_path):
     assert load(tree.parent, tmp_path).vocab == a.vocab  # the folder holding aclImdb/ works too
 
 
+# -- sources and their fingerprints (the cache key: must never change for an unchanged source) ---------
+def fixed_tree(tmp_path: Path) -> Path:
+    """A tiny aclImdb tree whose files have fixed modification times, so its fingerprint is known."""
+    tree = write_imdb_tree(tmp_path, {"train/pos": ["good film", "fine"], "train/neg": ["bad"], "test/pos": ["great"],
+                                      "test/neg": ["awful", "dull"]},
+                           {"train/pos": [1, 1], "train/neg": [2], "test/pos": [3], "test/neg": [4, 4]})
+    (tree / "README").write_text("x")
+    for i, file in enumerate(sorted(p for p in tree.rglob("*") if p.is_file())):
+        os.utime(file, ns=(1_600_000_000_000_000_000 + i, 1_600_000_000_000_000_000 + 1000 * i))
+    return tree
+
+
+def test_fingerprints_and_cache_file_names_are_those_recorded_before(tmp_path):
+    # Values computed by the single-module zoo_core/data.py this package replaced: existing cache files
+    # and the data checksums of recorded runs stay valid only while these hold, byte for byte.
+    tree, cache = fixed_tree(tmp_path / "t"), tmp_path / "cache"
+    folder = "folder-af5d140df165319db8fa63a6166e5807296a10428a11cf4a4836755f68e4d3df"
+    assert data.source_checksum(tree, cache) == data.source_checksum(tree.parent, cache) == folder
+    archive = tmp_path / "aclImdb_v1.tar.gz"
+    archive.write_bytes(b"any bytes: the fingerprint never opens the file")
+    assert data.source_checksum(archive, cache) == hashlib.sha256(archive.read_bytes()).hexdigest()
+    npz = tmp_path / "k" / "imdb.npz"
+    npz.parent.mkdir()
+    npz.write_bytes(b"npz bytes")
+    assert data.source_checksum(npz, cache) == hashlib.sha256(b"npz bytes").hexdigest()
+    (npz.parent / "imdb_word_index.json").write_text('{"good": 1}')
+    assert data.source_checksum(npz, cache) == (hashlib.sha256(b"npz bytes").hexdigest() + "+index-"
+                                                + hashlib.sha256(b'{"good": 1}').hexdigest()[:16])
+    assert data.cache_file(Path("/c"), "folder-abc") == Path("/c/imdb-92e238a9723308e2cf110fe4-v2.npz")
+    assert data.cache_file(Path("/c"), "0" * 64 + "+index-" + "1" * 16).name == "imdb-03cc7a038e5587c3df8c1570-v2.npz"
+
+
+def test_the_cache_file_format_is_unchanged(tiny_imdb_tree, tmp_path):
+    ds = load(tiny_imdb_tree, tmp_path)
+    with np.load(ds.report["cache"], allow_pickle=False) as arrays:
+        assert sorted(arrays.files) == ["labels", "meta", "movies", "offsets", "ratings", "review_ids", "splits",
+                                        "tokens", "words"]
+        assert json.loads(bytes(arrays["meta"])) == {"ranked": False, "kind": "folder", "tokenizer": "zoo",
+                                                     "version": 2, "normalization": data.NORMALIZATION}
+        assert bytes(arrays["words"]).decode().split("\n") == sorted(bytes(arrays["words"]).decode().split("\n"))
+
+
+def test_each_source_kind_is_one_class_of_the_table(tiny_imdb_archive, tiny_imdb_tree, tmp_path):
+    npz = tmp_path / "imdb.npz"
+    npz.write_bytes(b"")
+    assert [type(data.source_for(p)) for p in (tiny_imdb_archive, tiny_imdb_tree, tiny_imdb_tree.parent, npz)] == [
+        data.ImdbArchive, data.ImdbFolder, data.ImdbFolder, data.KerasNpz]
+    assert [s.kind for s in data.SOURCES] == ["folder", "npz", "archive"]
+    assert all(isinstance(s, data.Source) for s in data.SOURCES)
+    with pytest.raises(ZooError, match="holds ids, not texts"):
+        data.read_labelled(npz)
+
+
+def test_each_source_checks_its_own_first_bytes(tiny_imdb_archive, tiny_imdb_tree, tmp_path):
+    for good in (tiny_imdb_archive, tiny_imdb_tree, tiny_imdb_tree.parent):
+        assert data.check_source(good) == good
+    files = {"a.tar.gz": b"<html>Not Found</html>\n", "a.bin": bytes(range(256)), "a.tar": b"\0" * 600,
+             "b.tar": b"\0" * 257 + b"ustar" + b"\0" * 250, "a.tar.bz2": b"BZh91AY", "imdb.npz": b"not a zip",
+             "empty.npz": b"", "k.npz": b"PK\x05\x06" + b"\0" * 18}
+    for name, content in files.items():
+        (tmp_path / name).write_bytes(content)
+    refused = {}
+    for name in files:
+        try:
+            data.check_source(tmp_path / name)
+        except ZooError as err:
+            refused[name] = str(err)
+    assert set(refused) == {"a.tar.gz", "a.bin", "a.tar", "imdb.npz", "empty.npz"}  # b.tar, .bz2, k.npz pass
+    assert refused["a.tar.gz"].endswith("is not an IMDB source (aclImdb/ folder, imdb.npz or .tar.gz): it holds text")
+    assert all(refused[name].endswith("it holds data of another kind") for name in ("a.bin", "a.tar"))
+    assert "not a zip file" in refused["imdb.npz"] and "is empty" in refused["empty.npz"]
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(ZooError, match="holds no aclImdb/ train and test folders"):
+        data.ImdbFolder().check(tmp_path / "folder")
+    # What evaluate may read: a table as it is, a source with texts checked as a source, an npz refused.
+    (tmp_path / "r.tsv").write_bytes(b"no label here")  # read (and refused) only later
+    assert data.check_labelled(tmp_path / "r.tsv") == tmp_path / "r.tsv"
+    assert data.check_labelled(tiny_imdb_archive) == tiny_imdb_archive
+    for path, message in [(tmp_path / "k.npz", "holds ids, not texts"), (tmp_path / "a.tar.gz", "it holds text"),
+                          (tmp_path / "missing.tsv", "does not exist")]:
+        with pytest.raises(ZooError, match=message):
+            data.check_labelled(path)
+
+
+def test_a_new_source_is_one_class(tmp_path, monkeypatch):
+    class OneReview(data.Source):  # a made-up kind: a .review file is one training and one test review
+        kind, description = "review", ".review file"
+
+        def matches(self, path):
+            return path.suffix == ".review"
+
+        def read(self, path, progress=None):
+            words = sorted(set(path.read_text().split()))
+            ids = np.array([words.index(w) for w in path.read_text().split()] * 4, dtype=np.int32)
+            n = len(ids) // 4
+            return data.Corpus(words=words, tokens=ids, offsets=np.arange(5, dtype=np.int64) * n,
+                               labels=np.array([0, 1, 0, 1], dtype=np.int8), splits=np.array([0, 0, 1, 1], np.int8),
+                               movies=np.full(4, -1, np.int64), ratings=np.zeros(4, np.int8),
+                               review_ids=np.arange(4, dtype=np.int32), ranked=False, kind=self.kind)
+
+    monkeypatch.setattr(data.sources, "SOURCES", (OneReview(),) + data.SOURCES)
+    source = tmp_path / "a.review"
+    source.write_text("good film")
+    assert data.check_source(source) == source  # no check() of its own: its reader judges it
+    ds = load(source, tmp_path, split="random", val_fraction=0.0)
+    assert ds.report["kind"] == "review" and ds.checksum == hashlib.sha256(b"good film").hexdigest()
+    assert ds.vocab.decode(ds.test.sequence(0)) == "good film"
+    with pytest.raises(ZooError, match=r"give an existing \.review file, aclImdb/ folder, imdb\.npz or \.tar\.gz"):
+        load(tmp_path / "missing", tmp_path)
+
+
 # -- caching -----------------------------------------------------------------------------------------
 def test_second_load_comes_from_the_cache(tiny_imdb_archive, tmp_path, monkeypatch):
     first = load(tiny_imdb_archive, tmp_path)
@@ -256,20 +369,21 @@ def test_second_load_comes_from_the_cache(tiny_imdb_archive, tmp_path, monkeypat
     def no_reading(*args, **kwargs):
         raise AssertionError("the source was read again")
 
-    monkeypatch.setattr(data, "read_corpus", no_reading)
-    monkeypatch.setattr(data, "_sha256_file", no_reading)  # the checksum is remembered too
+    monkeypatch.setattr(data.cache, "read_corpus", no_reading)
+    monkeypatch.setattr(data.cache, "sha256_file", no_reading)  # the checksum is remembered too
     second = load(tiny_imdb_archive, tmp_path, maxlen=50, num_words=30)  # other settings, same cache
     assert second.report["cache_hit"] is True and second.report["cache"] == first.report["cache"]
     same = load(tiny_imdb_archive, tmp_path)
     assert same.vocab == first.vocab and np.array_equal(same.train.ids, first.train.ids)
 
 
-def test_a_corrupt_cache_file_is_rebuilt(tiny_imdb_archive, tmp_path, capsys):
+def test_a_corrupt_cache_file_is_rebuilt(tiny_imdb_archive, tmp_path):
     first = load(tiny_imdb_archive, tmp_path)
     cache = Path(first.report["cache"])
     cache.write_bytes(cache.read_bytes()[:1000])
-    rebuilt = load(tiny_imdb_archive, tmp_path)
-    assert rebuilt.report["cache_hit"] is False and "corrupt" in capsys.readouterr().err
+    warnings = []
+    rebuilt = load(tiny_imdb_archive, tmp_path, warn=warnings.append)
+    assert rebuilt.report["cache_hit"] is False and len(warnings) == 1 and "corrupt" in warnings[0]
     assert rebuilt.vocab == first.vocab and np.array_equal(rebuilt.test.ids, first.test.ids)
     assert load(tiny_imdb_archive, tmp_path).report["cache_hit"] is True
 
@@ -287,10 +401,17 @@ def test_missing_data_names_every_place_looked_and_how_to_point_elsewhere(tmp_pa
         load(tmp_path / "nothing.tar.gz", tmp_path)
 
 
-def test_zoo_data_environment_variable_is_used(tiny_imdb_archive, tmp_path, monkeypatch):
+def test_the_library_reads_no_environment_the_caller_names_where_the_path_came_from(tiny_imdb_archive, tmp_path,
+                                                                                   monkeypatch):
+    # $ZOO_DATA is read by the CLI's --data option alone (tests/test_data_cli.py); the library takes the path.
     monkeypatch.setenv("ZOO_DATA", str(tiny_imdb_archive))
-    ds = data.load_dataset(DataConfig(), settings_for(tmp_path), progress=False)
-    assert ds.source == str(tiny_imdb_archive)
+    with pytest.raises(ZooError, match="no IMDB data found"):
+        data.load_dataset(DataConfig(), settings_for(tmp_path), progress=False)
+    missing = tmp_path / "missing.tar.gz"
+    for origin, shown in ((None, "data.source"), ("--data", "--data"), ("ZOO_DATA", "ZOO_DATA")):
+        with pytest.raises(ZooError, match=rf"no IMDB data at \S*missing.tar.gz \(from {shown}\)"):
+            data.find_source(DataConfig(source=str(missing)), settings_for(tmp_path), origin=origin)
+    assert data.candidate_sources(DataConfig(), settings_for(tmp_path, [missing])) == [(missing, "search path")]
 
 
 @pytest.mark.parametrize("damage", ["truncate", "garbage"])
@@ -357,7 +478,7 @@ def test_adding_a_word_index_beside_the_npz_refreshes_the_cache(tmp_path):
     assert named.report["cache_hit"] is False and named.vocab.decode([4]) in ("bad", "good")
 
 
-def test_keras_npz_ids_match_keras_load_data(tmp_path, monkeypatch, capsys):
+def test_keras_npz_ids_match_keras_load_data(tmp_path, monkeypatch):
     pytest.importorskip("keras")
     from keras.src.datasets import imdb as keras_imdb
 
@@ -365,8 +486,9 @@ def test_keras_npz_ids_match_keras_load_data(tmp_path, monkeypatch, capsys):
     write_keras_npz(npz, NPZ_TRAIN, NPZ_TEST, [1, 0, 1, 0], [1, 0])
     monkeypatch.setattr(keras_imdb, "get_file", lambda *args, **kwargs: str(npz))
     (x_train, y_train), (x_test, y_test) = keras_imdb.load_data(num_words=8)
-    ds = load(npz, tmp_path, num_words=8, maxlen=100, val_fraction=0.0)
-    assert "random" in capsys.readouterr().err  # no movies in an npz
+    warnings = []
+    ds = load(npz, tmp_path, num_words=8, maxlen=100, val_fraction=0.0, warn=warnings.append)
+    assert "random" in warnings[0]  # no movies in an npz
     ours = sorted((tuple(ds.train.sequence(i)), int(ds.train.labels[i])) for i in range(len(ds.train)))
     theirs = sorted((tuple(x), int(y)) for x, y in zip(x_train, y_train))
     assert ours == theirs

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from tests.imdb_fixtures import write_imdb_tree
 from zoo_core import data
 from zoo_core.cli import cli
 from zoo_core.config import DataConfig
@@ -70,6 +71,34 @@ def test_missing_data_is_one_error_line_with_exit_status_2(tmp_path):
     assert result.exit_code == 2
     assert result.output.startswith("Error: ") and result.output.count("\n") == 1
     assert "absent.tar.gz" in result.output
+
+
+def test_a_missing_source_names_where_its_path_came_from(tiny_imdb_archive, tmp_path, monkeypatch):
+    absent = str(tmp_path / "absent.tar.gz")
+    monkeypatch.setenv("ZOO_DATA", absent)
+    assert f"Error: no IMDB data at {absent} (from ZOO_DATA)" in zoo("data", "info").output
+    # The same path given with --data is --data's, though $ZOO_DATA holds it too.
+    assert f"no IMDB data at {absent} (from --data)" in zoo("data", "info", "--data", absent).output
+    found = zoo("data", "info", "--data", str(tiny_imdb_archive), "--format", "json")  # --data wins
+    assert json.loads(found.stdout)["looked in"] == [{"path": str(tiny_imdb_archive), "from": "--data", "exists": "yes"}]
+    monkeypatch.delenv("ZOO_DATA")
+    set_elsewhere = zoo("train", "--set", f"data.source={absent}")
+    assert set_elsewhere.exit_code == 2 and f"no IMDB data at {absent} (from data.source)" in set_elsewhere.output
+    registry = tmp_path / "registry.toml"
+    registry.write_text(f'[data]\nsearch_path = ["{tmp_path / "nowhere"}"]\n')
+    searched = zoo("--registry", str(registry), "data", "info")
+    assert searched.exit_code == 2 and f"looked in: {tmp_path / 'nowhere'};" in searched.output
+
+
+def test_a_warning_is_printed_once_on_stderr(tmp_path):
+    texts = {k: [f"word{i} film" for i in range(10)] for k in ("train/pos", "train/neg", "test/pos", "test/neg")}
+    tree = write_imdb_tree(tmp_path, texts, movies=None)  # no urls files: the movie split falls back to random
+    for command in ("info", "stats"):
+        result = zoo("data", command, "--data", str(tree), "--format", "json")
+        assert result.exit_code == 0, result.output
+        warnings = [line for line in result.stderr.splitlines() if "random, not disjoint by movie" in line]
+        assert len(warnings) == 1 and warnings[0].startswith("warning: no movie ids in the folder source")
+        assert "random, not disjoint" not in result.stdout
 
 
 def test_vocab_export_round_trips(tiny_imdb_archive, reference, tmp_path):

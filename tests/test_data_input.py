@@ -184,7 +184,7 @@ def test_the_cache_notices_a_change_of_normalisation(tmp_path, monkeypatch):
                                       "test/neg": ["bad"]})
     assert load(tree, tmp_path, val_fraction=0.0).report["cache_hit"] is False
     assert load(tree, tmp_path, val_fraction=0.0).report["cache_hit"] is True
-    monkeypatch.setattr(data, "NORMALIZATION", data.NORMALIZATION + ",something-else")
+    monkeypatch.setattr(data.tokens, "NORMALIZATION", data.NORMALIZATION + ",something-else")
     assert load(tree, tmp_path, val_fraction=0.0).report["cache_hit"] is False
 
 

@@ -288,6 +288,37 @@ def test_plot_labels_of_twelve_crowded_models_do_not_overlap(tmp_path):
         assert not any(box.overlaps(other) for other in boxes[i + 1:])
 
 
+def test_plot_tick_labels_do_not_run_into_each_other_and_intervals_stay_in_0_1(tmp_path):
+    """Two 2-seed specs 1.15M and 1.17M parameters apart, one with seeds far apart (t(0.975, 1) = 12.7).
+
+    Before, the parameters axis had ticks every 2,500 written out in full (1,152,500 ...), which
+    overlapped, and the interval reached -0.155 .. 1.319, an accuracy no run can have.
+    """
+    db = ResultsDB(tmp_path / "r.sqlite")
+    for cell, params, accuracies in (("gru", 1_170_369, (0.64, 0.524)), ("tanh", 1_153_665, (0.514, 0.499))):
+        for seed, accuracy in enumerate(accuracies):
+            db.record(spec_run("embedding", cell, "last", seed),
+                      FakeResult(test_accuracy=accuracy, params=params, wall_time=10.0 + seed),
+                      run_id=f"{cell}-{seed}")
+    groups = _ranked_groups(db.path)
+    wide = groups[0].stat("test_accuracy")
+    assert wide.ci95 == (0.0, 1.0)  # cut to accuracy's range
+    assert lb.Stat.of([0.64, 0.524]).ci95[0] < 0  # the plain interval does reach below zero
+    figure = lb.plot_figure(groups)
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    for ax in figure.axes[:2]:
+        labels = [t for t in ax.get_xticklabels() if t.get_text() and t.get_visible()]
+        frame = ax.get_window_extent(renderer)
+        shown = [t.get_window_extent(renderer) for t in labels
+                 if frame.x0 - 1 <= t.get_window_extent(renderer).x0 and t.get_window_extent(renderer).x1 <= frame.x1 + 1]
+        assert len(shown) >= 2
+        for i, box in enumerate(shown):
+            assert not any(box.overlaps(other) for other in shown[i + 1:]), [t.get_text() for t in labels]
+    low, high = figure.axes[0].get_ylim()
+    assert 0 <= low < high <= 1
+
+
 # -- setups: never rank unlike runs together --------------------------------------
 def _add_other_setup(db_path, **train):
     db = ResultsDB(db_path)

@@ -205,12 +205,16 @@ sys.exit(launcher.main())
 """
 
 
+def run_script(script: str, signum) -> subprocess.CompletedProcess:
+    """Runs one of the scripts above, for ``signum``, as a fresh interruptible Python process."""
+    return subprocess.run([sys.executable, "-c", script.format(signum=int(signum))], capture_output=True, text=True,
+                          timeout=TIMEOUT_S, preexec_fn=interruptible, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=lambda s: s.name)
 def test_a_signal_while_python_imports_zoo_exits_cleanly(tmp_path, signum):
     # The console script (zoo_core.launcher) holds signals before importing anything heavy.
-    child = subprocess.run([sys.executable, "-c", KILL_DURING_IMPORT.format(signum=int(signum))],
-                           capture_output=True, text=True, timeout=TIMEOUT_S, preexec_fn=interruptible,
-                           env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    child = run_script(KILL_DURING_IMPORT, signum)
     assert child.returncode == EXIT[signum], child.stdout + child.stderr
     assert child.stderr.strip() == f"stopped by {signum.name} while starting" and child.stdout == ""
 
@@ -238,9 +242,7 @@ sys.exit(launcher.main())
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=lambda s: s.name)
 def test_a_signal_a_finaliser_swallowed_still_sets_the_exit_status(tmp_path, signum):
     # The issue's lost Ctrl-C: the interrupt is swallowed, the command goes on to its end, but says it was stopped.
-    child = subprocess.run([sys.executable, "-c", SWALLOWED_BY_A_FINALISER.format(signum=int(signum))],
-                           capture_output=True, text=True, timeout=TIMEOUT_S, preexec_fn=interruptible,
-                           env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    child = run_script(SWALLOWED_BY_A_FINALISER, signum)
     assert child.returncode == EXIT[signum], child.stdout + child.stderr
     assert "Exception ignored" in child.stderr and "tanh" in child.stdout  # swallowed; the listing went on
 

@@ -80,6 +80,22 @@ def test_commands_that_build_no_model_never_import_tensorflow(args, tmp_path):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("args", [
+    ["train", "--data", "{absent}", "--epochs", "1"],
+    ["data", "info", "--data", "{absent}"],
+    ["data", "stats"],                               # $ZOO_DATA names the absent file
+    ["train", "--set", "data.source={absent}"],
+    ["predict", "best", ""],                         # an empty review
+], ids=" ".join)
+def test_missing_data_and_empty_text_import_neither_tensorflow_nor_numpy(args, tmp_path):
+    absent = str(tmp_path / "absent.tar.gz")
+    probe = PROBE.replace('("tensorflow", "keras")', '("tensorflow", "keras", "numpy")')
+    result = subprocess.run([sys.executable, "-c", probe, *(a.format(absent=absent) for a in args)],
+                            capture_output=True, text=True, env=_environ(tmp_path, ZOO_DATA=absent), timeout=300)
+    assert "IMPORTED: []" in result.stdout, (result.stdout, result.stderr)
+    assert result.returncode == 2 and result.stderr.startswith("Error: "), result.stderr
+
+
 # Looser than the filter's own pattern on purpose, so that the filter is checked, not restated.
 LOG_NOISE = re.compile(r"^[IWEF]\d{4} |absl|oneDNN|cpu_feature_guard|TensorFlow binary|tensorflow/")
 

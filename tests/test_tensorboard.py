@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -95,8 +96,13 @@ def _train_size(registry, run) -> int:
     return len(load_dataset(run.data, registry.settings, seed=0, progress=False).train)
 
 
-def _logdir_of(registry, record):
-    return run_logdir(registry.settings.runs_dir, record.label, record.seed, record.id)
+def _runs_dir(db):
+    """Where rank saves runs by default: ``runs/`` beside the results database."""
+    return Path(db.path).parent / "runs"
+
+
+def _logdir_of(db, record):
+    return run_logdir(_runs_dir(db), record.label, record.seed, record.id)
 
 
 def test_a_ranked_run_writes_its_recorded_curves_and_step_means(registry, tiny_imdb_archive, tmp_path):
@@ -105,13 +111,13 @@ def test_a_ranked_run_writes_its_recorded_curves_and_step_means(registry, tiny_i
     outcome = ranking.rank(runs, registry, db, echo=lambda line: None, tensorboard_every=EVERY)
     assert len(outcome.trained) == 1
     [record] = db.runs()
-    runs_dir = registry.settings.runs_dir
+    runs_dir = _runs_dir(db)
 
     # `tensorboard --logdir <runs folder>` finds the run by its folder's name, and nothing else.
     multiplexer = plugin_event_multiplexer.EventMultiplexer().AddRunsFromDirectory(str(runs_dir)).Reload()
     assert list(multiplexer.Runs()) == [f"tensorboard/elman-last-seed0-{record.id}"]
 
-    scalars = read_scalars(_logdir_of(registry, record))
+    scalars = read_scalars(_logdir_of(db, record))
     assert len(record.curves) == 2
     for key in EPOCH_TAGS:
         if key == "learning_rate":
@@ -153,7 +159,7 @@ def test_a_diverged_run_leaves_its_curves_up_to_the_nan(registry, tiny_imdb_arch
                  tensorboard_every=EVERY)
     [record] = db.runs()
     assert record.status == "diverged" and "epoch 2, step 4" in record.message
-    scalars = read_scalars(_logdir_of(registry, record))
+    scalars = read_scalars(_logdir_of(db, record))
     assert [step for step, _ in scalars["epoch/val_loss"]] == [1]
     assert [step for step, _ in scalars["step/train_loss"]] == list(range(EVERY, per_epoch + 4, EVERY))
 
@@ -178,13 +184,13 @@ def test_an_interrupted_run_leaves_its_finished_epochs_and_steps(registry, tiny_
                            train=train_until_stopped, tensorboard_every=EVERY)
     [record] = db.runs()
     assert outcome.interrupted and record.status == "interrupted"
-    scalars = read_scalars(_logdir_of(registry, record))
+    scalars = read_scalars(_logdir_of(db, record))
     assert [step for step, _ in scalars["epoch/train_accuracy"]] == [1]
     assert [step for step, _ in scalars["step/grad_norm"]] == list(range(EVERY, per_epoch + 6, EVERY))
 
 
 def test_rank_can_write_no_events(registry, tiny_imdb_archive, tmp_path):
     runs = _runs(registry, tiny_imdb_archive, epochs=1)
-    ranking.rank(runs, registry, ResultsDB(tmp_path / "results.sqlite"), echo=lambda line: None,
-                 tensorboard_every=None)
-    assert not (registry.settings.runs_dir / "tensorboard").exists()
+    db = ResultsDB(tmp_path / "results.sqlite")
+    ranking.rank(runs, registry, db, echo=lambda line: None, tensorboard_every=None)
+    assert _runs_dir(db).is_dir() and not (_runs_dir(db) / "tensorboard").exists()

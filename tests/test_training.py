@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.test_metrics import pairwise_auc
 from zoo_core.config import DataConfig, ModelSpec, RunSpec, TrainConfig
 from zoo_core.model import Classifier
 from zoo_core.training import (TrainObserver, TrainResult, TrainStep, evaluate, make_optimizer, predict,
@@ -285,13 +286,6 @@ def test_same_seed_same_run_and_different_seed_different_run(registry):
     assert losses(4) != pytest.approx(first, rel=1e-6)
 
 
-def numpy_auc(labels, scores):
-    """Exact ROC AUC: the probability a positive outranks a negative (ties count half)."""
-    pos, neg = scores[labels == 1], scores[labels == 0]
-    greater = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
-    return greater / (len(pos) * len(neg))
-
-
 def test_evaluate_matches_a_numpy_computation(registry):
     run = tiny_run()
     model = Classifier(run.model, registry, VOCAB)
@@ -304,10 +298,10 @@ def test_evaluate_matches_a_numpy_computation(registry):
     got = evaluate(model, split, run)
     assert got["accuracy"] == pytest.approx(np.mean((probs > 0.5) == labels), abs=1e-6)
     assert got["loss"] == pytest.approx(losses.mean(), rel=1e-4)
-    assert got["auc"] == pytest.approx(numpy_auc(labels, probs), abs=1e-3)
+    assert got["auc"] == pytest.approx(pairwise_auc(labels, probs), abs=1e-3)
     # Exact: the AUC of the very scores evaluate saw (Keras' binned AUC was only within 0.01).
     scores = predict(model, split, run)
-    assert got["auc"] == pytest.approx(numpy_auc(np.asarray(split.labels), scores), abs=1e-12)
+    assert got["auc"] == pytest.approx(pairwise_auc(np.asarray(split.labels), scores), abs=1e-12)
 
 
 def test_evaluate_on_an_empty_split_gives_nans(registry):

@@ -33,6 +33,15 @@ class EncodedSequence(abc.ABC):
             ``[batch, time, units]``.
         """
 
+    def project_time_major(self, kernel: tf.Tensor) -> tf.Tensor:
+        """Returns ``inputs @ kernel`` time-major, ``[time, batch, units]``, as the cells' loops read it.
+
+        This default transposes the projection; encodings that can transpose
+        their narrower inputs first override it (the projection is ``gates``
+        times wider than a dense input, and token ids are narrower still).
+        """
+        return tf.transpose(self.project(kernel), [1, 0, 2])
+
 
 class DenseSequence(EncodedSequence):
     """Dense inputs ``[batch, time, dim]``, e.g. embeddings or a lower layer's outputs."""
@@ -43,6 +52,13 @@ class DenseSequence(EncodedSequence):
 
     def project(self, kernel: tf.Tensor) -> tf.Tensor:
         return tf.einsum("btd,du->btu", self.values, kernel)
+
+    def project_time_major(self, kernel: tf.Tensor) -> tf.Tensor:
+        values = tf.transpose(self.values, [1, 0, 2])  # [time, batch, dim]
+        flat = tf.matmul(tf.reshape(values, [-1, self.dim]), kernel)  # one large matmul
+        projected = tf.reshape(flat, tf.concat([tf.shape(values)[:2], [kernel.shape[-1]]], 0))
+        projected.set_shape(values.shape[:2].concatenate([kernel.shape[-1]]))
+        return projected
 
 
 class OneHotSequence(EncodedSequence):
@@ -55,6 +71,9 @@ class OneHotSequence(EncodedSequence):
     def project(self, kernel: tf.Tensor) -> tf.Tensor:
         # one_hot(ids) @ W selects row `id` of W: [batch, time, units].
         return tf.gather(kernel, self.ids)
+
+    def project_time_major(self, kernel: tf.Tensor) -> tf.Tensor:
+        return tf.gather(kernel, tf.transpose(self.ids))  # transposing the ids is cheapest
 
 
 class Encoder(Component):

@@ -43,28 +43,34 @@ class Stat:
     std: float | None
     n: int
     values: tuple[float, ...] = ()
+    bounds: tuple[float, float] | None = None  # the metric's range, e.g. (0, 1) for accuracy
 
     @classmethod
-    def of(cls, values: Iterable[float | None]) -> "Stat":
+    def of(cls, values: Iterable[float | None], bounds: tuple[float, float] | None = None) -> "Stat":
         present = tuple(float(v) for v in values if v is not None)
         if not present:
-            return cls(None, None, 0)
+            return cls(None, None, 0, (), bounds)
         std = statistics.stdev(present) if len(present) > 1 else None
-        return cls(statistics.fmean(present), std, len(present), present)
+        return cls(statistics.fmean(present), std, len(present), present, bounds)
 
     @property
     def ci95(self) -> tuple[float, float] | None:
         """The 95% confidence interval of the mean, ``mean ± t(0.975, n-1) std / sqrt(n)``.
 
-        Student's t interval over the seeds (SciPy's ``t.ppf``); None with
-        fewer than two values, where it is undefined.
+        Student's t interval over the seeds (SciPy's ``t.ppf``), cut to the
+        metric's :attr:`bounds` (with two seeds ``t = 12.7``, so an accuracy's
+        interval can reach past 0 or 1, which no mean can); None with fewer
+        than two values, where it is undefined.
         """
         if self.std is None:
             return None
         from scipy import stats
 
         half = float(stats.t.ppf(0.975, self.n - 1)) * self.std / self.n ** 0.5
-        return self.mean - half, self.mean + half
+        low, high = self.mean - half, self.mean + half
+        if self.bounds is not None:
+            low, high = max(low, self.bounds[0]), min(high, self.bounds[1])
+        return low, high
 
     def text(self, digits: int = TEXT_DIGITS) -> str:
         """``0.8530 ± 0.0041``, ``0.8530 (1 seed)`` for one value, ``-`` for none."""
@@ -138,7 +144,9 @@ class Group:
         return sorted(r.seed for r in self.runs)
 
     def stat(self, attribute: str) -> Stat:
-        return Stat.of(getattr(r, attribute) for r in self.runs)
+        """``attribute`` over the seeds; accuracies and AUCs carry their range [0, 1]."""
+        bounded = attribute.endswith(("_accuracy", "_auc"))
+        return Stat.of((getattr(r, attribute) for r in self.runs), bounds=(0.0, 1.0) if bounded else None)
 
     def best_run(self, attribute: str = "test_accuracy") -> RunRecord:
         """The seed with the best value of ``attribute`` (higher is better)."""
@@ -540,7 +548,15 @@ def place_labels(ax, texts: Sequence[tuple[float, float, str]], avoid: Sequence[
 
 #: What the error bars of :func:`plot` show, printed on the figure.
 ERROR_BARS = ("error bars: 95% confidence interval of the mean over seeds (Student's t), drawn for specs with "
-              "2 or more seeds; a point without a bar has a single seed")
+              "2 or more seeds and cut to [0, 1]; a point without a bar has a single seed")
+
+
+def _compact(value: float, _position=None) -> str:
+    """A tick label: ``1.17M``, ``250k``, ``20``, ``0.5``."""
+    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= scale:
+            return f"{value / scale:.4g}{suffix}"
+    return f"{value:g}"
 
 
 def plot_figure(groups: Sequence[Group], title: str = "", metric: str = "test_accuracy"):
@@ -564,7 +580,7 @@ def plot_figure(groups: Sequence[Group], title: str = "", metric: str = "test_ac
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
-    from matplotlib.ticker import FuncFormatter
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
     from matplotlib.transforms import Bbox, offset_copy
 
     ranked = [(rank, g) for rank, g in enumerate(groups, start=1) if g.stat("test_accuracy").mean is not None]
@@ -614,12 +630,14 @@ def plot_figure(groups: Sequence[Group], title: str = "", metric: str = "test_ac
         if low < 0:  # the margin reached below zero, where no spec's parameters or time can be
             ax.set_xlim(0, high)
         drawn_on.append((ax, drawn, log))
-        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 100 else f"{v:g}"))
+        if not log:  # a few round ticks, so long numbers like 1,152,500 do not run into each other
+            ax.xaxis.set_major_locator(MaxNLocator(nbins=4))
+        ax.xaxis.set_major_formatter(FuncFormatter(_compact))
         ax.set_title(f"test accuracy vs {xlabel}")
         ax.set_xlabel(xlabel + (" (log scale)" if log else ""))
         ax.grid(True, which="both", alpha=0.3)
     low, high = axes[0].get_ylim()
-    axes[0].set_ylim(max(low, 0.0), high)
+    axes[0].set_ylim(max(low, 0.0), min(high, 1.0))  # accuracy lives in [0, 1]
     axes[0].set_ylabel("test accuracy (mean over seeds)")
 
     def side_line(number: float, text: str, indent: float = 0.0, **style) -> None:

@@ -13,7 +13,7 @@ per-sequence bookkeeping.
 The loop compiles under XLA (``tf.function(jit_compile=True)``): its trip
 count is the static time dimension and every buffer has a fixed size.
 :func:`to_time_major` and :func:`from_time_major` are shared with the
-hand-written BPTT kernels in :mod:`zoo_core.cells`.
+hand-written BPTT kernels (:mod:`zoo_core.cells.bptt`).
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ import click
 
 from zoo_core import __version__
 from zoo_core.cli import quiet, signals
+from zoo_core.cli.progress import warn
 from zoo_core.errors import ZooError
 
 #: One module per command, named after it (``zoo X`` is ``zoo_core/cli/X.py``; a group's subcommands live in
@@ -51,8 +52,7 @@ class AppState:
         from zoo_core.registry import build_registry
 
         # Plugin problems are printed as they happen, so a slow or broken plugin is named at once.
-        return build_registry(self.registry_file, self.plugins, settings=self.settings,
-                              warn=lambda message: click.echo(f"warning: {message}", err=True))
+        return build_registry(self.registry_file, self.plugins, settings=self.settings, warn=warn)
 
 
 class ZooGroup(signals.ExitOnInterrupt, click.Group):

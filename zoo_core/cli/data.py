@@ -13,7 +13,9 @@ from pathlib import Path
 import click
 
 from zoo_core.cli import cli, options, pass_state
-from zoo_core.cli.options import MODEL_DATA_FLAGS, data_options, download_option, flag_overrides, format_option
+from zoo_core.cli.options import (MODEL_DATA_FLAGS, data_options, data_origin, download_option, flag_overrides,
+                                  format_option)
+from zoo_core.cli.progress import DATA_BARS, warn
 from zoo_core.config import TrainConfig
 from zoo_core.errors import ZooError
 from zoo_core.specs import data_config
@@ -26,8 +28,8 @@ def _load(state, flags: dict, seed: int, download: bool):
     from zoo_core.data import load_dataset
 
     settings = state.settings
-    return settings, load_dataset(data_config(settings.data, flag_overrides(flags)), settings, seed=seed, progress=True,
-                                  allow_download=download)
+    return settings, load_dataset(data_config(settings.data, flag_overrides(flags)), settings, seed=seed,
+                                  progress=DATA_BARS, allow_download=download, warn=warn, origin=data_origin())
 
 
 def seed_option(func):
@@ -134,8 +136,6 @@ def stats(state, seed, batch_size, download, fmt, **flags):
          ["split", "pad to global max (no cut)", f"pad to maxlen {config.maxlen}", "pad per random batch",
           "bucketing"], efficiency_rows),
     ]
-    if report["warnings"] and fmt not in MACHINE_FORMATS:
-        tables[0][2].append(["warnings", "; ".join(report["warnings"])])
     _echo_tables(tables, fmt)
 
 
@@ -153,15 +153,16 @@ def info(state, seed, download, fmt, **flags):
       zoo data info
       ZOO_DATA=~/aclImdb zoo data info
     """
-    from zoo_core.data import candidate_sources, source_kind
+    from zoo_core.data import candidate_sources
 
     settings = state.settings
     config = data_config(settings.data, flag_overrides(flags))
-    looked = [[str(path), why, "yes" if path.exists() else "no"] for path, why in candidate_sources(config, settings)]
+    looked = [[str(path), why, "yes" if path.exists() else "no"]
+              for path, why in candidate_sources(config, settings, data_origin())]
     settings, ds = _load(state, flags, seed, download)
     cache = Path(ds.report["cache"])
     rows = [
-        ["source", ds.source], ["kind", source_kind(Path(ds.source))], ["checksum (sha256)", ds.checksum],
+        ["source", ds.source], ["kind", ds.report["kind"]], ["checksum (sha256)", ds.checksum],
         ["cache file", f"{cache} ({cache.stat().st_size / 2**20:.1f} MiB)"],
         ["cache hit", "yes" if ds.report["cache_hit"] else "no (tokenised now)"],
         ["loaded in", f"{ds.report['seconds']:.2f} s"],
@@ -169,7 +170,7 @@ def info(state, seed, download, fmt, **flags):
         ["positive", ", ".join(f"{name} {int(getattr(ds, name).labels.sum()):,}" for name in SPLIT_NAMES)],
         ["validation split", f"{ds.report['split']} ({config.val_fraction:.0%} of train, seed {seed})"],
         ["vocabulary", f"{len(ds.vocab):,} ids"],
-    ] + [["warning", w] for w in ds.report["warnings"]]
+    ]
     _echo_tables([("looked in", ["path", "from", "exists"], looked), ("data", ["what", "value"], rows)], fmt)
 
 
@@ -302,5 +303,5 @@ def download(url, sha256, size, dest):
     if custom and not sha256:
         raise ZooError("--url needs --sha256, so the download can be verified")
     path = zdata.download_imdb(dest, url=url or zdata.IMDB_URL, sha256=sha256 or zdata.IMDB_SHA256,
-                               size=size if (size is not None or custom) else zdata.IMDB_SIZE)
+                               size=size if (size is not None or custom) else zdata.IMDB_SIZE, progress=DATA_BARS)
     click.echo(str(path))

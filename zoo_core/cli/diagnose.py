@@ -7,8 +7,9 @@ import dataclasses
 import click
 
 from zoo_core.cli import cli, pass_state
-from zoo_core.cli.options import (component_options, data_options, flag_overrides, format_option, load_saved_run,
-                                  results_option, runs_option, train_options)
+from zoo_core.cli.options import (component_options, data_options, data_origin, flag_overrides, format_option,
+                                  load_saved_run, results_option, runs_option, train_options)
+from zoo_core.cli.progress import DATA_BARS, warn
 from zoo_core.errors import ZooError
 from zoo_core.specs import build_run_spec, data_config, parse_set_values
 from zoo_core.tables import MACHINE_FORMATS, render
@@ -91,13 +92,15 @@ def diagnose(state, model, encoder, cell, aggregator, head, set_values, seed, st
 
     from zoo_core.data import find_source, load_dataset
 
-    find_source(runs[0].data, state.settings, progress=False)  # missing or bad data: before TensorFlow's import
+    origin = data_origin()
+    find_source(runs[0].data, state.settings, origin=origin)  # missing or bad data: before TensorFlow's import
     from zoo_core import diagnose as diag
     from zoo_core.model import Classifier
     import keras
 
     data = runs[0].data
-    dataset = load_dataset(data, state.settings, seed=seed, progress=fmt not in MACHINE_FORMATS)
+    dataset = load_dataset(data, state.settings, seed=seed, warn=warn, origin=origin,
+                           progress=DATA_BARS if fmt not in MACHINE_FORMATS else None)
     batch = next(iter(dataset.train.batches(runs[0].train.batch_size, shuffle=True, seed=seed)), None)
     if batch is None:
         raise ZooError("the training split is empty: no batch to diagnose")

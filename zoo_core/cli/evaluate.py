@@ -35,7 +35,7 @@ def evaluate(state, run_ref, data_path, fmt, results_path):
     model, vocab, run, run_id = load_saved_run(state, run_ref, results_path)
     from zoo_core.training import evaluate as score
 
-    path = data_path or find_source(run.data, state.settings, progress=False)
+    path = data_path or find_source(run.data, state.settings)
     check_labelled_file(path)
     texts, labels = read_labelled(path)
     metrics = score(model, text_split(texts, labels, vocab, run), run)

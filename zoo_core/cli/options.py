@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from zoo_core.config import KINDS, SEED, DataConfig, TrainConfig, settings_hparams
 from zoo_core.errors import ZooError
@@ -127,6 +128,19 @@ def data_options(func=None, *, exclude: Iterable[str] = ()):
         return func
     return click.option("--mask/--no-mask", "mask", cls=SettingOption, setting=(DataConfig, "mask"),
                         default=None)(func)
+
+
+def data_origin() -> str | None:
+    """Where the running command's ``--data`` came from: ``"--data"``, ``"ZOO_DATA"``, or None if from neither.
+
+    The ``--data`` option is the one reader of ``$ZOO_DATA``; this tells the data
+    loader which of the two to name when the path holds no data.
+    """
+    ctx = click.get_current_context(silent=True)
+    if ctx is None or ctx.params.get("data") is None:
+        return None
+    return {ParameterSource.COMMANDLINE: "--data",
+            ParameterSource.ENVIRONMENT: "ZOO_DATA"}.get(ctx.get_parameter_source("data"))
 
 
 def train_options(func=None, *, only: Iterable[str] | None = None):

@@ -40,6 +40,15 @@ class TerminalProgress:
             yield _ClickBar(bar)
 
 
+#: Data loading's and downloading's bars (``zoo_core.data`` calls ``update(n)``), as wide as click's default.
+DATA_BARS = TerminalProgress()
+
+
 def echo_err(text: str) -> None:
     """A :data:`zoo_core.progress.Echo` writing the line to stderr."""
     click.echo(text, err=True)
+
+
+def warn(message: str) -> None:
+    """Prints ``warning: MESSAGE`` on stderr: how the library's ``warn`` callbacks reach the terminal."""
+    click.echo(f"warning: {message}", err=True)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import click
 
 from zoo_core.cli import cli, pass_state, signals
-from zoo_core.cli.options import (data_options, emit, flag_overrides, format_option, results_option, runs_folder,
-                                  runs_option, train_options)
-from zoo_core.cli.progress import EPOCH_BAR_WIDTH, TerminalProgress, echo_err
+from zoo_core.cli.options import (data_options, data_origin, emit, flag_overrides, format_option, results_option,
+                                  runs_folder, runs_option, train_options)
+from zoo_core.cli.progress import DATA_BARS, EPOCH_BAR_WIDTH, TerminalProgress, echo_err, warn
 from zoo_core.config import SEED
 from zoo_core.errors import ZooError
 from zoo_core.specs import deterministic_ops
@@ -72,18 +72,21 @@ def rank(state, patterns, preset, seeds, results_path, dry_run, fmt, seed, set_v
 
     runs_dir = runs_folder(state, db_path, check=True)  # one that cannot be written: one line, before training
     finished = db.finished_keys()
+    origin = data_origin()
     for data_config in dict.fromkeys(r.data for r in runs if r.key() not in finished):
         # Missing or bad data: one line, no failed run, and before TensorFlow's import (seconds).
-        find_source(data_config, registry.settings, progress=False)
+        find_source(data_config, registry.settings, origin=origin)
     # Imports TensorFlow (seconds): here a signal stops it at once.
     from zoo_core.training import enable_determinism, train
 
     if deterministic:
         enable_determinism()  # process-wide, so here at the program's start, never in the library
     with signals.stoppable() as should_stop:  # Ctrl-C or SIGTERM: stop after the current batch, keep what finished
-        def load_at_once(*args, **kwargs):  # loading data checks no request: a signal stops it at once
+        # Loading data checks no stop request, so a signal stops it at once.
+        def load_at_once(config, settings, seed=0, progress=None):
             with should_stop.at_once():
-                return load_dataset(*args, **kwargs)
+                return load_dataset(config, settings, seed=seed, progress=DATA_BARS if progress else None,
+                                    warn=warn, origin=origin)
 
         outcome = ranking.rank(runs, registry, db, runs_dir=runs_dir, should_stop=should_stop,
                                load_dataset=load_at_once, train=train,

@@ -8,9 +8,9 @@ import math
 import click
 
 from zoo_core.cli import cli, pass_state, signals
-from zoo_core.cli.options import (component_options, data_options, flag_overrides, format_option, results_option,
-                                  runs_folder, runs_option, train_options)
-from zoo_core.cli.progress import EPOCH_BAR_WIDTH, TerminalProgress, echo_err
+from zoo_core.cli.options import (component_options, data_options, data_origin, flag_overrides, format_option,
+                                  results_option, runs_folder, runs_option, train_options)
+from zoo_core.cli.progress import DATA_BARS, EPOCH_BAR_WIDTH, TerminalProgress, echo_err, warn
 from zoo_core.config import RunSpec
 from zoo_core.errors import ZooError
 from zoo_core.specs import build_run_spec, deterministic_ops
@@ -162,7 +162,7 @@ def train(state, model, encoder, cell, aggregator, head, set_values, seed, save_
     run = build_run_spec(registry, model, components, set_values, flag_overrides(flags), seed)
     from zoo_core.data import find_source
 
-    find_source(run.data, state.settings, progress=False)  # missing data: say so before describing the run
+    find_source(run.data, state.settings, origin=data_origin())  # missing or bad data: before describing the run
     if save_dir is not None:
         from zoo_core.runs import check_save_target, save_run
 
@@ -186,7 +186,8 @@ def train(state, model, encoder, cell, aggregator, head, set_values, seed, save_
         enable_determinism()  # process-wide, so here at the program's start, never in the library
 
     # The data zoo rank trains every seed on, so this run is the one `zoo rank` would record for its key.
-    dataset = load_dataset(run.data, state.settings, seed=ranking.DATA_SEED, progress=not quiet)
+    dataset = load_dataset(run.data, state.settings, seed=ranking.DATA_SEED,
+                           progress=None if quiet else DATA_BARS, warn=warn, origin=data_origin())
     click.echo(f"data: {dataset.source}: {len(dataset.train)} train, {len(dataset.val)} validation, "
                f"{len(dataset.test)} test reviews; vocabulary {len(dataset.vocab)}", err=True)
     with signals.stoppable() as should_stop:  # a signal from here on stops the run and still saves it

@@ -19,7 +19,7 @@ class LeakyCell(StepCell):
     """
 
     name = "leaky"
-    description = "leaky tanh RNN: h_t = (1-a) h_{t-1} + a tanh(x_t W + h_{t-1} U + b)"
+    description = "leaky tanh RNN (leaky-integrator neurons)"
     hparams = (UNITS, KERNEL_INIT, RECURRENT_INIT, HParam("leak", float, 0.5, "leak a", low=0.0, high=1.0))
 
     def __init__(self, input_dim, **params):

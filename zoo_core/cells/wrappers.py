@@ -1,0 +1,145 @@
+"""Cells made of other cells, built by name through the registry: ``stacked``, ``bidirectional``.
+
+:meth:`zoo_core.registry.Registry.create` hands a wrapper the registry
+(``wants_registry``), so the inner cell may be any registered step cell, a
+plugin's too.
+"""
+
+from __future__ import annotations
+
+from zoo_core import hookimpl
+from zoo_core.cells.base import INITIALIZERS, UNITS, Cell, StepCell
+from zoo_core.encoders import DenseSequence
+from zoo_core.errors import ZooError
+from zoo_core.lazy import do_not_convert, np, tf
+from zoo_core.params import HParam
+from zoo_core.unroll import UnrollResult
+
+DEFAULT_INIT = "default"
+INNER_CELL = HParam("cell", str, "gru", "the inner cell's name (a step cell, e.g. tanh, gru, lstm)")
+INNER_KERNEL_INIT = HParam("kernel_init", str, DEFAULT_INIT, "inner cells' input kernel initializer",
+                           choices=(DEFAULT_INIT,) + INITIALIZERS)
+INNER_RECURRENT_INIT = HParam("recurrent_init", str, DEFAULT_INIT, "inner cells' recurrent kernel initializer",
+                              choices=(DEFAULT_INIT,) + INITIALIZERS)
+
+
+class WrapperCell(Cell):
+    """A cell made of inner step cells, built by name.
+
+    Args:
+        input_dim: Size of one input step.
+        registry: Where to look up the inner cell (:meth:`Registry.create` passes it).
+        dtype: Variable dtype.
+        **params: ``cell``, ``units`` and optional initializers for the inner cells.
+
+    Raises:
+        UnknownNameError: no cell has that name (naming the closest).
+        ZooError: the inner cell is a wrapper, or lacks an initializer given for it.
+    """
+
+    wants_registry = True
+
+    def __init__(self, input_dim: int, *, registry, dtype: tf.DType | str = "float32", **params):
+        super().__init__(input_dim, dtype=dtype, **params)
+        name = self.params["cell"]
+        self.inner_class = registry.get("cell", name).obj
+        if not issubclass(self.inner_class, StepCell):
+            raise ZooError(f"cell {self.name!r}: its inner cell must be a step cell, not the wrapper {name!r}")
+        declared = {p.name for p in self.inner_class.hparams}
+        self.inner_params = {"units": self.params["units"]}
+        for key in ("kernel_init", "recurrent_init"):
+            if self.params[key] != DEFAULT_INIT:
+                if key not in declared:
+                    raise ZooError(f"cell {self.name!r}: inner cell {name!r} has no parameter {key!r}")
+                self.inner_params[key] = self.params[key]
+
+    def make_inner(self, input_dim: int) -> StepCell:
+        return self.inner_class(input_dim, dtype=self.dtype, **self.inner_params)
+
+
+class StackedCell(WrapperCell):
+    """A deep RNN: ``layers`` cells, each reading the outputs of the one below (Graves et al. 2013).
+
+    Unrolled layer by layer: layer ``k`` runs over the whole sequence and its
+    outputs, a :class:`~zoo_core.encoders.DenseSequence`, are layer ``k+1``'s
+    inputs. The final state is the tuple of every layer's final state; the
+    output is the top layer's.
+    """
+
+    name = "stacked"
+    description = "deep RNN: `layers` copies of `cell`, each reading the outputs of the one below"
+    hparams = (HParam("layers", int, 2, "number of stacked layers", low=1, high=32), INNER_CELL, UNITS,
+               INNER_KERNEL_INIT, INNER_RECURRENT_INIT)
+
+    def __init__(self, input_dim: int, **params):
+        super().__init__(input_dim, **params)
+        self.layers = []
+        for _ in range(self.params["layers"]):
+            self.layers.append(self.make_inner(input_dim if not self.layers else self.layers[-1].output_size))
+
+    @property
+    def output_size(self) -> int:
+        return self.layers[-1].output_size
+
+    @do_not_convert
+    def unroll(self, inputs, mask, keep_outputs, *, reverse=False, probe=None):
+        states = []
+        for depth, layer in enumerate(self.layers):
+            top = depth == len(self.layers) - 1
+            result = layer.unroll(inputs, mask, keep_outputs or not top, reverse=reverse,
+                                  probe=probe if top else None)
+            states.append(result.final_state)
+            if not top:
+                inputs = DenseSequence(result.outputs)
+        return UnrollResult(result.outputs, result.last_output, tuple(states))
+
+    def reference_unroll(self, inputs, mask, reverse=False):
+        states = []
+        for layer in self.layers:
+            inputs, state = layer.reference_unroll(inputs, mask, reverse)
+            states.append(state)
+        return inputs, tuple(states)
+
+
+class BidirectionalCell(WrapperCell):
+    """A forward and a backward cell, outputs concatenated (Schuster & Paliwal 1997).
+
+    The backward cell runs the same loop with time reversed; because padded
+    steps are no-ops, that is correct for pre- and post-padding alike. Per-step
+    outputs are ``[forward_t, backward_t]`` ``[batch, time, 2H]``; the last
+    output is ``[forward final, backward final]`` (the backward cell's final
+    output is at the first real token).
+    """
+
+    name = "bidirectional"
+    description = "forward + backward `cell`, outputs concatenated [batch, time, 2H]"
+    hparams = (INNER_CELL, UNITS, INNER_KERNEL_INIT, INNER_RECURRENT_INIT)
+
+    def __init__(self, input_dim: int, **params):
+        super().__init__(input_dim, **params)
+        self.forward = self.make_inner(input_dim)
+        self.backward = self.make_inner(input_dim)
+
+    @property
+    def output_size(self) -> int:
+        return self.forward.output_size + self.backward.output_size
+
+    @do_not_convert
+    def unroll(self, inputs, mask, keep_outputs, *, reverse=False, probe=None):
+        probes = (None, None) if probe is None else tf.split(probe, [self.forward.output_size,
+                                                                     self.backward.output_size], axis=-1)
+        fwd = self.forward.unroll(inputs, mask, keep_outputs, reverse=reverse, probe=probes[0])
+        bwd = self.backward.unroll(inputs, mask, keep_outputs, reverse=not reverse, probe=probes[1])
+        outputs = tf.concat([fwd.outputs, bwd.outputs], axis=-1) if keep_outputs else None
+        return UnrollResult(outputs, tf.concat([fwd.last_output, bwd.last_output], axis=-1),
+                            (fwd.final_state, bwd.final_state))
+
+    def reference_unroll(self, inputs, mask, reverse=False):
+        fwd_outputs, fwd_state = self.forward.reference_unroll(inputs, mask, reverse)
+        bwd_outputs, bwd_state = self.backward.reference_unroll(inputs, mask, not reverse)
+        return np.concatenate([fwd_outputs, bwd_outputs], axis=-1), (fwd_state, bwd_state)
+
+
+@hookimpl
+def zoo_register_cells():
+    return [StackedCell, BidirectionalCell]
