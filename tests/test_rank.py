@@ -110,7 +110,7 @@ def test_plan_rejects_what_fits_nothing(registry):
 
 
 def _tiny_runs(registry, archive, seeds=2):
-    flags = {"limit": 40, "epochs": 1, "maxlen": 20, "data": str(archive)}
+    flags = {"limit": 40, "epochs": 1, "maxlen": 20, "source": str(archive)}
     return ranking.plan_runs(registry, ["elman-last"], None, range(seeds), ["cell.units=4", "encoder.dim=4"], flags)
 
 

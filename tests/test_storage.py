@@ -366,7 +366,7 @@ def test_a_rank_that_ends_with_a_run_held_elsewhere_says_so_and_exits_1(registry
 
     path = tmp_path / "results.sqlite"
     args = ["rank", "elman-last", "--seeds", "2", *TINY_RANK, "--data", tiny_imdb_archive, "--results", path]
-    flags = {"limit": 40, "epochs": 1, "maxlen": 20, "data": str(tiny_imdb_archive)}
+    flags = {"limit": 40, "epochs": 1, "maxlen": 20, "source": str(tiny_imdb_archive)}
     held = ranking.plan_runs(registry, ["elman-last"], None, [1], ["cell.units=4", "encoder.dim=4"], flags)[0]
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
     try:
@@ -389,7 +389,7 @@ def test_a_diverged_run_is_named_at_the_end_of_a_rank_and_kept_off_the_leaderboa
     from zoo_core.training import train
 
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "share"))
-    flags = {"limit": 40, "epochs": 1, "maxlen": 20, "data": str(tiny_imdb_archive)}
+    flags = {"limit": 40, "epochs": 1, "maxlen": 20, "source": str(tiny_imdb_archive)}
     runs = ranking.plan_runs(registry, ["elman-last"], None, range(2), ["cell.units=4", "encoder.dim=4"], flags)
     db = ResultsDB(tmp_path / "results.sqlite")
 

@@ -87,7 +87,7 @@ def test_run_folders_are_one_level_deep_and_named_for_the_run(tmp_path):
 
 # -- every ranked run --------------------------------------------------------------------------------
 def _runs(registry, archive, epochs=2, extra=()):
-    flags = {"limit": 40, "epochs": epochs, "maxlen": 20, "data": str(archive)}
+    flags = {"limit": 40, "epochs": epochs, "maxlen": 20, "source": str(archive)}
     items = ["cell.units=4", "encoder.dim=4", f"train.batch_size={BATCH}", "train.patience=0", *extra]
     return ranking.plan_runs(registry, ["elman-last"], None, [0], items, flags)
 

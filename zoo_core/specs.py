@@ -99,7 +99,13 @@ def build_run_spec(registry, model: str | None, components: Mapping[str, str | N
 
     Raises:
         ZooError: an unknown model or component, or a bad value (one line).
+        ValueError: an override naming no data or training setting (a caller's
+            mistake, e.g. ``data`` for ``source``), rather than silently dropped.
     """
+    unknown = sorted(set(dict(overrides)) - set(DATA_FIELDS) - set(TRAIN_FIELDS))
+    if unknown:
+        raise ValueError(f"overrides name no data or training setting: {', '.join(unknown)} "
+                         "(the data's path is 'source')")
     settings = registry.settings
     # `is not None`, not truthiness: an empty name given is an error (the registry's), never the default.
     spec = base_model or (registry.model(model) if model is not None else None)
