@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import sqlite3
@@ -295,3 +296,13 @@ def test_concurrent_processes_lose_nothing(tmp_path):
     assert sorted(r.seed for r in shared) == list(range(count))  # each claimed exactly once
     for w in range(workers):
         assert sorted(r.seed for r in everything if r.spec.train.epochs == 2 + w) == list(range(count))
+
+
+def test_the_runs_table_is_the_declared_run_record(tmp_path):
+    """RunRecord's fields declare the columns: a new file's table has each, in order, with its declared type."""
+    ResultsDB(tmp_path / "results.sqlite")
+    with contextlib.closing(sqlite3.connect(tmp_path / "results.sqlite")) as conn:
+        table = [(row[1], row[2], bool(row[3])) for row in conn.execute("PRAGMA table_info(runs)")]
+    declared = [(f.name, f.metadata["sql"].split()[0], "NOT NULL" in f.metadata["sql"])
+                for f in dataclasses.fields(results.RunRecord)]
+    assert table == declared

@@ -40,10 +40,13 @@ import subprocess
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from zoo_core.config import RunSpec
 from zoo_core.errors import ZooError
+
+if TYPE_CHECKING:  # training imports TensorFlow; reading results must not
+    from zoo_core.training import TrainResult
 
 SCHEMA_VERSION = 3
 RUNNING, FINISHED, DIVERGED = "running", "finished", "diverged"
@@ -82,108 +85,84 @@ class ClaimLedger:
 
 HELD_CLAIMS = ClaimLedger()
 
-_SCHEMA = """
-CREATE TABLE runs (
-    id              TEXT PRIMARY KEY,
-    key             TEXT NOT NULL,     -- RunSpec.key(): model + data + train + seed
-    group_key       TEXT NOT NULL,     -- the same without the seed: runs averaged together
-    seed            INTEGER NOT NULL,
-    label           TEXT NOT NULL,     -- the model's name, or its combination
-    encoder         TEXT NOT NULL,
-    cell            TEXT NOT NULL,
-    aggregator      TEXT NOT NULL,
-    head            TEXT NOT NULL,
-    spec_json       TEXT NOT NULL,     -- the full RunSpec: rebuilds the run exactly
-    status          TEXT NOT NULL,
-    train_status    TEXT NOT NULL DEFAULT '',   -- completed | early-stopped | nan | interrupted
-    message         TEXT NOT NULL DEFAULT '',
-    val_accuracy    REAL,
-    val_loss        REAL,
-    val_auc         REAL,
-    test_accuracy   REAL,
-    test_loss       REAL,
-    test_auc        REAL,
-    best_epoch      INTEGER,
-    epochs_run      INTEGER,
-    params          INTEGER,
-    wall_time       REAL,
-    tokens_per_sec  REAL,
-    curves_json     TEXT NOT NULL DEFAULT '[]',
-    data_checksum   TEXT NOT NULL DEFAULT '',
-    run_dir         TEXT NOT NULL DEFAULT '',
-    tf_version      TEXT NOT NULL DEFAULT '',
-    project_version TEXT NOT NULL DEFAULT '',
-    git_commit      TEXT NOT NULL DEFAULT '',
-    host            TEXT NOT NULL DEFAULT '',
-    pid             INTEGER,
-    started_at      TEXT NOT NULL,
-    finished_at     TEXT,
-    proc_start      TEXT NOT NULL DEFAULT '',  -- boot id and start time of process pid (schema 2)
-    pruned_at       TEXT                       -- when `zoo runs --prune` deleted its weights (schema 3)
-);
-CREATE INDEX runs_by_key ON runs (key, status);
-CREATE INDEX runs_by_group ON runs (group_key, status);
-"""
-
+def _add_columns(conn: sqlite3.Connection, version: int) -> None:
+    """Adds the columns :class:`RunRecord` declares ``since=version``, as declared."""
+    for field in dataclasses.fields(RunRecord):
+        if field.metadata["since"] == version:
+            conn.execute(f"ALTER TABLE runs ADD COLUMN {field.name} {field.metadata['sql']}")
 
 
 def _migrate_1_to_2(conn: sqlite3.Connection) -> None:
     """Adds ``proc_start`` and gives runs that stopped on a NaN loss their own status."""
-    conn.execute("ALTER TABLE runs ADD COLUMN proc_start TEXT NOT NULL DEFAULT ''")
+    _add_columns(conn, 2)
     conn.execute("UPDATE runs SET status = ? WHERE status = ? AND train_status = 'nan'", (DIVERGED, FINISHED))
 
 
 def _migrate_2_to_3(conn: sqlite3.Connection) -> None:
     """Adds ``pruned_at``: no run of an older file had its weights pruned."""
-    conn.execute("ALTER TABLE runs ADD COLUMN pruned_at TEXT")
+    _add_columns(conn, 3)
 
 
 # MIGRATIONS[v] turns a version-v database into version v + 1 (inside the caller's transaction).
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _migrate_1_to_2, 2: _migrate_2_to_3}
-# Columns each schema version added to ``runs``: a read-only reader of an older file fills them in.
-ADDED_COLUMNS: dict[int, dict[str, str]] = {2: {"proc_start": "''"}, 3: {"pruned_at": "NULL"}}
+
+
+def column(sql: str, comment: str = "", since: int = 1, old: str = "NULL", **default: Any):
+    """A field of :class:`RunRecord` and the ``runs`` column that stores it, declared together.
+
+    Args:
+        sql: The column's SQLite type and constraints, e.g. ``"TEXT NOT NULL DEFAULT ''"``.
+        comment: Why the column is there, written into the schema as an SQL comment.
+        since: The schema version that added it (1: the first). A writer adds
+            it with a migration (:data:`MIGRATIONS`); a read-only reader of an
+            older file reads ``old`` (an SQL expression) in its place.
+        **default: ``default=`` for the dataclass field, for columns added after version 1.
+    """
+    return dataclasses.field(metadata={"sql": sql, "comment": comment, "since": since, "old": old}, **default)
 
 
 @dataclasses.dataclass(frozen=True)
 class RunRecord:
-    """One row of the ``runs`` table."""
+    """One row of the ``runs`` table, which these fields declare (:func:`column`): the ``CREATE TABLE``, the
+    inserted columns, a reader's fill-ins for columns newer than its file, and the type checks all read them."""
 
-    id: str
-    key: str
-    group_key: str
-    seed: int
-    label: str
-    encoder: str
-    cell: str
-    aggregator: str
-    head: str
-    spec_json: str
-    status: str
-    train_status: str
-    message: str
-    val_accuracy: float | None
-    val_loss: float | None
-    val_auc: float | None
-    test_accuracy: float | None
-    test_loss: float | None
-    test_auc: float | None
-    best_epoch: int | None
-    epochs_run: int | None
-    params: int | None
-    wall_time: float | None
-    tokens_per_sec: float | None
-    curves_json: str
-    data_checksum: str
-    run_dir: str
-    tf_version: str
-    project_version: str
-    git_commit: str
-    host: str
-    pid: int | None
-    started_at: str
-    finished_at: str | None
-    proc_start: str = ""
-    pruned_at: str | None = None  # when `zoo runs --prune` deleted its weights
+    id: str = column("TEXT PRIMARY KEY")
+    key: str = column("TEXT NOT NULL", "RunSpec.key(): model + data + train + seed")
+    group_key: str = column("TEXT NOT NULL", "the same without the seed: runs averaged together")
+    seed: int = column("INTEGER NOT NULL")
+    label: str = column("TEXT NOT NULL", "the model's name, or its combination")
+    encoder: str = column("TEXT NOT NULL")
+    cell: str = column("TEXT NOT NULL")
+    aggregator: str = column("TEXT NOT NULL")
+    head: str = column("TEXT NOT NULL")
+    spec_json: str = column("TEXT NOT NULL", "the full RunSpec: rebuilds the run exactly")
+    status: str = column("TEXT NOT NULL")
+    train_status: str = column("TEXT NOT NULL DEFAULT ''", "completed | early-stopped | nan | interrupted")
+    message: str = column("TEXT NOT NULL DEFAULT ''")
+    val_accuracy: float | None = column("REAL")
+    val_loss: float | None = column("REAL")
+    val_auc: float | None = column("REAL")
+    test_accuracy: float | None = column("REAL")
+    test_loss: float | None = column("REAL")
+    test_auc: float | None = column("REAL")
+    best_epoch: int | None = column("INTEGER")
+    epochs_run: int | None = column("INTEGER")
+    params: int | None = column("INTEGER")
+    wall_time: float | None = column("REAL")
+    tokens_per_sec: float | None = column("REAL")
+    curves_json: str = column("TEXT NOT NULL DEFAULT '[]'")
+    data_checksum: str = column("TEXT NOT NULL DEFAULT ''")
+    run_dir: str = column("TEXT NOT NULL DEFAULT ''")
+    tf_version: str = column("TEXT NOT NULL DEFAULT ''")
+    project_version: str = column("TEXT NOT NULL DEFAULT ''")
+    git_commit: str = column("TEXT NOT NULL DEFAULT ''")
+    host: str = column("TEXT NOT NULL DEFAULT ''")
+    pid: int | None = column("INTEGER")
+    started_at: str = column("TEXT NOT NULL")
+    finished_at: str | None = column("TEXT")
+    proc_start: str = column("TEXT NOT NULL DEFAULT ''", "boot id and start time of process pid", since=2,
+                             old="''", default="")
+    pruned_at: str | None = column("TEXT", "when `zoo runs --prune` deleted its weights", since=3, default=None)
 
     @functools.cached_property
     def spec(self) -> RunSpec:
@@ -198,12 +177,34 @@ class RunRecord:
         return getattr(self, f"{split}_{name}")
 
 
-_COLUMNS = tuple(f.name for f in dataclasses.fields(RunRecord))
-# The value types each column must hold (SQLite stores whatever it is given).
-_NUMBER_COLUMNS = ("val_accuracy", "val_loss", "val_auc", "test_accuracy", "test_loss", "test_auc", "wall_time",
-                   "tokens_per_sec")
-_INTEGER_COLUMNS = ("best_epoch", "epochs_run", "params", "pid")
-_NULLABLE = set(_NUMBER_COLUMNS) | set(_INTEGER_COLUMNS) | {"finished_at", "pruned_at"}
+_FIELDS = dataclasses.fields(RunRecord)
+_COLUMNS = tuple(f.name for f in _FIELDS)
+# The value types each column must hold (SQLite stores whatever it is given), read from the declarations.
+_NUMBER_COLUMNS = tuple(f.name for f in _FIELDS if f.metadata["sql"].startswith("REAL"))
+_INTEGER_COLUMNS = tuple(f.name for f in _FIELDS if f.metadata["sql"].startswith("INTEGER"))
+_NULLABLE = {f.name for f in _FIELDS if not any(c in f.metadata["sql"] for c in ("NOT NULL", "PRIMARY KEY"))}
+# Columns each schema version added to ``runs``, with what a read-only reader of an older file reads instead.
+ADDED_COLUMNS: dict[int, dict[str, str]] = {}
+for _field in _FIELDS:
+    if _field.metadata["since"] > 1:
+        ADDED_COLUMNS.setdefault(_field.metadata["since"], {})[_field.name] = _field.metadata["old"]
+
+
+def _column_sql(field: dataclasses.Field) -> str:
+    comment = f"  -- {field.metadata['comment']}" if field.metadata["comment"] else ""
+    since = f" (schema {field.metadata['since']})" if field.metadata["since"] > 1 and comment else ""
+    return f"    {field.name:<15} {field.metadata['sql']}{{sep}}{comment}{since}"
+
+
+def _schema() -> str:
+    """The ``CREATE TABLE runs`` of the current version and its indexes, from :class:`RunRecord`'s fields."""
+    lines = [_column_sql(f).format(sep="," if i < len(_FIELDS) - 1 else "") for i, f in enumerate(_FIELDS)]
+    return ("CREATE TABLE runs (\n" + "\n".join(lines) + "\n);\n"
+            "CREATE INDEX runs_by_key ON runs (key, status);\n"
+            "CREATE INDEX runs_by_group ON runs (group_key, status);\n")
+
+
+_SCHEMA = _schema()
 
 
 def group_key(run: RunSpec) -> str:
@@ -221,10 +222,14 @@ def new_run_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
+#: The columns :func:`provenance` fills: what code, on what machine, produced a run.
+PROVENANCE = ("tf_version", "project_version", "git_commit", "host")
+
+
 # Read once per process, at its first run (the git call is a subprocess): what the process runs is the code it
 # imported then, whatever the checkout becomes later.
 @functools.cache
-def provenance() -> dict[str, str]:
+def provenance() -> dict[str, str]:  # keys: PROVENANCE
     """TF version, project version, git commit (``-dirty`` if modified) and host of this process."""
     tf_version = ""
     for dist in ("tensorflow", "tensorflow-cpu"):
@@ -664,38 +669,46 @@ class ResultsDB:
         return run_id
 
     def _insert(self, conn: sqlite3.Connection, run: RunSpec, run_id: str, info: Mapping[str, str]) -> None:
-        """Inserts a ``running`` row for ``run`` owned by this process."""
+        """Inserts a ``running`` row for ``run`` owned by this process (the one insert path)."""
         spec = run.model
-        conn.execute(
-            "INSERT INTO runs (id, key, group_key, seed, label, encoder, cell, aggregator, head, spec_json,"
-            " status, tf_version, project_version, git_commit, host, pid, proc_start, started_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (run_id, run.key(), group_key(run), run.seed, spec.label, spec.encoder, spec.cell, spec.aggregator,
-             spec.head, run.to_json(), RUNNING, info["tf_version"], info["project_version"],
-             info["git_commit"], info["host"], os.getpid(), process_start(os.getpid()), now()),
-        )
+        values = {
+            "id": run_id, "key": run.key(), "group_key": group_key(run), "seed": run.seed, "label": spec.label,
+            "encoder": spec.encoder, "cell": spec.cell, "aggregator": spec.aggregator, "head": spec.head,
+            "spec_json": run.to_json(), "status": RUNNING, "pid": os.getpid(), "proc_start": process_start(os.getpid()),
+            "started_at": now(), **{k: info[k] for k in PROVENANCE},
+        }
+        names = list(values)
+        conn.execute(f"INSERT INTO runs ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
+                     [values[n] for n in names])
 
-    def finish(self, run_id: str, result: Any, run_dir: str | os.PathLike = "", data_checksum: str = "") -> None:
-        """Records a training result (a ``TrainResult``): ``finished``, ``diverged`` for a NaN loss, or
-        ``interrupted`` for a run stopped before its end (its weights and curves so far are kept)."""
-        history = list(getattr(result, "history", []) or [])
-        train_status = str(getattr(result, "status", "") or "completed")
+    def finish(self, run_id: str, result: TrainResult, run_dir: str | os.PathLike = "",
+               data_checksum: str = "") -> None:
+        """Records a training result: ``finished``, ``diverged`` for a NaN loss, or ``interrupted`` for a run
+        stopped before its end (its weights and curves so far are kept).
+
+        Args:
+            result: What training produced (its ``history``, ``status``, ``message``,
+                ``best_epoch``, ``params``, ``wall_time``, ``tokens_per_sec``, and
+                ``val``/``test`` as ``{accuracy, loss, auc}``); non-finite numbers are stored as NULL.
+        """
+        history = list(result.history or [])
+        train_status = str(result.status or "completed")
         values = {
             "status": {"nan": DIVERGED, "interrupted": INTERRUPTED}.get(train_status, FINISHED),
             "train_status": train_status,
-            "message": str(getattr(result, "message", "") or ""),
-            "best_epoch": getattr(result, "best_epoch", None),
+            "message": str(result.message or ""),
+            "best_epoch": result.best_epoch,
             "epochs_run": len(history),
-            "params": getattr(result, "params", None),
-            "wall_time": _finite(getattr(result, "wall_time", None)),
-            "tokens_per_sec": _finite(getattr(result, "tokens_per_sec", None)),
+            "params": result.params,
+            "wall_time": _finite(result.wall_time),
+            "tokens_per_sec": _finite(result.tokens_per_sec),
             "curves_json": json.dumps(history, default=_json_default),
             "run_dir": str(run_dir or ""),
             "data_checksum": data_checksum,
             "finished_at": now(),
         }
         for split in ("val", "test"):
-            metrics = getattr(result, split, {}) or {}
+            metrics = getattr(result, split) or {}
             for name in METRICS:
                 values[f"{split}_{name}"] = _finite(metrics.get(name))
         self._update(run_id, values)
@@ -736,7 +749,7 @@ class ResultsDB:
             if done.rowcount != 1 and not conn.execute("SELECT 1 FROM runs WHERE id = ?", [run_id]).fetchone():
                 raise ZooError(f"results database {self.path} has no run {run_id!r}")
 
-    def record(self, run: RunSpec, result: Any, run_dir: str | os.PathLike = "", data_checksum: str = "",
+    def record(self, run: RunSpec, result: TrainResult, run_dir: str | os.PathLike = "", data_checksum: str = "",
                run_id: str | None = None) -> str:
         """Records a run trained outside :meth:`claim` (e.g. by ``zoo train``); returns its id."""
         run_id = run_id or new_run_id()
