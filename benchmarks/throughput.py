@@ -55,7 +55,8 @@ import tensorflow as tf  # noqa: E402
 from zoo_core.config import ModelSpec  # noqa: E402
 from zoo_core.model import Classifier  # noqa: E402
 from zoo_core.registry import build_registry  # noqa: E402
-from zoo_core.tables import format_option, render  # noqa: E402
+from zoo_core.cli.options import format_option  # noqa: E402
+from zoo_core.tables import render  # noqa: E402
 
 KERAS_LAYERS = {"tanh": keras.layers.SimpleRNN, "gru": keras.layers.GRU, "lstm": keras.layers.LSTM}
 
