@@ -37,14 +37,15 @@ from zoo_core.cells.base import (INITIALIZERS, KERNEL_INIT, RECURRENT_INIT, UNIT
 from zoo_core.cells.bptt import BPTT, FusedBPTTCell
 from zoo_core.cells.elman import (IdentityCell, IndRNNCell, IRNNCell, LayerNormTanhCell, TanhCell, elman_bptt,
                                   elman_step, layer_norm)
-from zoo_core.cells.gated import GRUCell, MGUCell, UGRNNCell, gru_bptt, gru_step
-from zoo_core.cells.lstm import JANETCell, LSTMCell, lstm_bptt, lstm_step
+from zoo_core.cells.gated import GatedRecurrentUnitCell, MGUCell, UGRNNCell, gru_bptt, gru_step
+from zoo_core.cells.lstm import JANETCell, LongShortTermMemoryCell, lstm_bptt, lstm_step
 from zoo_core.cells.wrappers import BidirectionalCell, StackedCell, WrapperCell
 
 __all__ = [
     "BPTT", "INITIALIZERS", "KERNEL_INIT", "RECURRENT_INIT", "UNITS",
-    "BidirectionalCell", "Cell", "FusedBPTTCell", "GRUCell", "IRNNCell", "IdentityCell", "IndRNNCell", "JANETCell",
-    "KerasWeightLayout", "LSTMCell", "LayerNormTanhCell", "MGUCell", "StackedCell", "StepCell", "TanhCell",
+    "BidirectionalCell", "Cell", "FusedBPTTCell", "GatedRecurrentUnitCell", "IRNNCell", "IdentityCell", "IndRNNCell",
+    "JANETCell", "KerasWeightLayout", "LayerNormTanhCell", "LongShortTermMemoryCell", "MGUCell", "StackedCell",
+    "StepCell", "TanhCell",
     "UGRNNCell", "WrapperCell",
     "elman_bptt", "elman_step", "gru_bptt", "gru_step", "layer_norm", "lstm_bptt", "lstm_step", "make_initializer",
     "numpy_sigmoid", "zoo_register_cells",

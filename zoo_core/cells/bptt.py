@@ -14,7 +14,7 @@ This module holds what the kernels share: the loop that collects per-step
 values (:func:`loop`), the shifted states (:func:`previous`), the ``dU``
 matmul, and the unroll around a kernel (:meth:`FusedBPTTCell.unroll`). The
 cell-specific parts live with their cells (``elman.py``, ``gated.py``,
-``lstm.py``), as Keras keeps its cuDNN path apart from ``GRUCell``.
+``lstm.py``), as Keras keeps its cuDNN path apart from its GRU layer.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from zoo_core.lazy import np, tf
 # ---------------------------------------------------------------------------
 # gru
 # ---------------------------------------------------------------------------
-class GRUCell(FusedBPTTCell):
+class GatedRecurrentUnitCell(FusedBPTTCell):
     r"""Gated recurrent unit (Cho et al. 2014), the reset-after form of Keras' ``GRU`` layer.
 
     .. math::
@@ -79,7 +79,7 @@ class GRUCell(FusedBPTTCell):
 
 
 def gru_step(projected_t, h, recurrent_kernel, recurrent_bias):
-    """One :class:`GRUCell` step: :meth:`GRUCell.step` and :func:`gru_bptt`'s forward loop call it.
+    """One :class:`GatedRecurrentUnitCell` step; its ``step`` and :func:`gru_bptt`'s forward loop call it.
 
     Args:
         projected_t: ``x_t W + b``, ``[batch, 3H]`` in ``[z, r, n]`` order.
@@ -244,4 +244,4 @@ class UGRNNCell(StepCell):
 
 @hookimpl
 def zoo_register_cells():
-    return [GRUCell, MGUCell, UGRNNCell]
+    return [GatedRecurrentUnitCell, MGUCell, UGRNNCell]

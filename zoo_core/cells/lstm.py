@@ -18,7 +18,7 @@ from zoo_core.params import HParam
 # ---------------------------------------------------------------------------
 # lstm
 # ---------------------------------------------------------------------------
-class LSTMCell(KerasWeightLayout, FusedBPTTCell):
+class LongShortTermMemoryCell(KerasWeightLayout, FusedBPTTCell):
     r"""Long short-term memory (Hochreiter & Schmidhuber 1997; forget gate: Gers et al. 2000).
 
     .. math::
@@ -75,7 +75,7 @@ class LSTMCell(KerasWeightLayout, FusedBPTTCell):
 
 
 def lstm_step(projected_t, h, c, recurrent_kernel):
-    """One :class:`LSTMCell` step: :meth:`LSTMCell.step` and :func:`lstm_bptt`'s forward loop call it.
+    """One :class:`LongShortTermMemoryCell` step; its ``step`` and :func:`lstm_bptt`'s forward loop call it.
 
     Args:
         projected_t: ``x_t W + b``, ``[batch, 4H]`` in ``[i, f, c, o]`` order.
@@ -203,4 +203,4 @@ class JANETCell(StepCell):
 
 @hookimpl
 def zoo_register_cells():
-    return [LSTMCell, JANETCell]
+    return [LongShortTermMemoryCell, JANETCell]
