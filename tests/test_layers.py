@@ -70,3 +70,12 @@ def test_core_module_imports_neither_the_cli_nor_click(path):
     bad = [f"{path.relative_to(CORE.parent)}:{line}: imports {module}" for line, module in imported_modules(path)
            if any(module == f or module.startswith(f + ".") for f in FORBIDDEN)]
     assert not bad, "\n".join(bad)
+
+
+def test_every_cli_module_but_the_support_ones_is_the_command_it_is_named_after():
+    """Adding a command is adding ``zoo_core/cli/<command>.py``: the package is listed, not a hand-kept tuple."""
+    from zoo_core.cli import SUPPORT_MODULES, cli, command_modules
+
+    modules = command_modules()
+    assert modules and not set(modules) & SUPPORT_MODULES
+    assert set(modules) == set(cli.commands), "each command module defines `zoo <its name>` and nothing else"

@@ -8,6 +8,7 @@ itself on :data:`cli`; plugins add more commands through the
 from __future__ import annotations
 
 import importlib
+import pkgutil
 import sys
 from functools import cached_property
 
@@ -18,10 +19,10 @@ from zoo_core.cli import quiet, signals
 from zoo_core.cli.progress import warn
 from zoo_core.errors import ZooError
 
-#: One module per command, named after it (``zoo X`` is ``zoo_core/cli/X.py``; a group's subcommands live in
-#: the group's module). Shared options and helpers are in :mod:`zoo_core.cli.options`.
-COMMAND_MODULES = ("components", "models", "plugins", "train", "rank", "leaderboard", "runs", "curves", "predict",
-                   "evaluate", "diagnose", "data")
+#: Modules of this package that define no command: shared options, terminal progress, log quieting, signals.
+#: Every other module is one command, named after it (``zoo X`` is ``zoo_core/cli/X.py``; a group's
+#: subcommands live in the group's module), found by listing the package: adding a command is adding its file.
+SUPPORT_MODULES = frozenset({"__main__", "options", "progress", "quiet", "signals"})
 
 
 class ZooClickError(click.ClickException):
@@ -142,8 +143,13 @@ def main(argv=None):
     return cli.main(args=argv, prog_name="zoo")
 
 
+def command_modules() -> list[str]:
+    """The names of this package's command modules (every module but :data:`SUPPORT_MODULES`), sorted."""
+    return sorted(info.name for info in pkgutil.iter_modules(__path__) if info.name not in SUPPORT_MODULES)
+
+
 # Command modules register themselves on `cli` when imported.
-for _module in COMMAND_MODULES:
+for _module in command_modules():
     importlib.import_module(f"zoo_core.cli.{_module}")
 
 
