@@ -312,8 +312,103 @@ class Table:
     caption: str = ""
 
 
+@dataclasses.dataclass(frozen=True)
+class Board:
+    """What every row of one leaderboard shares: the format, the ranking metric and which optional columns show."""
+
+    metric: str
+    ranked_by: str
+    numeric: bool  # csv/json: separate numbers and every column; text: what a reader compares
+    shown: tuple[str, ...]  # the metrics given a column
+    ci_inline: bool  # text: the ranking metric's CI goes in its own cell (``0.853 ± 0.004 [0.843, 0.863]``)
+    show_params: bool
+    show_setup: bool
+    defaults: RunSpec
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    """One ranked spec: its group, rank, the p-value against the leader and what it does not share with the rest."""
+
+    rank: int
+    group: Group
+    p_value: float | None
+    own_params: dict[str, Any]
+    own_setup: dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class Column:
+    """One leaderboard column, declared once: its header(s) and its cell(s), for text and machine formats.
+
+    Attributes:
+        headers: The column's header(s) on a :class:`Board` (several for a column that csv/json split, like
+            ``test_accuracy_mean`` and ``test_accuracy_std``; none hides the column).
+        cells: A row's values, one per header.
+    """
+
+    headers: Any  # Callable[[Board], list[str]]
+    cells: Any  # Callable[[Board, Row], list[Any]]
+
+
+def _metric_headers(board: Board) -> list[str]:
+    return [h for name in board.shown for h in
+            ((f"{name}_mean", f"{name}_std") if board.numeric else (name.replace("_", " "),))]
+
+
+def _metric_cells(board: Board, row: Row) -> list[Any]:
+    cells: list[Any] = []
+    for attribute in board.shown:
+        stat = row.group.stat(attribute)
+        inline = f" {stat.ci_text()}" if board.ci_inline and attribute == board.ranked_by and stat.ci95 else ""
+        cells += [_round(stat.mean), _round(stat.std)] if board.numeric else [stat.text() + inline]
+    return cells
+
+
+def _versus_headers(board: Board) -> list[str]:
+    if board.numeric:
+        return [f"{board.metric}_ci95_low", f"{board.metric}_ci95_high", "p_worse_than_leader", "tied_with_leader"]
+    return [f"{board.metric.replace('_', ' ')} 95% CI"] * (not board.ci_inline) + ["vs leader"]
+
+
+def _versus_cells(board: Board, row: Row) -> list[Any]:
+    stat = row.group.stat(board.ranked_by)
+    leader = row.rank == 1
+    if board.numeric:
+        ci = stat.ci95
+        tied = True if leader else (None if row.p_value is None else row.p_value >= SIGNIFICANCE)
+        return [_round(ci[0]) if ci else None, _round(ci[1]) if ci else None, _round(row.p_value), tied]
+    return [stat.ci_text()] * (not board.ci_inline) + [versus_leader(row.p_value, leader)]
+
+
+def _own(board: Board, everything: dict[str, Any], own: dict[str, Any]) -> str:
+    # csv/json repeat every row's full values; text shows only what differs between rows.
+    return _describe(everything) if board.numeric else (_describe(own) if own else "")
+
+
+#: The leaderboard's columns, in order; each declared once, headers beside cells.
+LEADERBOARD_COLUMNS: tuple[Column, ...] = (
+    Column(lambda b: ["rank"], lambda b, r: [r.rank]),
+    Column(lambda b: ["model"], lambda b, r: [r.group.label]),
+    Column(lambda b: list(KINDS) if b.numeric else [], lambda b, r: [getattr(r.group.spec.model, k) for k in KINDS]),
+    Column(_metric_headers, _metric_cells),
+    Column(lambda b: ["test_loss"] if b.numeric else [], lambda b, r: [_round(r.group.stat("test_loss").mean)]),
+    Column(_versus_headers, _versus_cells),
+    Column(lambda b: ["seeds"], lambda b, r: [len(r.group.runs)]),
+    Column(lambda b: ["params"], lambda b, r: [r.group.runs[0].params]),
+    Column(lambda b: ["time_s"], lambda b, r: [_round(r.group.stat("wall_time").mean, 1)]),
+    Column(lambda b: ["tokens_per_s"] if b.numeric else [],
+           lambda b, r: [_round(r.group.stat("tokens_per_sec").mean, 0)]),
+    Column(lambda b: ["hyperparameters"] if b.show_params else [],
+           lambda b, r: [_own(b, _flatten_params(r.group.spec), r.own_params)]),
+    Column(lambda b: ["setup"] if b.show_setup else [],
+           lambda b, r: [_describe(_setup(r.group.spec, b.defaults)) if b.numeric else _describe(r.own_setup)]),
+    Column(lambda b: ["best_run"], lambda b, r: [r.group.best_run().id]),
+)
+
+
 def leaderboard(groups: Sequence[Group], metric: str, fmt: str, defaults: RunSpec) -> Table:
-    """One row per spec, ranked by ``metric``.
+    """One row per spec, ranked by ``metric``; the columns are :data:`LEADERBOARD_COLUMNS`.
 
     Text formats show ``mean ± std`` and move what every row shares into the
     caption; csv and json give separate mean and std numbers and every column.
@@ -324,64 +419,31 @@ def leaderboard(groups: Sequence[Group], metric: str, fmt: str, defaults: RunSpe
     setups = [_setup(g.spec, defaults) for g in groups]
     common_params, own_params = _split_common(params)
     common_setup, own_setup = _split_common(setups)
-    show_params = numeric or any(own_params)
-    show_setup = numeric or any(own_setup)
-
     ranked_by, higher_is_better = SORT_METRICS[metric]
-    leader = groups[0].stat(ranked_by) if groups else Stat.of(())
     # Text formats keep what a reader compares (so the table fits a terminal); csv and json keep everything.
     shown = ("test_accuracy", "test_auc", "val_accuracy") if numeric else ("test_accuracy", "test_auc")
-    # Text: the CI of a shown metric goes in its cell (``0.853 ± 0.004 [0.843, 0.863]``), one column fewer.
-    ci_inline = not numeric and ranked_by in shown
-    headers = ["rank", "model"]
-    if numeric:
-        headers += list(KINDS)
-    headers += [m for name in shown for m in
-                ((f"{name}_mean", f"{name}_std") if numeric else (name.replace("_", " "),))]
-    headers += ["test_loss"] if numeric else []
-    headers += [f"{metric}_ci95_low", f"{metric}_ci95_high", "p_worse_than_leader", "tied_with_leader"] \
-        if numeric else [f"{metric.replace('_', ' ')} 95% CI"] * (not ci_inline) + ["vs leader"]
-    headers += ["seeds", "params", "time_s"] + (["tokens_per_s"] if numeric else [])
-    headers += ["hyperparameters"] if show_params else []
-    headers += ["setup"] if show_setup else []
-    headers += ["best_run"]
+    board = Board(metric=metric, ranked_by=ranked_by, numeric=numeric, shown=shown,
+                  ci_inline=not numeric and ranked_by in shown, show_params=numeric or any(own_params),
+                  show_setup=numeric or any(own_setup), defaults=defaults)
 
+    leader = groups[0].stat(ranked_by) if groups else Stat.of(())
+    columns = [(column, column.headers(board)) for column in LEADERBOARD_COLUMNS]
+    headers = [h for _, column_headers in columns for h in column_headers]
     rows = []
     for rank, (group, own_p, own_s) in enumerate(zip(groups, own_params, own_setup), start=1):
-        row: list[Any] = [rank, group.label]
-        if numeric:
-            row += [getattr(group.spec.model, k) for k in KINDS]
-        for attribute in shown:
-            stat = group.stat(attribute)
-            inline = f" {stat.ci_text()}" if ci_inline and attribute == ranked_by and stat.ci95 else ""
-            row += [_round(stat.mean), _round(stat.std)] if numeric else [stat.text() + inline]
-        if numeric:
-            row.append(_round(group.stat("test_loss").mean))
-        stat = group.stat(ranked_by)
-        p_value = None if rank == 1 else p_worse_than_leader(leader, stat, higher_is_better)
-        if numeric:
-            ci = stat.ci95
-            row += [_round(ci[0]) if ci else None, _round(ci[1]) if ci else None, _round(p_value),
-                    True if rank == 1 else (None if p_value is None else p_value >= SIGNIFICANCE)]
-        else:
-            row += [stat.ci_text()] * (not ci_inline) + [versus_leader(p_value, rank == 1)]
-        row += [len(group.runs), group.runs[0].params, _round(group.stat("wall_time").mean, 1)]
-        row += [_round(group.stat("tokens_per_sec").mean, 0)] if numeric else []
-        if show_params:
-            row.append(_describe(_flatten_params(group.spec)) if numeric else (_describe(own_p) if own_p else ""))
-        if show_setup:
-            row.append(_describe(_setup(group.spec, defaults)) if numeric else _describe(own_s))
-        row.append(group.best_run().id)
-        rows.append(row)
+        p_value = None if rank == 1 else p_worse_than_leader(leader, group.stat(ranked_by), higher_is_better)
+        row = Row(rank, group, p_value, own_p, own_s)
+        rows.append([cell for column, column_headers in columns if column_headers
+                     for cell in column.cells(board, row)])
 
     caption = ""
     if not numeric:
         parts = []
         if common_params:
             parts.append(f"hyperparameters: {_describe(common_params)}")
-        if common_setup or not show_setup:
+        if common_setup or not board.show_setup:
             parts.append(f"setup: {_describe(common_setup)}")
-        ci = "[95% CI]" if ci_inline else "95% CI"
+        ci = "[95% CI]" if board.ci_inline else "95% CI"
         parts.append(f"ranked by {metric.replace('_', ' ')} (mean ± std over seeds; {ci} of the mean, Student's t; "
                      f"'tied': not significantly worse than the leader, one-sided Welch t-test, p ≥ {SIGNIFICANCE})")
         caption = "; ".join(parts)
