@@ -11,16 +11,31 @@ import pytest  # noqa: E402
 from tests.imdb_fixtures import make_imdb_archive, make_imdb_tree  # noqa: E402
 
 
+@pytest.fixture(scope="session", autouse=True)
+def isolated_session_env(tmp_path_factory):
+    """A session-wide home for module- and session-scoped fixtures, which run before :func:`isolated_env`.
+
+    Without it, a module fixture that trains (``zoo train`` records its run) wrote into the user's own
+    ``~/.local/share/rnn-zoo/results.sqlite`` and failed on whatever another checkout had left there.
+    """
+    home = tmp_path_factory.mktemp("session-home")
+    with pytest.MonkeyPatch.context() as patch:
+        isolate(patch, home)
+        yield home
+
+
+def isolate(patch: pytest.MonkeyPatch, home) -> None:
+    """Points caches, results and runs into ``home`` and clears the ZOO_* variables a user may have set."""
+    patch.setenv("XDG_CACHE_HOME", str(home / "cache"))
+    patch.setenv("XDG_DATA_HOME", str(home / "share"))
+    for name in ("ZOO_DATA", "ZOO_RESULTS", "ZOO_RUNS", "ZOO_PLUGINS", "ZOO_REGISTRY"):
+        patch.delenv(name, raising=False)
+
+
 @pytest.fixture(autouse=True)
 def isolated_env(tmp_path, monkeypatch):
     """Keeps caches, results and saved runs of every test inside its tmp_path."""
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "share"))
-    monkeypatch.delenv("ZOO_DATA", raising=False)
-    monkeypatch.delenv("ZOO_RESULTS", raising=False)
-    monkeypatch.delenv("ZOO_RUNS", raising=False)
-    monkeypatch.delenv("ZOO_PLUGINS", raising=False)
-    monkeypatch.delenv("ZOO_REGISTRY", raising=False)
+    isolate(monkeypatch, tmp_path)
 
 
 @pytest.fixture(scope="session")

@@ -320,8 +320,8 @@ def test_every_aggregator_matches_its_numpy_reference(registry, aggregator, head
     lengths = np.array([6, 3, 1, 4])
     mask = np.arange(steps)[None] >= steps - lengths[:, None]  # pre-padding
     last = outputs[:, -1]
-    h = create(registry, "head", head, units)
     agg = create(registry, "aggregator", aggregator, units)
+    h = create(registry, "head", head, agg.head_input_dim(units))
     randomize(h, seed=7)
     randomize(agg, seed=8)
     result = UnrollResult(outputs=tf.constant(outputs), last_output=tf.constant(last), final_state=tf.constant(last))
@@ -333,10 +333,10 @@ def test_every_aggregator_matches_its_numpy_reference(registry, aggregator, head
                                rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("aggregator", ["max-states", "attention", "mean-states", "mean-probs"])
+@pytest.mark.parametrize("aggregator", ["max-states", "mean-max-states", "attention", "mean-states", "mean-probs"])
 def test_pooling_aggregators_stay_finite_on_an_all_padding_row(registry, aggregator):
     agg = registry.create("aggregator", aggregator, 3)
-    head = SigmoidHead(3)
+    head = SigmoidHead(agg.head_input_dim(3))
     outputs = tf.constant(np.random.default_rng(9).normal(size=(2, 4, 3)), tf.float32)
     mask = tf.constant([[False] * 4, [True] * 4])
     logits = agg(UnrollResult(outputs, outputs[:, -1], outputs[:, -1]), mask, head)

@@ -76,6 +76,12 @@ class Aggregator(Component):
         super().__init__(**params)
         self.feature_dim = int(feature_dim)
 
+    @classmethod
+    def head_input_dim(cls, feature_dim: int) -> int:
+        """Width of what this aggregator hands the head, for cell outputs ``feature_dim`` wide (the model sizes
+        the head with it); most pass ``feature_dim`` through."""
+        return feature_dim
+
     @abc.abstractmethod
     def __call__(self, result: UnrollResult, mask: tf.Tensor | None, head: Head, training: bool = False) -> tf.Tensor:
         """Logits ``[batch, k]``."""
@@ -153,6 +159,30 @@ class MaxStates(Aggregator):
         return head.numpy_logits(np.where(mask[..., None], outputs, -np.inf).max(axis=1))
 
 
+class MeanMaxStates(Aggregator):
+    """The masked mean and the masked max over time, concatenated, then the head ("concat pooling").
+
+    ``c = [mean_t h_t ; max_t h_t]`` ``[batch, 2H]`` over real steps (Howard &
+    Ruder 2018, ULMFiT, also pool the last state; Johnson & Zhang 2016 pool
+    LSTM outputs over time). With the ``skip`` cell the mean half holds the
+    bag-of-n-grams (fastText) features, so the model contains the baseline.
+    """
+
+    name = "mean-max-states"
+    description = "masked mean and masked max over time, concatenated [batch, 2H], then the head"
+
+    @classmethod
+    def head_input_dim(cls, feature_dim: int) -> int:
+        return 2 * feature_dim
+
+    def __call__(self, result, mask, head, training=False):
+        return head(tf.concat([masked_mean(result.outputs, mask), masked_max(result.outputs, mask)], axis=-1))
+
+    def numpy_reference(self, outputs, last_output, mask, head):
+        pooled_max = np.where(mask[..., None], outputs, -np.inf).max(axis=1)
+        return head.numpy_logits(np.concatenate([_np_masked_mean(outputs, mask), pooled_max], axis=-1))
+
+
 class MeanProbs(Aggregator):
     """The masked mean over real steps of P(positive), returned as logits.
 
@@ -207,4 +237,4 @@ class Attention(Aggregator):
 
 @hookimpl
 def zoo_register_aggregators():
-    return [LastStep, MeanStates, MeanLogits, MaxStates, MeanProbs, Attention]
+    return [LastStep, MeanStates, MeanLogits, MaxStates, MeanMaxStates, MeanProbs, Attention]

@@ -22,7 +22,9 @@ class Classifier(tf.Module):
         self.spec = registry.validate_spec(spec)
         self.encoder = registry.create("encoder", self.spec.encoder, vocab_size, **self.spec.params_for("encoder"))
         self.cell = registry.create("cell", self.spec.cell, self.encoder.output_dim, **self.spec.params_for("cell"))
-        self.head = registry.create("head", self.spec.head, self.cell.output_size, **self.spec.params_for("head"))
+        # The head is made before the aggregator (the order of the saved variables), sized for what it pools.
+        pooled_dim = registry.get("aggregator", self.spec.aggregator).obj.head_input_dim(self.cell.output_size)
+        self.head = registry.create("head", self.spec.head, pooled_dim, **self.spec.params_for("head"))
         self.aggregator = registry.create(
             "aggregator", self.spec.aggregator, self.cell.output_size, **self.spec.params_for("aggregator")
         )

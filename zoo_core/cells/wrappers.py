@@ -1,4 +1,4 @@
-"""Cells made of other cells, built by name through the registry: ``stacked``, ``bidirectional``.
+"""Cells made of other cells, built by name through the registry: ``stacked``, ``bidirectional``, ``skip``.
 
 :meth:`zoo_core.registry.Registry.create` hands a wrapper the registry
 (``wants_registry``), so the inner cell may be any registered step cell, a
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from zoo_core import hookimpl
 from zoo_core.cells.base import INITIALIZERS, UNITS, Cell, StepCell
+from zoo_core.cells.elman import IdentityCell
 from zoo_core.encoders import DenseSequence
 from zoo_core.errors import ZooError
 from zoo_core.lazy import do_not_convert, np, tf
@@ -140,6 +141,63 @@ class BidirectionalCell(WrapperCell):
         return np.concatenate([fwd_outputs, bwd_outputs], axis=-1), (fwd_state, bwd_state)
 
 
+class SkipCell(WrapperCell):
+    """The input beside the inner cell's outputs: ``o_t = [x_t ; h_t]`` (a skip connection, Graves 2013).
+
+    ``x_t`` is the encoder's output at step ``t`` (it follows every cell's
+    masking rule, through :class:`~zoo_core.cells.elman.IdentityCell`), ``h_t``
+    the inner cell's; with ``directions=2`` a backward cell's ``h_t`` follows,
+    as in ``bidirectional``. Outputs are ``[batch, time, D + directions * H]``.
+    A pooling aggregator over them sees the bag of inputs too: with
+    ``mean-max-states`` the mean of ``x_t`` is the fastText baseline's feature,
+    so the classifier contains the baseline and the recurrence can only add.
+    The final state is the tuple of the parts' states; the last output
+    concatenates the parts' last outputs (the backward cell's is at the first
+    real token).
+
+    Raises:
+        ZooError: an input wider than :attr:`IdentityCell.MAX_INPUT_DIM` (a one-hot encoder).
+    """
+
+    name = "skip"
+    description = "the input beside `cell`'s outputs, [x_t ; h_t] (skip connection); directions=2 adds a backward cell"
+    hparams = (INNER_CELL, UNITS, HParam("directions", int, 1, "1: a forward cell; 2: forward and backward cells",
+                                         low=1, high=2), INNER_KERNEL_INIT, INNER_RECURRENT_INIT)
+
+    def __init__(self, input_dim: int, **params):
+        super().__init__(input_dim, **params)
+        if input_dim > IdentityCell.MAX_INPUT_DIM:
+            raise ZooError(f"cell 'skip' passes its {input_dim}-wide input through beside the cell's output, which "
+                           f"would fill memory (e.g. one-hot over the vocabulary); use an embedding encoder "
+                           f"(at most {IdentityCell.MAX_INPUT_DIM} wide)")
+        self.identity = IdentityCell(input_dim, dtype=self.dtype)
+        self.forward = self.make_inner(input_dim)
+        self.backward = self.make_inner(input_dim) if self.params["directions"] == 2 else None
+
+    @property
+    def parts(self) -> list[tuple[Cell, bool]]:
+        """Each part with whether it runs against the wrapper's direction: input, forward, [backward]."""
+        return [(self.identity, False), (self.forward, False)] + ([(self.backward, True)] if self.backward else [])
+
+    @property
+    def output_size(self) -> int:
+        return sum(part.output_size for part, _ in self.parts)
+
+    @do_not_convert
+    def unroll(self, inputs, mask, keep_outputs, *, reverse=False, probe=None):
+        sizes = [part.output_size for part, _ in self.parts]
+        probes = [None] * len(sizes) if probe is None else tf.split(probe, sizes, axis=-1)
+        results = [part.unroll(inputs, mask, keep_outputs, reverse=reverse != backwards, probe=part_probe)
+                   for (part, backwards), part_probe in zip(self.parts, probes)]
+        outputs = tf.concat([r.outputs for r in results], axis=-1) if keep_outputs else None
+        return UnrollResult(outputs, tf.concat([r.last_output for r in results], axis=-1),
+                            tuple(r.final_state for r in results))
+
+    def reference_unroll(self, inputs, mask, reverse=False):
+        results = [part.reference_unroll(inputs, mask, reverse != backwards) for part, backwards in self.parts]
+        return np.concatenate([outputs for outputs, _ in results], axis=-1), tuple(state for _, state in results)
+
+
 @hookimpl
 def zoo_register_cells():
-    return [StackedCell, BidirectionalCell]
+    return [StackedCell, BidirectionalCell, SkipCell]
