@@ -94,10 +94,12 @@ class Token:
         id: Its vocabulary id (2, ``<unk>``, for an unknown word; 0 for padding).
         kind: ``word``, ``unknown`` (out of the vocabulary: the model saw ``<unk>``),
             ``start`` or ``padding``.
-        position: Its step in the model's input row (the first, for padding).
+        index: Its place among the review's tokens as the model read them (0:
+            the first kept, the start token unless truncation cut it), whatever
+            the padding; None for padding.
         contribution: Its share of the score (see the module docstring), in
             the score's units; for padding, the sum over its steps.
-        running_prob: P(positive) from the head on this step's output alone
+        running_p: P(positive) from the head on this step's output alone
             (for padding, on its last step's output).
         steps: How many model steps it stands for (1; padding: all its steps).
     """
@@ -105,9 +107,9 @@ class Token:
     text: str
     id: int
     kind: str
-    position: int
+    index: int | None
     contribution: float
-    running_prob: float
+    running_p: float
     steps: int = 1
 
     @property
@@ -131,7 +133,7 @@ class Explanation:
         method: ``exact`` or ``integrated-gradients``.
         score_name: What is explained: ``logit z`` (sigmoid1) or ``z1 - z0`` (softmax2).
         score: The model's score on the review.
-        prob: The model's P(positive), from that score.
+        p_positive: The model's P(positive), from that score.
         bias: ``exact``: the head's bias ``b``, with ``sum(contributions) + bias
             = score``. ``integrated-gradients``: None.
         baseline_score: ``integrated-gradients``: the score with a zero encoder
@@ -152,7 +154,7 @@ class Explanation:
     method: str
     score_name: str
     score: float
-    prob: float
+    p_positive: float
     bias: float | None
     baseline_score: float | None
     ig_steps: int | None
@@ -169,11 +171,11 @@ class Explanation:
 
     @property
     def label(self) -> str:
-        return "positive" if self.prob >= 0.5 else "negative"
+        return "positive" if self.p_positive >= 0.5 else "negative"
 
     def summary(self) -> str:
         """One line: the prediction, and how the contributions add up to the score."""
-        head = f"P(positive) = {self.prob:.4f} ({self.label}); {self.score_name} = {self.score:+.4f}"
+        head = f"P(positive) = {self.p_positive:.4f} ({self.label}); {self.score_name} = {self.score:+.4f}"
         if self.method == EXACT:
             return (f"{head} = contributions {self.total:+.4f} + bias {self.bias:+.4f} "
                     f"(exact; gap {self.gap:.1e})")
@@ -330,7 +332,7 @@ class Explainer:
         self.notes = self._notes()
         signature = [tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([None, None], tf.bool),
                      tf.TensorSpec([None, None], tf.float32)]
-        # Built per explainer (no process-wide cache); traced once per row width.
+        # Built per explainer (no process-wide cache) and traced once: one graph per method.
         self._forward = tf.function(self._forward_eager, input_signature=signature)
         self._gradient = tf.function(self._gradient_eager, input_signature=signature)
 
@@ -358,11 +360,12 @@ class Explainer:
         return logits, result.outputs
 
     def _gradient_eager(self, ids, mask, scale):
+        """``(logits [K, k], the last row's outputs [1, time, H], d score / d scale [K, time])``."""
         with tf.GradientTape() as tape:
             tape.watch(scale)
-            score = score_of(self.model.head, self._forward_eager(ids, mask, scale)[0])
-            total = tf.reduce_sum(score)  # rows are independent: d total / d scale[b] = d score[b] / d scale[b]
-        return score, tape.gradient(total, scale)
+            logits, outputs = self._forward_eager(ids, mask, scale)
+            total = tf.reduce_sum(score_of(self.model.head, logits))  # rows are independent of each other
+        return logits, outputs[-1:], tape.gradient(total, scale)
 
     def explain(self, text: str) -> Explanation:
         """The explanation of one review.
@@ -373,29 +376,31 @@ class Explainer:
         enc = encode_review(text, self.vocab, self.data)
         width = enc.ids.shape[1]
         ids, mask = tf.constant(enc.ids, tf.int32), tf.constant(enc.mask)
-        logits, outputs = self._forward(ids, mask, tf.ones([1, width]))
         head = self.model.head
-        score = float(score_of(head, logits).numpy()[0])
-        prob = float(head.prob_positive(logits).numpy()[0])
-        running = head.prob_positive(head(outputs)).numpy()[0].astype(np.float64)  # [width]
         counted = enc.mask[0] if self.data.mask else np.ones(width, bool)  # the steps the model reads
         bias = baseline = ig_steps = None
         if self.method == EXACT:
+            logits, outputs = self._forward(ids, mask, tf.ones([1, width]))
             w, bias = _affine_score(head)
             per_step = outputs.numpy()[0].astype(np.float64) @ w / counted.sum()  # [width]
             contributions = np.where(counted, per_step, 0.0)
-            gap = abs(math.fsum(contributions) + bias - score)
         else:
-            contributions, baseline = self._integrated_gradients(ids, mask, width)
-            ig_steps = self.steps
+            # The model's own logits and outputs are the path's last point (scale 1).
+            contributions, baseline, logits, outputs = self._integrated_gradients(ids, mask, width)
             contributions = np.where(counted, contributions, 0.0)
-            gap = abs(math.fsum(contributions) - (score - baseline))
+            ig_steps = self.steps
+        score = float(score_of(head, logits).numpy()[0])
+        p_positive = float(head.prob_positive(logits).numpy()[0])
+        running = head.prob_positive(head(outputs)).numpy()[0].astype(np.float64)  # [width]
+        gap = abs(math.fsum(contributions) + bias - score) if bias is not None \
+            else abs(math.fsum(contributions) - (score - baseline))
         tokens = self._tokens(enc, counted, contributions, running)
-        return Explanation(text, tokens, self.method, score_name(head), score, prob, bias, baseline, ig_steps,
+        return Explanation(text, tokens, self.method, score_name(head), score, p_positive, bias, baseline, ig_steps,
                            gap, enc.cut, self.data.truncating, self.data.maxlen, self.notes)
 
     def _integrated_gradients(self, ids, mask, width):
-        """``(attributions [width], F(0))`` by the trapezoid rule over ``self.steps`` intervals."""
+        """By the trapezoid rule over ``self.steps`` intervals: ``(attributions [width], F(0),
+        logits [1, k] and outputs [1, width, H] at scale 1)``."""
         alphas = np.linspace(0.0, 1.0, self.steps + 1)
         weights = np.full(self.steps + 1, 1.0 / self.steps)
         weights[[0, -1]] *= 0.5
@@ -404,10 +409,11 @@ class Explainer:
             chunk = alphas[start:start + IG_BATCH]
             n = len(chunk)
             scale = tf.constant(np.repeat(chunk[:, None], width, axis=1), tf.float32)
-            score, grads = self._gradient(tf.tile(ids, [n, 1]), tf.tile(mask, [n, 1]), scale)
-            baseline = float(score.numpy()[0]) if baseline is None else baseline
+            logits, outputs, grads = self._gradient(tf.tile(ids, [n, 1]), tf.tile(mask, [n, 1]), scale)
+            if baseline is None:
+                baseline = float(score_of(self.model.head, logits).numpy()[0])
             total += weights[start:start + n] @ grads.numpy().astype(np.float64)
-        return total, baseline
+        return total, baseline, logits[-1:], outputs
 
     def _tokens(self, enc: _Encoded, counted, contributions, running) -> tuple[Token, ...]:
         from zoo_core.data.tokens import START, UNK
@@ -420,10 +426,9 @@ class Explainer:
             # The start token is kept unless truncation cut the review's beginning; no text makes "<start>".
             kind = START_TOKEN if i == 0 and token_id == START and word == "<start>" \
                 else UNKNOWN if token_id == UNK else WORD
-            out.append(Token(word, token_id, kind, int(position), float(contributions[position]),
-                             float(running[position])))
+            out.append(Token(word, token_id, kind, i, float(contributions[position]), float(running[position])))
         if padding.size:
-            pad = Token("<pad>", 0, PADDING, int(padding[0]), float(math.fsum(contributions[padding])),
+            pad = Token("<pad>", 0, PADDING, None, float(math.fsum(contributions[padding])),
                         float(running[padding[-1]]), int(padding.size))
             out.insert(0 if self.data.padding == "pre" else len(out), pad)
         return tuple(out)
@@ -477,7 +482,7 @@ def _scale(explanation: Explanation) -> float:
 
 def _sparkline(explanation: Explanation, width: int = 600, height: int = 60) -> str:
     """An inline SVG of the running P(positive) along the review, with the 0.5 line."""
-    probs = [t.running_prob for t in explanation.tokens]
+    probs = [t.running_p for t in explanation.tokens]
     n = len(probs)
     xs = [width * (i + 0.5) / n for i in range(n)]
     points = " ".join(f"{x:.1f},{height * (1 - p):.1f}" for x, p in zip(xs, probs))
@@ -506,14 +511,14 @@ def explanation_html(explanation: Explanation, title: str | None = None) -> str:
         style = f"background:rgb({r},{g},{b});padding:1px 2px;border-radius:3px"
         if t.kind in (UNKNOWN, START_TOKEN, PADDING):
             style += ";font-style:italic;color:#555"
-        tip = f"{t.shown}: contribution {t.contribution:+.4f}, P(positive) after it {t.running_prob:.3f}"
+        tip = f"{t.shown}: contribution {t.contribution:+.4f}, P(positive) after it {t.running_p:.3f}"
         spans.append(f'<span style="{style}" title="{html.escape(tip)}">{html.escape(t.shown)}</span>')
     if e.cut and e.truncating == "post":
         spans.append(f'<span style="color:#888">[{e.cut} tokens cut …]</span>')
     rows = "".join(
-        f'<tr><td>{t.position}</td><td>{html.escape(t.shown)}</td><td>{t.id}</td>'
+        f'<tr><td>{"" if t.index is None else t.index}</td><td>{html.escape(t.shown)}</td><td>{t.id}</td>'
         f'<td style="text-align:right">{t.contribution:+.4f}</td>'
-        f'<td style="text-align:right">{t.running_prob:.3f}</td></tr>' for t in e.tokens)
+        f'<td style="text-align:right">{t.running_p:.3f}</td></tr>' for t in e.tokens)
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in e.notes)
     heading = f'<h2 style="font-size:1.1em;margin:0 0 .4em">{html.escape(title)}</h2>' if title else ""
     return (
@@ -524,7 +529,7 @@ def explanation_html(explanation: Explanation, title: str | None = None) -> str:
         f'{_sparkline(e)}'
         + (f'<ul style="font-size:.85em;color:#555">{notes}</ul>' if notes else "")
         + '<details><summary>tokens</summary><table style="border-collapse:collapse;font-family:monospace">'
-          '<tr><th>step</th><th>token</th><th>id</th><th>contribution</th><th>running P</th></tr>'
+          '<tr><th>#</th><th>token</th><th>id</th><th>contribution</th><th>running P</th></tr>'
         + rows + "</table></details></section>")
 
 
