@@ -240,6 +240,27 @@ def test_cli_json_csv_and_html_agree(trained, tmp_path):
     page = (tmp_path / "page.html").read_text(encoding="utf-8")
     assert page.startswith("<!DOCTYPE html>") and page.count("<section") == 3
     assert "<script" not in page and "<link" not in page and "src=" not in page and "url(" not in page
+    assert_balanced(page)
+
+
+def assert_balanced(page: str) -> None:
+    """Every element the page opens is closed, in order (void elements aside)."""
+    from html.parser import HTMLParser
+
+    void = {"meta", "br", "img", "input", "link", "hr", "polyline", "line"}
+    stack: list[str] = []
+
+    class Parser(HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            if tag not in void:
+                stack.append(tag)
+
+        def handle_endtag(self, tag):
+            if tag not in void:
+                assert stack and stack.pop() == tag, f"</{tag}> closes nothing open"
+
+    Parser().feed(page)
+    assert stack == []
 
 
 @pytest.mark.parametrize("args, message", [
@@ -266,3 +287,25 @@ def test_html_page_of_the_core_is_self_contained(registry):
     model = random_model(registry, "gru", "mean-states")
     page = html_page(explain_texts(model, VOCAB, run_of(model), ["<b>great</b> & fun"]), "<title>")
     assert "<b>" not in page and "&lt;" in page and "&amp;" in page and "<title><title>" not in page
+    assert_balanced(page)
+
+
+@pytest.mark.parametrize("no_color, expected", [("", "True"), ("1", "False")])
+def test_colour_follows_the_terminal_and_no_color(no_color, expected):
+    """auto: colour when stdout is a terminal (a real pseudo-terminal here) unless NO_COLOR is set."""
+    import os
+    import subprocess
+    import sys
+
+    main, child = os.openpty()
+    try:
+        code = "from zoo_core.cli.explain import use_colour; import sys; print(use_colour('auto'), file=sys.stderr)"
+        result = subprocess.run([sys.executable, "-c", code], stdout=child, stderr=subprocess.PIPE, text=True,
+                                env={**os.environ, "NO_COLOR": no_color}, timeout=120)
+    finally:
+        os.close(child)
+        os.close(main)
+    assert result.stderr.strip() == expected
+    piped = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           env={**os.environ, "NO_COLOR": no_color}, timeout=120)
+    assert piped.stderr.strip() == "False"  # not a terminal: never

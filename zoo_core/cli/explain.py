@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -132,14 +133,16 @@ def explain(state, run_ref, texts, file_path, method, steps, fmt, html_path, col
             click.echo(f"review {n} (line {n - len(texts)} of {file_path}) is empty: skipped", err=True)
 
     model, vocab, run, run_id = load_saved_run(state, run_ref, results_path)
-    from zoo_core.cli.progress import TerminalProgress
-    from zoo_core.explain import explain_texts, html_page
+    from zoo_core.explain import EXACT, Explainer, html_page
 
-    explanations = explain_texts(model, vocab, run, [text for _, text in numbered], method=method, steps=steps,
-                                 progress=TerminalProgress() if len(numbered) > 1 else None)
-    method_used = explanations[0].method
-    how = f"integrated gradients, {steps} steps" if method_used != "exact" else "exact"
+    explainer = Explainer(model, vocab, run.data, method, steps)
+    how = "exact" if explainer.method == EXACT else f"integrated gradients, {steps} steps"
     click.echo(f"run {run_id}: {run.model.label}, seed {run.seed}; {how}", err=True)
+    explanations = []
+    with click.progressbar(numbered, label="explaining", file=sys.stderr) if len(numbered) > 1 \
+            else contextlib.nullcontext(numbered) as items:
+        for _, text in items:
+            explanations.append(explainer.explain(text))
     numbers = [n for n, _ in numbered]
     if fmt == "json":
         out = [{"review": n, "run": run_id, "model": run.model.label, **e.to_dict()}
