@@ -54,6 +54,7 @@ CHEAP_COMMANDS = [
     ["--plugins", "nomatch*", "components"],        # a plugin pattern matching nothing
     ["leaderboard"],
     ["runs"],
+    ["explain", "--help"],
 ]
 
 
@@ -86,6 +87,7 @@ def test_commands_that_build_no_model_never_import_tensorflow(args, tmp_path):
     ["data", "stats"],                               # $ZOO_DATA names the absent file
     ["train", "--set", "data.source={absent}"],
     ["predict", "best", ""],                         # an empty review
+    ["explain", "best", ""],
 ], ids=" ".join)
 def test_missing_data_and_empty_text_import_neither_tensorflow_nor_numpy(args, tmp_path):
     absent = str(tmp_path / "absent.tar.gz")
