@@ -530,12 +530,12 @@ def train(run: RunSpec, registry: Registry, dataset, *, progress: Progress | Non
             val = evaluate(model, dataset.val, run, should_stop)
             history.append({"epoch": epoch, **stats, "val_loss": val["loss"], "val_accuracy": val["accuracy"],
                             "val_auc": val["auc"]})
-            if observer is not None:
-                observer.on_epoch(epoch, {**history[-1], "learning_rate": float(optimizer.learning_rate),
-                                          "step": reports.step})
             echo(f"epoch {epoch}: loss {stats['train_loss']:.4f} acc {stats['train_accuracy']:.4f}  "
                  f"val_loss {val['loss']:.4f} val_acc {val['accuracy']:.4f} val_auc {val['auc']:.4f}  "
                  f"({stats['seconds']:.1f} s, {stats['tokens_per_sec'] / 1000:.1f}k tok/s)")
+            if observer is not None:  # after the epoch's line: an observer may end the run here (EndRun)
+                observer.on_epoch(epoch, {**history[-1], "learning_rate": float(optimizer.learning_rate),
+                                          "step": reports.step})
             score = history[-1][run.train.monitor]
             if _improved(score, best_score, run.train.monitor):
                 best_epoch, best_score, best_weights, best_val = epoch, score, _snapshot(variables), val

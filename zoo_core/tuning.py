@@ -33,7 +33,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -539,8 +539,10 @@ def tune(study, space: Sequence[Param], base: RunSpec, registry, db, n_trials: i
             :func:`zoo_core.ranking.rank`.
     """
     from zoo_core.ranking import format_duration
+    from zoo_core.results import process_start, provenance
 
     optuna = import_optuna()
+    owner = {"host": provenance()["host"], "pid": os.getpid(), "proc_start": process_start(os.getpid())}
     echo = echo_or_silent(echo)
     outcome = TuneOutcome(study.study_name, n_trials)
     if storage is not None:
@@ -560,10 +562,7 @@ def tune(study, space: Sequence[Param], base: RunSpec, registry, db, n_trials: i
             outcome.interrupted = True
             break
         trial = study.ask(distributions)
-        from zoo_core.results import process_start, provenance
-
-        for key, value in {"host": provenance()["host"], "pid": os.getpid(),
-                           "proc_start": process_start(os.getpid())}.items():
+        for key, value in owner.items():  # whose trial it is: a rerun fails it if this process dies
             trial.set_user_attr(key, value)
         try:
             run = apply_params(registry, base, trial.params)
@@ -595,10 +594,7 @@ def tune(study, space: Sequence[Param], base: RunSpec, registry, db, n_trials: i
 
 
 # -- reading studies back ----------------------------------------------------------------------------------
-TRIAL_HEADERS = ["trial", "status", "value", "epochs", "run"]
-
-
-def trial_table(study, runs_by_id: Mapping[str, Any] | None = None) -> tuple[list[str], list[list[Any]]]:
+def trial_table(study) -> tuple[list[str], list[list[Any]]]:
     """``(headers, rows)``: each trial's number, status, metric value, epochs trained, run id and settings,
     then ``best`` (whether it is the study's best trial)."""
     metric = study.user_attrs.get("metric", "value")
@@ -681,11 +677,11 @@ def tuned_runs(registry, runs: Sequence[RunSpec], path: Path) -> tuple[list[RunS
     """
     from zoo_core.results import group_key
 
-    optuna = import_optuna()
-    storage = open_storage(optuna, path, create=False)
-    if storage is None:
+    if not path.exists():  # before importing Optuna (and NumPy): a quick answer
         raise ZooError(f"--tuned: no tuning studies yet ({path} does not exist); tune each model first with "
                        "`zoo tune MODEL --param ...` and the same data and training settings")
+    optuna = import_optuna()
+    storage = open_storage(optuna, path, create=False)
     chosen: dict[str, Any] = {}
     missing: list[str] = []
     for run in runs:
