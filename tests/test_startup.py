@@ -46,6 +46,9 @@ CHEAP_COMMANDS = [
     ["plugins"],
     ["train", "--help"],
     ["rank", "--help"],
+    ["tune", "--help"],
+    ["tune", "elman-last", "--param", "lr=0:1"],     # a bad search space (lr must be above 0)
+    ["tune", "elman-last"],                           # nothing to tune
     ["train", "--cell", "gruu"],                     # unknown name
     ["train", "--set", "cell.units=-1"],            # out of range
     ["train", "--set", "encoder.dim=abc"],          # wrong type
@@ -88,6 +91,7 @@ def test_commands_that_build_no_model_never_import_tensorflow(args, tmp_path):
     ["train", "--set", "data.source={absent}"],
     ["predict", "best", ""],                         # an empty review
     ["explain", "best", ""],
+    ["tune", "elman-last", "--param", "lr=1e-4:1e-2", "--data", "{absent}"],  # before Optuna (NumPy) is imported
 ], ids=" ".join)
 def test_missing_data_and_empty_text_import_neither_tensorflow_nor_numpy(args, tmp_path):
     absent = str(tmp_path / "absent.tar.gz")

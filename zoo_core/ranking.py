@@ -192,7 +192,8 @@ def record_run(run: RunSpec, registry, db: ResultsDB, runs_dir: str | Path, data
                fresh: bool = False, train: Callable | None = None, progress: Progress | None = None,
                echo: Echo | None = None, should_stop: Callable[[], bool] = lambda: False,
                on_claimed: Callable[[str], None] | None = None,
-               tensorboard_every: int | None = EVERY_STEPS) -> Recorded | None:
+               tensorboard_every: int | None = EVERY_STEPS, score_test: bool = True,
+               on_epoch: Callable[[int, dict], None] | None = None) -> Recorded | None:
     """Claims ``run`` in ``db``, trains it, saves its weights and records its result: one run, recorded.
 
     Every outcome is recorded. A run that trained to its end is saved to
@@ -222,6 +223,13 @@ def record_run(run: RunSpec, registry, db: ResultsDB, runs_dir: str | Path, data
         tensorboard_every: The run writes TensorBoard event files to
             :func:`zoo_core.tensorboard.run_logdir` under ``runs_dir``, with
             ``step/*`` points every this many optimizer steps; None: none.
+        score_test: Score the kept weights on the test split. False for a
+            tuning trial: the test split is never evaluated, and the run is
+            recorded ``trial`` (or ``pruned``) rather than ``finished``.
+        on_epoch: Called after each finished epoch with training's
+            :meth:`zoo_core.training.TrainObserver.on_epoch` arguments; it may
+            raise :class:`zoo_core.training.EndRun` to end the run there (a
+            tuner pruning it).
 
     Returns:
         The :class:`Recorded` run, or None when it was skipped.
@@ -253,8 +261,11 @@ def record_run(run: RunSpec, registry, db: ResultsDB, runs_dir: str | Path, data
         started = time.monotonic()
         try:
             with _event_logger(runs_dir, run, run_id, tensorboard_every) as observer:
-                model, result = train(run, registry, data, progress=progress, echo=echo,
-                                      should_stop=should_stop, observer=observer)
+                if on_epoch is not None:
+                    observer = _EpochHook(observer, on_epoch)
+                # Only a trial passes score_test, so stand-ins for train() need not know it.
+                model, result = train(run, registry, data, progress=progress, echo=echo, should_stop=should_stop,
+                                      observer=observer, **({} if score_test else {"score_test": False}))
         except Exception as err:  # noqa: BLE001 - recorded, then the caller decides
             failure = RunFailed(run_id, err)
             db.mark(run_id, FAILED, failure.message)
@@ -266,7 +277,8 @@ def record_run(run: RunSpec, registry, db: ResultsDB, runs_dir: str | Path, data
             message = f"could not save it to {run_dir}: {getattr(err, 'strerror', None) or err}"
             db.mark(run_id, FAILED, message)
             raise ZooError(f"run {run_id} {message}") from None
-        db.finish(run_id, result, run_dir=run_dir, data_checksum=getattr(data, "checksum", ""))
+        db.finish(run_id, result, run_dir=run_dir, data_checksum=getattr(data, "checksum", ""),
+                  scored_test=score_test)
     except KeyboardInterrupt:
         db.mark(run_id, INTERRUPTED, "interrupted (Ctrl-C or SIGTERM) before it finished")  # only if still running
         raise
@@ -359,6 +371,27 @@ def rank(runs: Sequence[RunSpec], registry, db: ResultsDB, *, runs_dir: str | Pa
     if not outcome.interrupted:
         outcome.missing = _missing(runs, db, outcome.failed)
     return outcome
+
+
+class _EpochHook:
+    """A :class:`zoo_core.training.TrainObserver` that adds ``on_epoch`` to another observer (or to none).
+
+    The inner observer keeps its own step reports; without one, step reports
+    never fall due, so they cost nothing.
+    """
+
+    def __init__(self, inner, on_epoch: Callable[[int, dict], None]):
+        self.inner, self.hook = inner, on_epoch
+        self.every_steps = inner.every_steps if inner is not None else 2**62
+
+    def on_step(self, step: int, logs: dict) -> None:
+        if self.inner is not None:
+            self.inner.on_step(step, logs)
+
+    def on_epoch(self, epoch: int, logs: dict) -> None:
+        if self.inner is not None:
+            self.inner.on_epoch(epoch, logs)  # the epoch's curves are written before a hook may end the run
+        self.hook(epoch, logs)
 
 
 def _event_logger(runs_dir, run: RunSpec, run_id: str, every_steps: int | None):

@@ -10,7 +10,10 @@ safe for several processes at once:
   claim) is atomic across processes.
 
 A run moves ``running`` -> ``finished`` (or ``diverged`` / ``interrupted`` /
-``failed`` / ``abandoned``); ``pruned_at`` is set once ``zoo runs --prune``
+``failed`` / ``abandoned``); a tuning trial (``zoo tune``), which is scored on
+the validation split only, ends ``trial``, or ``pruned`` when the tuner stopped
+it early. Neither is ever a leaderboard run, so ``zoo rank`` trains its (spec,
+seed) afresh. ``pruned_at`` is set once ``zoo runs --prune``
 deleted its weights (its record stays). :meth:`ResultsDB.claim` atomically starts a run
 unless the same (spec, seed) already finished or diverged, or is being trained
 by a live process, so two ``zoo rank`` processes never train the same run twice
@@ -48,10 +51,12 @@ from zoo_core.errors import ZooError
 if TYPE_CHECKING:  # training imports TensorFlow; reading results must not
     from zoo_core.training import TrainResult
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 RUNNING, FINISHED, DIVERGED = "running", "finished", "diverged"
 INTERRUPTED, FAILED, ABANDONED = "interrupted", "failed", "abandoned"
-STATUSES = (RUNNING, FINISHED, DIVERGED, INTERRUPTED, FAILED, ABANDONED)
+# Tuning trials (`zoo tune`): trained on train, scored on validation only, never on test.
+TRIAL, PRUNED = "trial", "pruned"
+STATUSES = (RUNNING, FINISHED, DIVERGED, INTERRUPTED, FAILED, ABANDONED, TRIAL, PRUNED)
 # A (spec, seed) with one of these is not trained again: a diverged run would diverge again.
 DONE = (FINISHED, DIVERGED)
 METRICS = ("accuracy", "loss", "auc")
@@ -103,8 +108,14 @@ def _migrate_2_to_3(conn: sqlite3.Connection) -> None:
     _add_columns(conn, 3)
 
 
+def _migrate_3_to_4(conn: sqlite3.Connection) -> None:
+    """Nothing to change: schema 4 adds the statuses ``trial`` and ``pruned`` (``zoo tune``), which an older
+    rnn-zoo would take for damage; the version tells it that the file is newer instead."""
+
+
 # MIGRATIONS[v] turns a version-v database into version v + 1 (inside the caller's transaction).
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _migrate_1_to_2, 2: _migrate_2_to_3}
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _migrate_1_to_2, 2: _migrate_2_to_3,
+                                                               3: _migrate_3_to_4}
 
 
 def column(sql: str, comment: str = "", since: int = 1, old: str = "NULL", **default: Any):
@@ -682,11 +693,17 @@ class ResultsDB:
                      [values[n] for n in names])
 
     def finish(self, run_id: str, result: TrainResult, run_dir: str | os.PathLike = "",
-               data_checksum: str = "") -> None:
+               data_checksum: str = "", scored_test: bool = True) -> None:
         """Records a training result: ``finished``, ``diverged`` for a NaN loss, or ``interrupted`` for a run
         stopped before its end (its weights and curves so far are kept).
 
+        A tuning trial (``scored_test=False``) that trained to its end is
+        recorded ``trial`` instead of ``finished``, and one its tuner stopped
+        (training status ``pruned``) ``pruned``: neither reaches a leaderboard.
+
         Args:
+            scored_test: Whether the run was scored on the test split; False
+                for a tuning trial.
             result: What training produced (its ``history``, ``status``, ``message``,
                 ``best_epoch``, ``params``, ``wall_time``, ``tokens_per_sec``, and
                 ``val``/``test`` as ``{accuracy, loss, auc}``); non-finite numbers are stored as NULL.
@@ -694,7 +711,8 @@ class ResultsDB:
         history = list(result.history or [])
         train_status = str(result.status or "completed")
         values = {
-            "status": {"nan": DIVERGED, "interrupted": INTERRUPTED}.get(train_status, FINISHED),
+            "status": {"nan": DIVERGED, "interrupted": INTERRUPTED, "pruned": PRUNED}.get(
+                train_status, FINISHED if scored_test else TRIAL),
             "train_status": train_status,
             "message": str(result.message or ""),
             "best_epoch": result.best_epoch,

@@ -52,10 +52,12 @@ class TrainResult:
             val_accuracy, val_auc, seconds, tokens_per_sec`` (the learning curves).
         best_epoch: The epoch whose weights were kept (0 if none finished).
         val: ``accuracy, loss, auc`` of the kept weights on the validation split.
-        test: ``accuracy, loss, auc`` of the kept weights on the test split.
+        test: ``accuracy, loss, auc`` of the kept weights on the test split; empty
+            for a run trained with ``score_test=False`` (a tuning trial).
         wall_time: Seconds for the whole run, evaluation included.
         tokens_per_sec: Real (unpadded) training tokens per second, median over epochs.
-        status: ``"completed"``, ``"early-stopped"``, ``"nan"`` or ``"interrupted"``.
+        status: ``"completed"``, ``"early-stopped"``, ``"nan"``, ``"interrupted"``, or the
+            status of an observer's :class:`EndRun` (``"pruned"``).
         message: Why a run stopped early, in one line.
     """
 
@@ -83,6 +85,26 @@ class NonFiniteLoss(Exception):
 
 class Stopped(Exception):
     """``should_stop()`` asked the work to stop; raised between two batches."""
+
+
+class EndRun(Exception):
+    """Raised by an observer's ``on_epoch`` to end the run after that epoch, as early stopping would.
+
+    :func:`train` keeps the best epoch's weights, skips the epochs left and
+    records ``status`` (e.g. ``"pruned"``: a tuner judged the run unpromising)
+    and ``message`` in its :class:`TrainResult`.
+
+    Args:
+        status: The run's :attr:`TrainResult.status`; not one of ``completed``,
+            ``nan`` or ``interrupted``, which mean something else.
+        message: Why the run ended, in one line.
+    """
+
+    def __init__(self, status: str, message: str):
+        if status in ("completed", "nan", "interrupted"):
+            raise ValueError(f"EndRun cannot use the status {status!r}")
+        self.status, self.message = status, message
+        super().__init__(message)
 
 
 StopCheck = Callable[[], bool]
@@ -126,6 +148,9 @@ class TrainObserver:
                 ``train_accuracy``, ``val_loss``, ``val_accuracy``, ``val_auc``,
                 ``seconds``, ``tokens_per_sec``), plus ``learning_rate`` (of
                 the next update) and ``step`` (updates applied so far).
+
+        Raises:
+            EndRun: to end the run here, keeping its best epoch (e.g. a tuner pruning it).
         """
 
 
@@ -445,7 +470,8 @@ def _restore(variables: Iterable[tf.Variable], values: list[np.ndarray]) -> None
 
 
 def train(run: RunSpec, registry: Registry, dataset, *, progress: Progress | None = None, echo: Echo | None = None,
-          should_stop: StopCheck = _never, observer: TrainObserver | None = None) -> tuple[Classifier, TrainResult]:
+          should_stop: StopCheck = _never, observer: TrainObserver | None = None,
+          score_test: bool = True) -> tuple[Classifier, TrainResult]:
     """Trains the model of ``run`` on ``dataset``.
 
     Args:
@@ -464,7 +490,11 @@ def train(run: RunSpec, registry: Registry, dataset, *, progress: Progress | Non
         observer: Told about the run every ``observer.every_steps`` steps
             and after each epoch (see :class:`TrainObserver`), e.g. a
             :class:`zoo_core.tensorboard.EventLogger`. Its exceptions end the
-            run as they would end any caller's code: they are not caught here.
+            run as they would end any caller's code: they are not caught here,
+            but for :class:`EndRun`, which ends the run like early stopping.
+        score_test: Evaluate the kept weights on the test split. False (a
+            tuning trial, which must never see the test split) leaves
+            ``dataset.test`` untouched (it may be None) and ``result.test`` empty.
 
     Returns:
         The classifier holding the kept weights (the best epoch's, or the last
@@ -500,12 +530,12 @@ def train(run: RunSpec, registry: Registry, dataset, *, progress: Progress | Non
             val = evaluate(model, dataset.val, run, should_stop)
             history.append({"epoch": epoch, **stats, "val_loss": val["loss"], "val_accuracy": val["accuracy"],
                             "val_auc": val["auc"]})
-            if observer is not None:
-                observer.on_epoch(epoch, {**history[-1], "learning_rate": float(optimizer.learning_rate),
-                                          "step": reports.step})
             echo(f"epoch {epoch}: loss {stats['train_loss']:.4f} acc {stats['train_accuracy']:.4f}  "
                  f"val_loss {val['loss']:.4f} val_acc {val['accuracy']:.4f} val_auc {val['auc']:.4f}  "
                  f"({stats['seconds']:.1f} s, {stats['tokens_per_sec'] / 1000:.1f}k tok/s)")
+            if observer is not None:  # after the epoch's line: an observer may end the run here (EndRun)
+                observer.on_epoch(epoch, {**history[-1], "learning_rate": float(optimizer.learning_rate),
+                                          "step": reports.step})
             score = history[-1][run.train.monitor]
             if _improved(score, best_score, run.train.monitor):
                 best_epoch, best_score, best_weights, best_val = epoch, score, _snapshot(variables), val
@@ -514,6 +544,8 @@ def train(run: RunSpec, registry: Registry, dataset, *, progress: Progress | Non
                 message = (f"{run.train.monitor} did not improve for {run.train.patience} epoch(s) "
                            f"after epoch {best_epoch}")
                 break
+    except EndRun as end:  # the observer's verdict on the epoch just finished (and recorded in history)
+        status, message = end.status, end.message
     except NonFiniteLoss as err:
         status, message = "nan", str(err)
     except (Stopped, KeyboardInterrupt):
@@ -522,13 +554,13 @@ def train(run: RunSpec, registry: Registry, dataset, *, progress: Progress | Non
     if message and status != "interrupted":
         echo(message)
 
-    if status in ("completed", "early-stopped") and best_weights is not None:
+    if status not in ("nan", "interrupted") and best_weights is not None:
         _restore(variables, best_weights)
         val = best_val
     else:
         # The weights go on from the last finished epoch; they are what is kept.
         best_epoch, val = len(history), {}
-    val, test, stopped = _final_evaluation(model, dataset, run, val, should_stop)
+    val, test, stopped = _final_evaluation(model, dataset, run, val, should_stop, score_test)
     if stopped and status != "interrupted":
         status = "interrupted"
         message = f"interrupted during the final evaluation; kept epoch {best_epoch}'s weights, not fully scored"
@@ -576,17 +608,20 @@ def determinism_enabled() -> bool | None:
 
 
 def _final_evaluation(model: Classifier, dataset, run: RunSpec, val: dict,
-                      should_stop: StopCheck) -> tuple[dict, dict, bool]:
-    """Evaluates the kept weights on validation (unless already known) and test.
+                      should_stop: StopCheck, score_test: bool = True) -> tuple[dict, dict, bool]:
+    """Evaluates the kept weights on validation (unless already known) and, with ``score_test``, test.
 
     Returns:
-        ``(val, test, stopped)``; a stop request or ``KeyboardInterrupt`` ends
-        the evaluation, leaving NaN for what it did not score.
+        ``(val, test, stopped)``; ``test`` is empty without ``score_test``. A
+        stop request or ``KeyboardInterrupt`` ends the evaluation, leaving NaN
+        for what it did not score.
     """
     missing = {"accuracy": math.nan, "loss": math.nan, "auc": math.nan}
     try:
         if not val:
             val = evaluate(model, dataset.val, run, should_stop)
+        if not score_test:
+            return val, {}, False
         return val, evaluate(model, dataset.test, run, should_stop), False
     except (Stopped, KeyboardInterrupt):
-        return val or dict(missing), dict(missing), True
+        return val or dict(missing), dict(missing) if score_test else {}, True

@@ -23,10 +23,13 @@ from zoo_core.tables import render
 @train_options
 @results_option
 @runs_option
+@click.option("--tuned", is_flag=True,
+              help="Train each model at its own tuned settings: the best trial of its latest `zoo tune` study "
+                   "with the same data and training settings (optuna.sqlite beside the results database).")
 @click.option("--dry-run", is_flag=True, help="List the runs it would train, and which already finished.")
 @format_option()
 @pass_state
-def rank(state, patterns, preset, seeds, results_path, dry_run, fmt, seed, set_values, **flags):
+def rank(state, patterns, preset, seeds, results_path, tuned, dry_run, fmt, seed, set_values, **flags):
     """Train every matching model once per seed under identical settings, and rank them.
 
     PATTERN is a named model, an fnmatch pattern on names or on
@@ -42,6 +45,11 @@ def rank(state, patterns, preset, seeds, results_path, dry_run, fmt, seed, set_v
     files: `tensorboard --logdir RUNS` (RUNS: [paths] runs in registry.toml,
     by default ~/.local/share/rnn-zoo/runs) shows every ranked run.
 
+    --tuned ranks each model at the settings `zoo tune` found best for it with
+    the same data and training settings (the leaderboard's setup and
+    hyperparameters columns show them), trained afresh with these seeds and
+    scored on the test split; a model never tuned is one error line.
+
     \b
     Examples:
       zoo rank                                        # the quick preset
@@ -50,6 +58,7 @@ def rank(state, patterns, preset, seeds, results_path, dry_run, fmt, seed, set_v
       zoo rank embedding/gru/max-states/sigmoid1 one-hot/lstm/last/softmax2
       zoo rank --preset seed-grid --set cell.units=32 --results grid.sqlite   # weights in ./runs/
       zoo rank gru-mean --seeds 3 --runs /scratch/zoo-runs
+      zoo rank gru-mean lstm-last --tuned --seeds 3 --limit 5000   # after `zoo tune` of each, same settings
     """
     from zoo_core import ranking
     from zoo_core.leaderboard import default_run
@@ -59,8 +68,14 @@ def rank(state, patterns, preset, seeds, results_path, dry_run, fmt, seed, set_v
         raise ZooError(f"--seed {seed} --seeds {seeds} runs past the largest seed, {SEED.high}")
     registry = state.registry
     runs = ranking.plan_runs(registry, patterns, preset, range(seed, seed + seeds), set_values, flag_overrides(flags))
-    deterministic = deterministic_ops(runs)  # a mixed plan: one line, before anything else
     db_path = resolve_results_path(results_path, registry.settings)
+    if tuned:
+        from zoo_core.tuning import storage_path, tuned_runs
+
+        runs, notes = tuned_runs(registry, runs, storage_path(db_path))  # a model never tuned: one line
+        for note in notes:
+            echo_err(note)
+    deterministic = deterministic_ops(runs)  # a mixed plan: one line, before anything else
     runs_folder(state, db_path)  # an empty --runs: one line, even for a dry run
     db = ResultsDB(db_path)
     if dry_run:

@@ -13,7 +13,8 @@ from zoo_core.tables import render
 @cli.command()
 @click.argument("patterns", nargs=-1)
 @click.option("--status", "statuses", multiple=True,
-              type=click.Choice(["running", "finished", "diverged", "interrupted", "failed", "abandoned"]),
+              type=click.Choice(["running", "finished", "diverged", "interrupted", "failed", "abandoned", "trial",
+                                 "pruned"]),
               help="Only runs with this status (repeatable).")
 @click.option("--prune", is_flag=True,
               help="Delete the weights of every run no leaderboard row points to (lists them and asks first).")
@@ -29,7 +30,8 @@ def runs(state, patterns, statuses, prune, yes, fmt, results_path):
 
     --prune reclaims disk space: it deletes the weights folders of the runs
     that no leaderboard row points to (the other seeds of each spec, older
-    runs of the same spec and seed, diverged, interrupted and failed runs),
+    runs of the same spec and seed, diverged, interrupted and failed runs,
+    and `zoo tune`'s trials),
     keeping the best run of each spec in every setup, so `zoo predict best`
     and every row's best_run still load. It lists what it would delete and
     asks first (--yes: do not ask; with no terminal to ask on, it refuses).

@@ -1,0 +1,169 @@
+"""``zoo tune``: search a model's settings with Optuna, scoring each trial on the validation split only."""
+
+from __future__ import annotations
+
+import click
+
+from zoo_core.cli import cli, pass_state, signals
+from zoo_core.cli.options import (data_options, data_origin, flag_overrides, format_option, results_option,
+                                  runs_folder, runs_option, train_options)
+from zoo_core.cli.progress import DATA_BARS, EPOCH_BAR_WIDTH, TerminalProgress, echo_err, warn
+from zoo_core.errors import ZooError
+from zoo_core.tables import MACHINE_FORMATS, render
+from zoo_core.tuning import METRICS, PRUNERS, SAMPLERS
+
+#: Where trials run. Only ``local`` so far (one trial after another in this process); see zoo_core.tuning.
+EXECUTORS = ("local",)
+
+
+@cli.command()
+@click.argument("model", metavar="MODEL")
+@click.option("--param", "param_texts", multiple=True, metavar="KEY=RANGE",
+              help="A setting to search: KEY=LOW:HIGH (a float or int range), KEY=LOW:HIGH:log (on a log scale) "
+                   "or KEY=A,B,C (choices). KEY as for --set (train.lr, encoder.dim); a data or training "
+                   "setting may drop its section (lr). Repeatable.")
+@click.option("--trials", type=click.IntRange(1, 100_000), default=20, show_default=True,
+              help="Trials the study should hold, counting those of earlier runs of the same command.")
+@click.option("--metric", type=click.Choice(list(METRICS)), default="val_accuracy", show_default=True,
+              help="The validation metric to optimise (the test split is never scored).")
+@click.option("--sampler", type=click.Choice(SAMPLERS), default="tpe", show_default=True,
+              help="Optuna's sampler: tpe (Tree-structured Parzen Estimator) or random; seeded by --seed.")
+@click.option("--pruner", type=click.Choice(PRUNERS), default="median", show_default=True,
+              help="Stop a trial after an epoch whose validation metric is worse than the median of earlier "
+                   "trials' at that epoch (Optuna's MedianPruner, from the 6th trial on), or never.")
+@click.option("--executor", type=click.Choice(EXECUTORS), default="local", show_default=True,
+              help="Where trials run: local runs them one after another in this process.")
+@click.option("--show", is_flag=True,
+              help="Print the study's trials and best settings instead of tuning (without --param: the "
+                   "latest study of MODEL with these settings).")
+@data_options
+@train_options
+@results_option
+@runs_option
+@format_option()
+@pass_state
+def tune(state, model, param_texts, trials, metric, sampler, pruner, executor, show, seed, set_values,
+         results_path, fmt, **flags):
+    """Search MODEL's settings with Optuna, scoring each trial on the validation split.
+
+    MODEL is a named model or encoder/cell/aggregator/head. Each --param adds
+    a setting to search; --set and the flags fix the others, as for `zoo
+    train`. Every trial trains MODEL once (seed --seed) and is recorded in the
+    results database as a run with status `trial` (or `pruned`, when the
+    pruner stopped it after an epoch), scored on the validation split only:
+    tuning never looks at the test split, and no leaderboard shows a trial.
+
+    The study is kept in Optuna's storage, optuna.sqlite beside the results
+    database, named after MODEL, its settings, seed, the --param space and
+    --metric: after Ctrl-C or a crash the same command resumes it, keeping
+    every finished trial (a rerun with more --trials adds the difference); the
+    trial in progress is marked failed and another runs in its place.
+
+    `zoo rank MODEL --tuned` (same data and training settings) then ranks
+    MODEL at its best settings, trained afresh and scored on the test split.
+
+    \b
+    Examples:
+      zoo tune gru-mean --param lr=1e-4:1e-2:log --trials 30 --limit 5000 --epochs 3
+      zoo tune gru-mean --param lr=1e-4:1e-2:log --param encoder.dim=32,64,128 \\
+                        --param encoder.dropout=0:0.5 --trials 30
+      zoo tune embedding/lstm/last/sigmoid1 --param lr=3e-4:3e-2:log --sampler random --pruner none
+      zoo tune gru-mean --show --format github      # the trials and the best settings so far
+      zoo rank gru-mean lstm-last --tuned --seeds 3  # each at its own tuned settings
+    """
+    from zoo_core import tuning
+    from zoo_core.results import resolve_results_path
+    from zoo_core.specs import build_run_spec
+
+    registry = state.registry
+    specs = registry.models_matching(model)
+    if len(specs) != 1:
+        names = ", ".join(s.label for s in specs[:5]) + (", ..." if len(specs) > 5 else "")
+        raise ZooError(f"MODEL {model!r} matches {len(specs)} models ({names}); tune one model at a time")
+    overrides = flag_overrides(flags)
+    base = build_run_spec(registry, None, {}, set_values, overrides, seed=seed, base_model=specs[0])
+    space = tuning.parse_space(registry, base, param_texts, set_values, overrides) if (param_texts or not show) \
+        else ()
+    if not base.data.val_fraction:
+        raise ZooError("tuning scores each trial on the validation split, and data.val_fraction is 0: "
+                       "hold some training reviews out, e.g. --set data.val_fraction=0.1")
+    db_path = resolve_results_path(results_path, registry.settings)
+    path = tuning.storage_path(db_path)
+    if show:
+        _show(tuning, base, space, metric if param_texts else _given(metric, "metric"), path, fmt)
+        return
+
+    from zoo_core.data import find_source
+
+    origin = data_origin()
+    find_source(base.data, registry.settings, origin=origin)  # missing or bad data: one line, before any import
+    runs_dir = runs_folder(state, db_path, check=True)
+    optuna = tuning.import_optuna()  # not installed: one line
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    from zoo_core.results import ResultsDB
+
+    db = ResultsDB(db_path)
+    storage = tuning.open_storage(optuna, path)
+    study = tuning.open_study(optuna, storage, base, space, metric, sampler, pruner)
+    from zoo_core import ranking
+    from zoo_core.data import load_dataset
+    from zoo_core.training import enable_determinism, train
+
+    if base.train.deterministic:
+        enable_determinism()  # process-wide, so here at the program's start, never in the library
+    click.echo(tuning.describe_study(study), err=True)
+    with signals.stoppable() as should_stop:  # Ctrl-C or SIGTERM: stop after the current batch, keep what finished
+        def load_at_once(config):
+            with should_stop.at_once():  # loading checks no stop request: a signal stops it at once
+                return load_dataset(config, registry.settings, seed=ranking.DATA_SEED, progress=DATA_BARS,
+                                    warn=warn, origin=origin)
+
+        outcome = tuning.tune(study, space, base, registry, db, trials, runs_dir=runs_dir, load_dataset=load_at_once,
+                              metric=metric, storage=storage, train=train, should_stop=should_stop,
+                              progress=TerminalProgress(EPOCH_BAR_WIDTH), echo=echo_err)
+    for number in outcome.abandoned:
+        click.echo(f"trial {number} of a process that died was marked failed", err=True)
+    _print_trials(tuning, study, fmt)
+    ran = len(outcome.ran)
+    extra = ", ".join(f"{outcome.count(s)} {s}" for s in ("pruned", "diverged", "failed", "interrupted")
+                      if outcome.count(s))
+    summary = (f"{ran} trial{'s' * (ran != 1)} run now{f' ({extra})' if extra else ''}; "
+               f"{tuning.counted(study)} of {trials} in study {study.study_name} in {path}")
+    if outcome.interrupted or should_stop():
+        click.echo(f"interrupted: {summary}; run the same command again to resume", err=True)
+        raise SystemExit(should_stop.exit_status)
+    click.echo(summary, err=True)
+    if tuning.best_trial(study) is None:
+        raise SystemExit(1)  # every trial failed: nothing to rank at
+
+
+def _given(value, name: str):
+    """``value`` if the option was given on the command line, else None (``--show``: any metric will do)."""
+    from click.core import ParameterSource
+
+    ctx = click.get_current_context()
+    return value if ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE else None
+
+
+def _print_trials(tuning, study, fmt: str) -> None:
+    """The trials table (stdout); for text formats the study's line before it and the best settings after."""
+    headers, rows = tuning.trial_table(study)
+    if fmt in MACHINE_FORMATS:
+        click.echo(render(rows, headers, fmt))
+        return
+    click.echo(tuning.describe_study(study) + "\n")
+    click.echo(render([[cell if cell is not None else "-" for cell in row] for row in rows], headers, fmt))
+    click.echo("\n" + tuning.describe_best(study))
+
+
+def _show(tuning, base, space, metric, path, fmt: str) -> None:
+    """``zoo tune --show``."""
+    optuna = tuning.import_optuna()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = tuning.open_storage(optuna, path, create=False)
+    study = tuning.find_study(optuna, storage, base, space, metric) if storage is not None else None
+    if study is None:
+        which = "with this --param space and --metric" if space else "with these data and training settings"
+        raise ZooError(f"no study of {base.model.label} {which} in {path}; start one with "
+                       f"`zoo tune {base.model.label} --param ...`")
+    _print_trials(tuning, study, fmt)
