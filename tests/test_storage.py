@@ -117,6 +117,7 @@ def _v1_database(path: Path) -> None:
     conn.execute("UPDATE runs SET status = 'finished' WHERE id = ?", (nan,))
     conn.execute("ALTER TABLE runs DROP COLUMN proc_start")
     conn.execute("ALTER TABLE runs DROP COLUMN pruned_at")
+    conn.execute("ALTER TABLE runs DROP COLUMN members_json")
     conn.execute("DELETE FROM schema_version")
     conn.execute("INSERT INTO schema_version VALUES (1, ?)", (results.now(),))
     conn.commit()
@@ -148,6 +149,7 @@ def test_a_schema_2_file_reads_as_it_is_and_migrates_on_write(tmp_path):
     kept = db.record(make_run(seed=0), FakeResult())
     conn = sqlite3.connect(path)
     conn.execute("ALTER TABLE runs DROP COLUMN pruned_at")
+    conn.execute("ALTER TABLE runs DROP COLUMN members_json")
     conn.execute("DELETE FROM schema_version")
     conn.execute("INSERT INTO schema_version VALUES (2, ?)", (results.now(),))
     conn.commit()
@@ -155,7 +157,7 @@ def test_a_schema_2_file_reads_as_it_is_and_migrates_on_write(tmp_path):
     reader = ResultsDB(path, readonly=True)
     assert reader.schema_version() == 2 and [r.pruned_at for r in reader.runs()] == [None]
     writer = ResultsDB(path)
-    assert writer.schema_version() == 3
+    assert writer.schema_version() == results.SCHEMA_VERSION
     writer.mark_pruned(kept)
     assert writer.get(kept).pruned_at is not None and writer.get(kept).status == "finished"
 
