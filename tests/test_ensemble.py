@@ -214,7 +214,8 @@ def test_the_ensemble_is_its_own_row_in_zoo_runs_and_the_leaderboard(scratch):
     # The members' own row is untouched: the mean of a's and b's test accuracy.
     assert elman["test_accuracy_mean"] == pytest.approx(
         (runs[scratch["a"]]["test_accuracy"] + runs[scratch["b"]]["test_accuracy"]) / 2, abs=1e-4)  # 4 digits
-    assert "ensemble rows" in zoo("leaderboard", "--setup", setup, "--results", scratch["db"]).stdout
+    text = zoo("leaderboard", "--setup", setup, "--results", scratch["db"]).stdout
+    assert "ensemble rows" in text and "(ensemble)" in text  # its one value is no seed's
     # No component option stands for an ensemble in the marginal tables.
     cells = {r["cell"] for r in json_rows("leaderboard", "--by", "cell", "--setup", setup,
                                           "--results", scratch["db"])}

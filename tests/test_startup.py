@@ -54,6 +54,9 @@ CHEAP_COMMANDS = [
     ["--plugins", "nomatch*", "components"],        # a plugin pattern matching nothing
     ["leaderboard"],
     ["runs"],
+    ["ensemble", "--help"],
+    ["ensemble", "3f2a", "71c0"],                   # no results file yet
+    ["ensemble", "3f2a", "--name", ""],             # an empty name
 ]
 
 

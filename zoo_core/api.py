@@ -484,7 +484,7 @@ def ensemble(references: Sequence[str] | None = None, *, model: str | None = Non
         model: Instead: every finished run of this model (its seeds) in one setup.
         setup: With ``model``: the setup id or prefix (default: its latest).
         name: Its name on the leaderboard (default ``ensemble(<models>)``).
-        data: Read the reviews from here instead of each run's own source (default: ``$ZOO_DATA``, if set).
+        data: Read the reviews from here instead of the source each run recorded (a copy of the same data).
         results, runs: The results database and runs folder, as for :func:`load`.
         progress: As for :func:`train`: data loading's bars and a line per member on stderr.
 
@@ -508,10 +508,10 @@ def ensemble(references: Sequence[str] | None = None, *, model: str | None = Non
     if len(records) < 2:
         raise ZooError(f"model {model!r} has only 1 finished run with its weights in that setup: "
                        "an ensemble needs 2 or more")
-    settings, origin = _data_source({} if data is None else {"data": str(data)})
+    ens.check_comparable(records)
     shown = _progress(progress)
     measured = ens.score(records, db, resolve_runs_dir(runs, reg.settings, db_path)[0], reg, reg.settings,
-                         source=settings.get("data"), origin=origin, progress=shown,
+                         source=None if data is None else str(data), origin="the data argument", progress=shown,
                          echo=None if shown is None else _echo_err)
     run_id, spec = ens.record(db, measured, label)
     members = [_member_run(record, member) for record, member in zip(measured.records, measured.members)]

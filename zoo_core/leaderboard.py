@@ -359,7 +359,8 @@ def leaderboard(groups: Sequence[Group], metric: str, fmt: str, defaults: RunSpe
         for attribute in shown:
             stat = group.stat(attribute)
             inline = f" {stat.ci_text()}" if ci_inline and attribute == ranked_by and stat.ci95 else ""
-            row += [_round(stat.mean), _round(stat.std)] if numeric else [stat.text() + inline]
+            text = stat.text().replace("(1 seed)", "(ensemble)") if group.is_ensemble else stat.text()
+            row += [_round(stat.mean), _round(stat.std)] if numeric else [text + inline]
         if numeric:
             row.append(_round(group.stat("test_loss").mean))
         stat = group.stat(ranked_by)
@@ -447,7 +448,9 @@ def runs_table(records: Sequence[RunRecord], fmt: str) -> Table:
     """Every run, one row each: id, model, seed, status, metrics, when and where.
 
     Text formats leave out the parameter count and the host and shorten the
-    start time, so the table fits a terminal; csv and json keep everything.
+    start time, so the table fits a terminal, and mark an ensemble's status
+    ``(ensemble of K)``; csv and json keep everything, an ensemble's member
+    ids (space-separated) in ``members``.
     """
     numeric = fmt in MACHINE_FORMATS
     headers = ["id", "model", "seed", "status", "test_accuracy", "val_accuracy"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from zoo_core.cli import cli, pass_state
-from zoo_core.cli.options import data_origin, format_option, results_option, runs_folder, runs_option
+from zoo_core.cli.options import format_option, results_option, runs_folder, runs_option
 from zoo_core.cli.progress import DATA_BARS, echo_err, warn
 from zoo_core.errors import ZooError
 from zoo_core.tables import MACHINE_FORMATS, render
@@ -21,9 +21,9 @@ HEADERS = ["run", "model", "seed", "val_accuracy", "val_auc", "test_accuracy", "
               help="With --model: the setup to take its runs from (an id or prefix, see `zoo leaderboard "
                    "--setup all`; default: that of its most recently finished run).")
 @click.option("--name", metavar="NAME", help="The ensemble's name on the leaderboard [default: ensemble(<models>)].")
-@click.option("--data", "data", metavar="PATH", envvar="ZOO_DATA",
-              help="Read the reviews from PATH instead of each run's own data source; it must be the data the "
-                   "runs were trained on (env ZOO_DATA).")
+@click.option("--data", "data", metavar="PATH",
+              help="Read the reviews from PATH instead of the data source each run recorded; it must be the data "
+                   "the runs were trained on (a copy elsewhere). $ZOO_DATA is not read: the runs know their data.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress lines or bars.")
 @format_option()
 @results_option
@@ -47,7 +47,7 @@ def ensemble(state, run_refs, model_label, setup_id, name, data, quiet, fmt, res
     The ensemble is recorded as a finished run of its own: `zoo runs` lists
     it, `zoo leaderboard` ranks it as its own row in its (first) member's
     setup, and `zoo predict ID` and `zoo evaluate ID` average its members.
-    Making the same ensemble again replaces its leaderboard row.
+    Making the same ensemble again records it again; the leaderboard shows the latest.
 
     \b
     Examples:
@@ -79,11 +79,12 @@ def ensemble(state, run_refs, model_label, setup_id, name, data, quiet, fmt, res
                            f"(run {records[0].id}): an ensemble needs 2 or more")
     else:
         records = ens.select_members(reader, run_refs)
+    ens.check_comparable(records)
     db = ResultsDB(path, create=False)  # checked before any model is loaded: it must take the new row
     runs_dir = runs_folder(state, db.path)
 
     measured = ens.score(records, db, runs_dir, state.registry, state.settings, source=data,
-                         origin=data_origin(), progress=None if quiet else DATA_BARS,
+                         origin=None if data is None else "--data", progress=None if quiet else DATA_BARS,
                          echo=None if quiet else echo_err, warn=warn)
     run_id, spec = ens.record(db, measured, label)
     click.echo(render(_rows(measured, run_id, spec.model.label, fmt), HEADERS, fmt))
