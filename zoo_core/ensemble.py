@@ -23,7 +23,9 @@ the reviews are checked to be the same ones, in the same order, before their
 probabilities are averaged. A member must be a finished run whose weights are
 still there (not diverged, interrupted, failed, running or pruned), not an
 ensemble itself, and named once; there must be 2 or more. Each refusal is one
-:class:`ZooError` line, raised before anything is loaded.
+:class:`ZooError` line: what the records tell (:func:`select_members`) before
+anything is loaded, what needs the data (its checksum, the vocabulary it
+gives, the reviews' order) as it is loaded (:func:`score`).
 
 How it is recorded. :meth:`zoo_core.results.ResultsDB.record_ensemble` adds a
 ``finished`` row with the member ids (``members_json``), its scores, the
@@ -243,7 +245,8 @@ class Member:
         return predict_proba(self.model, self.vocab, self.run, list(texts))
 
     def evaluate(self, texts: Sequence[str], labels) -> dict[str, float]:
-        """``{accuracy, loss, auc}`` on labelled texts, as training scores a split (:func:`zoo_core.training.evaluate`)."""
+        """``{accuracy, loss, auc}`` on labelled texts, scored as training scores a split
+        (:func:`zoo_core.training.evaluate`: its loss from the logits)."""
         from zoo_core.runs import text_split
         from zoo_core.training import evaluate
 
