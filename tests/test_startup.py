@@ -58,6 +58,9 @@ CHEAP_COMMANDS = [
     ["leaderboard"],
     ["runs"],
     ["explain", "--help"],
+    ["ensemble", "--help"],
+    ["ensemble", "3f2a", "71c0"],                   # no results file yet
+    ["ensemble", "3f2a", "--name", ""],             # an empty name
 ]
 
 

@@ -15,6 +15,7 @@ Example::
     run.predict(["A wonderful, moving film.", "Dull and far too long."])  # P(positive), [2]
     zoo.runs()                                      # every recorded run, oldest first
     best = zoo.load("best")                         # or a run id, an id prefix, a saved folder
+    both = zoo.ensemble(["3f2a", "71c0"])           # the mean of their P(positive), recorded as a run
     model = zoo.build("gru-mean", vocab_size=20000) # a bare Classifier: ids [batch, time] -> logits
 
 Settings are keyword arguments named as in ``registry.toml``'s ``[data]`` and
@@ -41,8 +42,8 @@ from typing import Any
 from zoo_core.config import KINDS, DataConfig, RunSpec, TrainConfig
 from zoo_core.errors import ZooError
 
-__all__ = ["Run", "build", "components", "load", "models", "notebook_progress", "registry", "runs", "spec",
-           "stderr_progress", "train"]
+__all__ = ["EnsembleRun", "Run", "build", "components", "ensemble", "load", "models", "notebook_progress", "registry",
+           "runs", "spec", "stderr_progress", "train"]
 
 
 def registry(registry_file: str | Path | None = None, plugins: str | None = None):
@@ -399,8 +400,10 @@ def runs(pattern: str | None = None, *, results: str | Path | None = None, using
 
 
 def load(reference: str = "best", *, results: str | Path | None = None, runs: str | Path | None = None,
-         using=None) -> Run:
+         using=None) -> Run | EnsembleRun:
     """A recorded run with its weights: ``best`` (the leader of the latest setup), a run id or prefix, or a saved folder.
+
+    An ensemble's id (or ``best``, when an ensemble leads) gives an :class:`EnsembleRun` of its members.
 
     Raises:
         ZooError: no such run, several runs with that prefix, pruned or damaged weights.
@@ -413,13 +416,113 @@ def load(reference: str = "best", *, results: str | Path | None = None, runs: st
     if folder is None:
         db_path = resolve_results_path(None if results is None else str(results), reg.settings)
         db = ResultsDB(db_path)
-        folder, run_id = resolve_run(reference, db, resolve_runs_dir(runs, reg.settings, db_path)[0])
+        runs_dir = resolve_runs_dir(runs, reg.settings, db_path)[0]
+        folder, run_id = resolve_run(reference, db, runs_dir, ensembles=True)
         record = next((r for r in db.runs() if r.id == run_id), None)
+        if folder is None:  # an ensemble: its members, with their weights
+            from zoo_core.ensemble import load_ensemble
+
+            loaded = load_ensemble(record, db, runs_dir, reg)
+            members = [_member_run(db.get(m.id), m) for m in loaded.members]
+            return EnsembleRun(record.id, record.label, record.spec, members, record.status,
+                               _scores(record, "val"), _scores(record, "test"))
     model, vocab, run = load_run(folder, reg)
     if record is not None:
         return Run(run_id, run, model, vocab, record.status, list(record.curves or []),
                    _scores(record, "val"), _scores(record, "test"), Path(folder))
     return Run(run_id, run, model, vocab, "saved", [], {}, {}, Path(folder))
+
+
+@dataclasses.dataclass
+class EnsembleRun:
+    """A recorded ensemble (``zoo ensemble``): its member runs, whose P(positive) it averages, and its scores.
+
+    Attributes:
+        id: Its run id in the results database.
+        label: Its name, e.g. ``ensemble(gru-mean x3)``.
+        spec: The spec its row shows (its first member's setup; see :func:`zoo_core.ensemble.ensemble_spec`).
+        members: The member :class:`Run` objects, with their weights.
+        status: ``finished``.
+        val, test: ``{"accuracy", "auc", "loss"}`` of the mean P(positive) (the loss: its binary cross-entropy).
+        history: Always empty: an ensemble is not trained.
+    """
+
+    id: str
+    label: str
+    spec: RunSpec
+    members: list[Run]
+    status: str
+    val: dict
+    test: dict
+    history: list = dataclasses.field(default_factory=list)
+
+    def predict(self, texts: Sequence[str] | str):
+        """The mean of the members' P(positive) for each review text: float64 ``[len(texts)]``."""
+        import numpy as np
+
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        return np.mean([np.asarray(m.predict(texts), np.float64) for m in self.members], axis=0)
+
+    def __repr__(self) -> str:
+        accuracy = self.test.get("accuracy")
+        score = f", test accuracy {accuracy:.4f}" if isinstance(accuracy, float) else ""
+        return f"EnsembleRun({self.id}: {self.label}, {len(self.members)} runs{score})"
+
+
+def ensemble(references: Sequence[str] | None = None, *, model: str | None = None, setup: str | None = None,
+             name: str | None = None, data: str | Path | None = None, results: str | Path | None = None,
+             runs: str | Path | None = None, progress: Any = "auto", using=None) -> EnsembleRun:
+    """Averages the P(positive) of recorded runs, scores it and records it as a run of its own (``zoo ensemble``).
+
+    ``p(x) = mean_k p_k(x)``, each member scoring the validation and test
+    reviews as it did in training; see :mod:`zoo_core.ensemble` for which runs
+    can be members. The result shows in :func:`runs`, ``zoo leaderboard`` and
+    ``zoo predict``.
+
+    Args:
+        references: Run ids or unique prefixes (2 or more), or None with ``model``.
+        model: Instead: every finished run of this model (its seeds) in one setup.
+        setup: With ``model``: the setup id or prefix (default: its latest).
+        name: Its name on the leaderboard (default ``ensemble(<models>)``).
+        data: Read the reviews from here instead of the source each run recorded (a copy of the same data).
+        results, runs: The results database and runs folder, as for :func:`load`.
+        progress: As for :func:`train`: data loading's bars and a line per member on stderr.
+
+    Raises:
+        ZooError: the members cannot be ensembled (fewer than 2, unknown, named
+            twice, unfinished, pruned, scored on other reviews), or their weights or data are missing.
+    """
+    from zoo_core import ensemble as ens
+    from zoo_core.results import ResultsDB, resolve_results_path
+    from zoo_core.runs import resolve_runs_dir
+
+    if (references is None) == (model is None):
+        raise ZooError("give ensemble() run ids or model=NAME (one of them)")
+    if isinstance(references, str):
+        raise ZooError("ensemble() takes a list of run ids, not one string")
+    reg = using or registry()
+    label = None if name is None else ens.check_name(name)
+    db_path = resolve_results_path(None if results is None else str(results), reg.settings)
+    db = ResultsDB(db_path, create=False)
+    records = ens.runs_of_model(db, model, setup) if model is not None else ens.select_members(db, list(references))
+    if len(records) < 2:
+        raise ZooError(f"model {model!r} has only 1 finished run with its weights in that setup: "
+                       "an ensemble needs 2 or more")
+    ens.check_comparable(records)
+    shown = _progress(progress)
+    measured = ens.score(records, db, resolve_runs_dir(runs, reg.settings, db_path)[0], reg, reg.settings,
+                         source=None if data is None else str(data), origin="the data argument", progress=shown,
+                         echo=None if shown is None else _echo_err)
+    run_id, spec = ens.record(db, measured, label)
+    members = [_member_run(record, member) for record, member in zip(measured.records, measured.members)]
+    return EnsembleRun(run_id, spec.model.label, spec, members, "finished", dict(measured.scores["val"]),
+                       dict(measured.scores["test"]))
+
+
+def _member_run(record, member) -> Run:
+    """A loaded member (:class:`zoo_core.ensemble.Member`) of a recorded run, as a :class:`Run`."""
+    return Run(member.id, member.run, member.model, member.vocab, record.status, list(record.curves),
+               _scores(record, "val"), _scores(record, "test"), Path(record.run_dir) if record.run_dir else None)
 
 
 def _scores(record, split: str) -> dict:

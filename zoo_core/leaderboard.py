@@ -143,6 +143,11 @@ class Group:
     def seeds(self) -> list[int]:
         return sorted(r.seed for r in self.runs)
 
+    @property
+    def is_ensemble(self) -> bool:
+        """Whether this row is an ensemble of runs (``zoo ensemble``), which has a group of its own."""
+        return self.runs[0].is_ensemble
+
     def stat(self, attribute: str) -> Stat:
         """``attribute`` over the seeds; accuracies and AUCs carry their range [0, 1]."""
         bounded = attribute.endswith(("_accuracy", "_auc"))
@@ -361,7 +366,8 @@ def _metric_cells(board: Board, row: Row) -> list[Any]:
     for attribute in board.shown:
         stat = row.group.stat(attribute)
         inline = f" {stat.ci_text()}" if board.ci_inline and attribute == board.ranked_by and stat.ci95 else ""
-        cells += [_round(stat.mean), _round(stat.std)] if board.numeric else [stat.text() + inline]
+        text = stat.text().replace("(1 seed)", "(ensemble)") if row.group.is_ensemble else stat.text()
+        cells += [_round(stat.mean), _round(stat.std)] if board.numeric else [text + inline]
     return cells
 
 
@@ -444,6 +450,9 @@ def leaderboard(groups: Sequence[Group], metric: str, fmt: str, defaults: RunSpe
         if common_setup or not board.show_setup:
             parts.append(f"setup: {_describe(common_setup)}")
         ci = "[95% CI]" if board.ci_inline else "95% CI"
+        if any(g.is_ensemble for g in groups):
+            parts.append("ensemble rows: the mean P(positive) of their member runs, scored once; their params and "
+                         "time are their members' sums")
         parts.append(f"ranked by {metric.replace('_', ' ')} (mean ± std over seeds; {ci} of the mean, Student's t; "
                      f"'tied': not significantly worse than the leader, one-sided Welch t-test, p ≥ {SIGNIFICANCE})")
         caption = "; ".join(parts)
@@ -456,9 +465,11 @@ def marginal(groups: Sequence[Group], kind: str, metric: str, fmt: str) -> Table
     Every spec counts once (its mean over seeds), so a spec run with more
     seeds does not weigh more. The comparison is only as fair as the grid is
     balanced: average over a full grid (e.g. the ``seed-grid`` preset).
+    Ensembles (``zoo ensemble``) are left out: they are no option of any kind.
     """
     if kind not in KINDS:
         raise ZooError(f"--by takes one of {', '.join(KINDS)}, not {kind!r}")
+    groups = [g for g in groups if not g.is_ensemble]
     attribute, higher_is_better = SORT_METRICS.get(metric, SORT_METRICS["test_accuracy"])
     numeric = fmt in MACHINE_FORMATS
     by_option: dict[str, list[Group]] = {}
@@ -499,21 +510,25 @@ def runs_table(records: Sequence[RunRecord], fmt: str) -> Table:
     """Every run, one row each: id, model, seed, status, metrics, when and where.
 
     Text formats leave out the parameter count and the host and shorten the
-    start time, so the table fits a terminal; csv and json keep everything.
+    start time, so the table fits a terminal, and mark an ensemble's status
+    ``(ensemble of K)``; csv and json keep everything, an ensemble's member
+    ids (space-separated) in ``members``.
     """
     numeric = fmt in MACHINE_FORMATS
     headers = ["id", "model", "seed", "status", "test_accuracy", "val_accuracy"]
-    headers += ["params", "time_s", "started", "host", "run_dir", "pruned_at"] if numeric \
+    headers += ["params", "time_s", "started", "host", "run_dir", "pruned_at", "members"] if numeric \
         else ["time_s", "started", "message"]
     rows = []
     for r in records:
         status = r.status + (f" ({r.train_status})" if r.train_status and r.train_status != "completed" else "")
+        if r.is_ensemble and not numeric:
+            status += f" (ensemble of {len(r.members)})"
         if r.pruned_at and not numeric:
             status += ", weights pruned"
         row = [r.id, r.label, r.seed, status, _round(r.test_accuracy), _round(r.val_accuracy)]
         if numeric:
             row += [r.params, _round(r.wall_time, 1), r.started_at[:19].replace("T", " "), r.host, r.run_dir,
-                    r.pruned_at]
+                    r.pruned_at, " ".join(r.members)]
         else:
             row += [_round(r.wall_time, 1), r.started_at[5:16].replace("T", " "), r.message]
         rows.append(row)

@@ -47,3 +47,59 @@ def roc_auc(labels, scores) -> float:
         return math.nan
     ranks = rankdata(scores)  # ties get their mean rank
     return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+#: Probabilities are kept this far from 0 and 1 in :func:`binary_cross_entropy` (Keras' ``epsilon()``).
+EPSILON = 1e-7
+
+
+def accuracy(labels, probs) -> float:
+    """The fraction of reviews classified right, a review counted positive when ``P(positive) > 0.5``.
+
+    The rule of Keras' ``BinaryAccuracy`` (threshold 0.5, strictly greater), which scores every trained run.
+
+    Args:
+        labels: ``[n]`` labels, 1 for positive and 0 for negative.
+        probs: ``[n]`` P(positive).
+
+    Returns:
+        The accuracy in [0, 1]; NaN for no reviews.
+    """
+    labels = np.asarray(labels).reshape(-1)
+    probs = np.asarray(probs, dtype=np.float64).reshape(-1)
+    if labels.size == 0:
+        return math.nan
+    return float(np.mean((probs > 0.5) == (labels == 1)))
+
+
+def binary_cross_entropy(labels, probs) -> float:
+    """The mean binary cross-entropy of P(positive), in nats per review.
+
+    ``-mean(y log p + (1 - y) log(1 - p))`` with ``p`` clipped to
+    ``[EPSILON, 1 - EPSILON]``, as Keras' ``binary_crossentropy`` of probabilities.
+
+    Args:
+        labels: ``[n]`` labels, 1 for positive and 0 for negative.
+        probs: ``[n]`` P(positive).
+
+    Returns:
+        The loss; NaN for no reviews.
+    """
+    labels = np.asarray(labels, dtype=np.float64).reshape(-1)
+    probs = np.clip(np.asarray(probs, dtype=np.float64).reshape(-1), EPSILON, 1.0 - EPSILON)
+    if labels.size == 0:
+        return math.nan
+    return float(-np.mean(labels * np.log(probs) + (1.0 - labels) * np.log1p(-probs)))
+
+
+def scores(labels, probs) -> dict[str, float]:
+    """``{"accuracy", "loss", "auc"}`` of P(positive) ``probs`` [n] against ``labels`` [n].
+
+    :func:`accuracy`, :func:`binary_cross_entropy` and :func:`roc_auc` (NaN where
+    one class is missing); what ``zoo ensemble`` records for an ensemble's averaged probabilities.
+    """
+    labels = np.asarray(labels).reshape(-1)
+    if labels.size == 0:
+        return {"accuracy": math.nan, "loss": math.nan, "auc": math.nan}
+    return {"accuracy": accuracy(labels, probs), "loss": binary_cross_entropy(labels, probs),
+            "auc": roc_auc(labels, probs)}

@@ -14,7 +14,10 @@ A run moves ``running`` -> ``finished`` (or ``diverged`` / ``interrupted`` /
 the validation split only, ends ``trial``, or ``pruned`` when the tuner stopped
 it early. Neither is ever a leaderboard run, so ``zoo rank`` trains its (spec,
 seed) afresh. ``pruned_at`` is set once ``zoo runs --prune``
-deleted its weights (its record stays). :meth:`ResultsDB.claim` atomically starts a run
+deleted its weights (its record stays). An ensemble (``zoo ensemble``) is a row of
+its own, recorded ``finished`` at once (:meth:`ResultsDB.record_ensemble`): its
+``members_json`` lists the runs whose probabilities it averages, and it has no
+weights of its own. :meth:`ResultsDB.claim` atomically starts a run
 unless the same (spec, seed) already finished or diverged, or is being trained
 by a live process, so two ``zoo rank`` processes never train the same run twice
 and a rerun after a crash redoes only the unfinished one. A live process is
@@ -109,8 +112,10 @@ def _migrate_2_to_3(conn: sqlite3.Connection) -> None:
 
 
 def _migrate_3_to_4(conn: sqlite3.Connection) -> None:
-    """Nothing to change: schema 4 adds the statuses ``trial`` and ``pruned`` (``zoo tune``), which an older
-    rnn-zoo would take for damage; the version tells it that the file is newer instead."""
+    """Adds ``members_json``: every run of an older file was trained, none is an ensemble (``[]``). Schema 4
+    also adds the statuses ``trial`` and ``pruned`` (``zoo tune``), which an older rnn-zoo would take for damage;
+    the version tells it that the file is newer instead."""
+    _add_columns(conn, 4)
 
 
 # MIGRATIONS[v] turns a version-v database into version v + 1 (inside the caller's transaction).
@@ -174,6 +179,8 @@ class RunRecord:
     proc_start: str = column("TEXT NOT NULL DEFAULT ''", "boot id and start time of process pid", since=2,
                              old="''", default="")
     pruned_at: str | None = column("TEXT", "when `zoo runs --prune` deleted its weights", since=3, default=None)
+    members_json: str = column("TEXT NOT NULL DEFAULT '[]'", "an ensemble's member run ids; [] for a trained run",
+                               since=4, old="'[]'", default="[]")
 
     @functools.cached_property
     def spec(self) -> RunSpec:
@@ -182,6 +189,15 @@ class RunRecord:
     @property
     def curves(self) -> list[dict[str, Any]]:
         return json.loads(self.curves_json)
+
+    @property
+    def members(self) -> list[str]:
+        """The run ids an ensemble (``zoo ensemble``) averages; ``[]`` for a trained run."""
+        return json.loads(self.members_json)
+
+    @property
+    def is_ensemble(self) -> bool:
+        return bool(self.members)
 
     def metric(self, split: str, name: str) -> float | None:
         """E.g. ``metric("test", "accuracy")``."""
@@ -627,6 +643,13 @@ class ResultsDB:
             curves = None
         if not isinstance(curves, list) or not all(isinstance(c, dict) for c in curves):
             raise fail("curves_json", "a JSON list of per-epoch objects")
+        try:
+            members = json.loads(values["members_json"])
+        except ValueError:
+            members = None
+        if not (isinstance(members, list) and all(isinstance(m, str) and m for m in members)
+                and len(members) != 1 and len(set(members)) == len(members)):
+            raise fail("members_json", "a JSON list of 2 or more distinct run ids, or [] for a trained run")
         record = RunRecord(**values)
         record.__dict__["spec"] = spec  # parsed once (a cached_property)
         return record
@@ -679,14 +702,18 @@ class ResultsDB:
         HELD_CLAIMS.hold(run_id)
         return run_id
 
-    def _insert(self, conn: sqlite3.Connection, run: RunSpec, run_id: str, info: Mapping[str, str]) -> None:
-        """Inserts a ``running`` row for ``run`` owned by this process (the one insert path)."""
+    def _insert(self, conn: sqlite3.Connection, run: RunSpec, run_id: str, info: Mapping[str, str],
+                **columns: Any) -> None:
+        """Inserts a ``running`` row for ``run`` owned by this process (the one insert path).
+
+        ``columns`` replace or add values by column name (an ensemble's row: its key, status and scores).
+        """
         spec = run.model
         values = {
             "id": run_id, "key": run.key(), "group_key": group_key(run), "seed": run.seed, "label": spec.label,
             "encoder": spec.encoder, "cell": spec.cell, "aggregator": spec.aggregator, "head": spec.head,
             "spec_json": run.to_json(), "status": RUNNING, "pid": os.getpid(), "proc_start": process_start(os.getpid()),
-            "started_at": now(), **{k: info[k] for k in PROVENANCE},
+            "started_at": now(), **{k: info[k] for k in PROVENANCE}, **columns,
         }
         names = list(values)
         conn.execute(f"INSERT INTO runs ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
@@ -774,6 +801,41 @@ class ResultsDB:
         with self._write() as conn:
             self._insert(conn, run, run_id, provenance())
         self.finish(run_id, result, run_dir, data_checksum)
+        return run_id
+
+    def record_ensemble(self, run: RunSpec, key: str, members: Sequence[str], val: Mapping[str, float],
+                        test: Mapping[str, float], *, message: str = "", params: int | None = None,
+                        wall_time: float | None = None, data_checksum: str = "", started_at: str | None = None,
+                        run_id: str | None = None) -> str:
+        """Records an ensemble of recorded runs as a ``finished`` row of its own (``zoo ensemble``); returns its id.
+
+        Args:
+            run: The spec the row shows (:func:`zoo_core.ensemble.ensemble_spec`): its label,
+                components and the setup the leaderboard ranks it in.
+            key: Its key and group key (:func:`zoo_core.ensemble.ensemble_key`): one leaderboard row per
+                set of members; recording the same members again replaces the row, as a retrained run does.
+            members: The ids of the runs it averages (2 or more, distinct).
+            val, test: ``{accuracy, loss, auc}`` of the averaged probabilities; non-finite numbers become NULL.
+            message: What it is, shown by ``zoo runs``.
+            params: Its members' parameters, summed.
+            wall_time: Its members' training seconds, summed.
+            data_checksum: The checksum of the data its members read.
+            started_at: When its scoring began (:func:`now`); default: now.
+
+        Raises:
+            ValueError: fewer than 2 members, or one named twice.
+        """
+        if len(members) < 2 or len(set(members)) != len(members):
+            raise ValueError(f"an ensemble needs 2 or more distinct members, not {list(members)}")
+        run_id = run_id or new_run_id()
+        scores = {f"{split}_{name}": _finite(metrics.get(name))
+                  for split, metrics in (("val", val), ("test", test)) for name in METRICS}
+        finished = now()
+        with self._write() as conn:
+            self._insert(conn, run, run_id, provenance(), key=key, group_key=key, status=FINISHED, message=message,
+                         params=params, wall_time=_finite(wall_time), data_checksum=data_checksum,
+                         members_json=json.dumps(list(members)), started_at=started_at or finished,
+                         finished_at=finished, **scores)
         return run_id
 
     # -- reads ----------------------------------------------------------

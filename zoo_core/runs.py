@@ -362,7 +362,8 @@ def _first_line(err: BaseException) -> str:
     return text.splitlines()[0] if text else type(err).__name__
 
 
-def resolve_run(reference: str, db, runs_dir: str | os.PathLike | None = None) -> tuple[Path, str]:
+def resolve_run(reference: str, db, runs_dir: str | os.PathLike | None = None, ensembles: bool = False
+                ) -> tuple[Path | None, str]:
     """The directory and id of a saved run named by id, id prefix, ``best`` or a folder path.
 
     ``best`` is the top spec of the default leaderboard by mean test accuracy
@@ -375,16 +376,28 @@ def resolve_run(reference: str, db, runs_dir: str | os.PathLike | None = None) -
         db: The :class:`zoo_core.results.ResultsDB`.
         runs_dir: The runs folder (:func:`resolve_runs_dir`), where a run that
             recorded no folder of its own is looked for.
+        ensembles: Whether the caller can use an ensemble (``zoo ensemble``),
+            which has no folder of its own: it is returned as ``(None, its id)``,
+            and ``best`` may name one whose members' weights are all there.
+            Otherwise an ensemble's id is refused and ``best`` passes ensembles over.
 
     Raises:
-        ZooError: unknown or ambiguous id, or a run whose weights are gone
-            (pruned, deleted, or never saved).
+        ZooError: unknown or ambiguous id, a run whose weights are gone
+            (pruned, deleted, or never saved), or an ensemble where none is wanted.
     """
     from zoo_core import leaderboard as lb
 
     if reference == "best":
+        finished = db.finished()
+        by_id = {r.id: r for r in db.runs()}  # a member need not be its spec's latest run
+
+        def saved(record) -> bool:
+            return record.pruned_at is None and _run_dir(record, runs_dir).joinpath("run.json").exists()
+
         # Pruned runs still count in their spec's mean, so `best` names the leaderboard's top row.
-        usable = [r for r in db.finished() if r.pruned_at or _run_dir(r, runs_dir).joinpath("run.json").exists()]
+        usable = [r for r in finished if not r.is_ensemble and (r.pruned_at or saved(r))]
+        if ensembles:
+            usable += [r for r in finished if r.is_ensemble and all(m in by_id and saved(by_id[m]) for m in r.members)]
         if not any(r.pruned_at is None for r in usable):
             raise ZooError(f"no saved runs in {db.path} yet (run `zoo rank` or `zoo train` first)")
         setup, _ = lb.select_setup(usable)
@@ -394,11 +407,16 @@ def resolve_run(reference: str, db, runs_dir: str | os.PathLike | None = None) -
             raise ZooError(f"the weights of every run of the top spec {group.label} were pruned; "
                            "give a run id (see `zoo runs`)")
         record = lb.Group(group.key, kept).best_run("test_accuracy")
-        return _run_dir(record, runs_dir), record.id
+        return (None, record.id) if record.is_ensemble else (_run_dir(record, runs_dir), record.id)
     folder = saved_run_folder(reference)
     if folder is not None:
         return folder, folder.name
     record = db.get(reference)
+    if record.is_ensemble:
+        if ensembles:
+            return None, record.id
+        raise ZooError(f"run {record.id} ({record.label}) is an ensemble of runs {', '.join(record.members)}, "
+                       "with no weights of its own: give one of its members")
     directory = _run_dir(record, runs_dir)
     if record.pruned_at:
         when = record.pruned_at[:16].replace("T", " ")
@@ -544,9 +562,10 @@ def plan_prune(db, runs_dir: str | os.PathLike) -> PrunePlan:
 
     Kept: the best run (by test accuracy) of each spec in every setup, the
     ``best_run`` every leaderboard shows, so ``zoo predict best`` and every
-    row's run still load. Deleted: the other seeds, older runs of the same
-    (spec, seed), and runs that diverged, were interrupted, failed or were
-    abandoned. Only a folder the database records for that run, directly in
+    row's run still load, and every member of a recorded ensemble (``zoo
+    ensemble``), so the ensemble still predicts. Deleted: the other seeds,
+    older runs of the same (spec, seed), and runs that diverged, were
+    interrupted, failed or were abandoned. Only a folder the database records for that run, directly in
     ``runs_dir``, named by the run's id and holding that run's run.json, is
     ever listed: never a running run's, never anything else.
     """
@@ -555,7 +574,7 @@ def plan_prune(db, runs_dir: str | os.PathLike) -> PrunePlan:
 
     runs_dir = Path(runs_dir).expanduser().resolve()
     finished = db.finished()
-    kept = lb.best_run_ids(finished)
+    kept = lb.best_run_ids(finished) | {m for r in finished if r.is_ensemble for m in r.members}
     finished_ids = {r.id for r in finished}
     seeds: dict[str, int] = {}
     for record in finished:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from zoo_core.cli import cli, pass_state
-from zoo_core.cli.options import format_option, load_saved_run, results_option, runs_option
+from zoo_core.cli.options import format_option, load_scorer, results_option, runs_option
 from zoo_core.tables import render
 
 
@@ -21,23 +21,25 @@ from zoo_core.tables import render
 def evaluate(state, run_ref, data_path, fmt, results_path):
     """Score a saved run on labelled reviews: accuracy, loss and AUC.
 
+    RUN is a run id (any unique prefix; see `zoo runs`), `best` or a saved
+    run's folder. An ensemble's id (`zoo ensemble`) scores the mean of its
+    members' P(positive), its loss the binary cross-entropy of that mean.
+
     \b
     Examples:
       zoo evaluate best
       zoo evaluate 3fa2 --data my_reviews.tsv
     """
     from zoo_core.data import check_labelled, find_source, read_labelled
-    from zoo_core.runs import check_labelled_file, text_split
+    from zoo_core.runs import check_labelled_file
 
     if data_path is not None:  # a bad --data: one line at once, not after TensorFlow's import (seconds)
         check_labelled(data_path)
         check_labelled_file(data_path)
-    model, vocab, run, run_id = load_saved_run(state, run_ref, results_path)
-    from zoo_core.training import evaluate as score
-
-    path = data_path or find_source(run.data, state.settings)
+    scorer = load_scorer(state, run_ref, results_path)
+    path = data_path or find_source(scorer.data, state.settings)
     check_labelled_file(path)
     texts, labels = read_labelled(path)
-    metrics = score(model, text_split(texts, labels, vocab, run), run)
-    rows = [[run_id, run.model.label, str(path), len(texts)] + [round(metrics[m], 4) for m in ("accuracy", "loss", "auc")]]
+    metrics = scorer.evaluate(texts, labels)
+    rows = [[scorer.id, scorer.label, str(path), len(texts)] + [round(metrics[m], 4) for m in ("accuracy", "loss", "auc")]]
     click.echo(render(rows, ["run", "model", "data", "reviews", "accuracy", "loss", "auc"], fmt))

@@ -271,16 +271,42 @@ def write_text(text: str, output: str | None) -> None:
 
 
 def load_saved_run(state, run_ref: str, results_path):
-    """``(model, vocab, run_spec, run_id)`` for a run id, id prefix, ``best`` or a saved-run folder."""
-    from zoo_core.runs import load_run, resolve_run, saved_run_folder
+    """``(model, vocab, run_spec, run_id)`` for a run id, id prefix, ``best`` or a saved-run folder.
+
+    An ensemble (``zoo ensemble``) has no model of its own: its id is refused in one line, and ``best``
+    names the top run that is not one (see :func:`load_scorer` for commands that can use ensembles).
+    """
+    from zoo_core.runs import load_run
+
+    directory, run_id = _resolve(state, run_ref, results_path, ensembles=False)[:2]
+    model, vocab, run = load_run(directory, state.registry)
+    return model, vocab, run, run_id
+
+
+def load_scorer(state, run_ref: str, results_path):
+    """What scores reviews for RUN: a :class:`zoo_core.ensemble.Member` (one saved run: a run id, id prefix,
+    ``best`` or a saved-run folder) or, for an ensemble's id (or ``best`` when an ensemble tops the
+    leaderboard), a :class:`zoo_core.ensemble.Ensemble` of its members. Both have ``id``, ``label``,
+    ``data``, ``describe()``, ``predict_proba(texts)`` and ``evaluate(texts, labels)``."""
+    from zoo_core.ensemble import Member, load_ensemble
+    from zoo_core.runs import load_run
+
+    directory, run_id, db = _resolve(state, run_ref, results_path, ensembles=True)
+    if directory is None:  # an ensemble: its members' weights
+        return load_ensemble(db.get(run_id), db, runs_folder(state, db.path), state.registry)
+    model, vocab, run = load_run(directory, state.registry)
+    return Member(run_id, model, vocab, run)
+
+
+def _resolve(state, run_ref: str, results_path, ensembles: bool):
+    """``(directory or None for an ensemble, run id, the results database or None)`` for RUN."""
+    from zoo_core.runs import resolve_run, saved_run_folder
 
     if not run_ref.strip():  # '' would be the working directory, or a prefix of every run id
         raise ZooError("RUN is empty: give a run id (see `zoo runs`), best, or a saved run's folder")
     folder = saved_run_folder(run_ref)
     if folder is not None:  # a saved run's folder, e.g. from `zoo train --save DIR`
-        directory, run_id = folder, folder.name
-    else:
-        db = open_db(state, results_path)
-        directory, run_id = resolve_run(run_ref, db, runs_folder(state, db.path))
-    model, vocab, run = load_run(directory, state.registry)
-    return model, vocab, run, run_id
+        return folder, folder.name, None
+    db = open_db(state, results_path)
+    directory, run_id = resolve_run(run_ref, db, runs_folder(state, db.path), ensembles=ensembles)
+    return directory, run_id, db

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from zoo_core.cli import cli, pass_state
-from zoo_core.cli.options import format_option, load_saved_run, results_option, runs_option
+from zoo_core.cli.options import format_option, load_scorer, results_option, runs_option
 from zoo_core.errors import ZooError
 from zoo_core.tables import MACHINE_FORMATS, render
 
@@ -27,7 +27,8 @@ def predict(state, run_ref, texts, file_path, fmt, results_path):
     """P(positive) and the label of each review, from a saved run.
 
     RUN is a run id (any unique prefix; see `zoo runs`), `best` (the top of the
-    leaderboard) or a saved run's folder.
+    leaderboard) or a saved run's folder. An ensemble's id (`zoo ensemble`)
+    gives the mean of its members' P(positive).
 
     \b
     Examples:
@@ -47,16 +48,14 @@ def predict(state, run_ref, texts, file_path, fmt, results_path):
     reviews = list(texts) + (read_reviews(file_path) if file_path else [])
     if not reviews:
         raise ZooError("nothing to predict: give review texts or --file FILE")
-    model, vocab, run, run_id = load_saved_run(state, run_ref, results_path)
-    from zoo_core.runs import predict_proba
-
+    scorer = load_scorer(state, run_ref, results_path)
     blank = [is_blank(text) for text in reviews]
-    probs = iter(predict_proba(model, vocab, run, [t for t, b in zip(reviews, blank) if not b]))
+    probs = iter(scorer.predict_proba([t for t, b in zip(reviews, blank) if not b]))
     numeric = fmt in MACHINE_FORMATS
     rows = []
     for text, empty in zip(reviews, blank):
         p = None if empty else round(float(next(probs)), 4)
         label = "empty" if empty else "positive" if p >= 0.5 else "negative"
         rows.append([text if numeric else _shorten(text), p, label])
-    click.echo(f"run {run_id}: {run.model.label}, seed {run.seed}", err=True)
+    click.echo(scorer.describe(), err=True)
     click.echo(render(rows, ["review", "p_positive", "label"], fmt))
