@@ -86,7 +86,7 @@ def rank(state, patterns, preset, seeds, results_path, dry_run, fmt, seed, set_v
         ray_only = {"--address": address, "--cpus-per-run": cpus_per_run, "--gpus-per-run": gpus_per_run}
         given = [flag for flag, value in ray_only.items() if value is not None]
         if given:
-            raise ZooError(f"{', '.join(given)} only apply with --executor ray")
+            raise ZooError(f"{', '.join(given)}: only with --executor ray")
     elif not dry_run:
         from zoo_core.executors.ray_executor import require_ray
 
