@@ -37,7 +37,7 @@ import pluggy
 from zoo_core import hookspecs, plugin_checks
 from zoo_core.config import KINDS, ModelSpec
 from zoo_core.errors import DuplicateNameError, UndeclaredParamError, UnknownNameError, ZooError
-from zoo_core.settings import Preset, Settings, load_settings
+from zoo_core.settings import DEFAULT_REGISTRY, Preset, Settings, load_settings
 
 ENTRY_POINT_GROUP = "rnn_zoo"
 SLOW_PLUGIN_SECONDS = 2.0  # a plugin loading slower than this is named on stderr
@@ -503,7 +503,8 @@ class RegistrySource:
     registry file and plugin filter, the same plugin modules imported there.
 
     Attributes:
-        registry_file: The registry.toml read (absolute), or None for none.
+        registry_file: The registry.toml read (absolute; it must exist at this path where the registry is
+            built again), or None for the checkout's own (each machine reads its own rnn-zoo's).
         plugins: The plugin filter in force, comma-separated patterns; ``""``: every plugin.
         entry_points: Whether installed entry-point plugins were loaded.
     """
@@ -541,6 +542,7 @@ def build_registry(registry_file: str | None = None, plugins: str | None = None,
         registry.register("model", spec, plugin="registry.toml")
     only = plugin_filter(plugins)
     registry.load_plugins(settings.plugin_modules, only, entry_points)
-    path = str(settings.path.resolve()) if settings.path else None
-    registry.source = RegistrySource(path, ",".join(only or ()), entry_points)
+    # The checkout's own file is named as such (None), so a worker on another node reads its own checkout's.
+    own = settings.path is None or (DEFAULT_REGISTRY.is_file() and settings.path.resolve() == DEFAULT_REGISTRY.resolve())
+    registry.source = RegistrySource(None if own else str(settings.path.resolve()), ",".join(only or ()), entry_points)
     return registry

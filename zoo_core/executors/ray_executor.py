@@ -113,7 +113,11 @@ class RayExecutor(Executor):
                                                    retry_exceptions=True)
         self._running: dict[Any, tuple[Job, Any]] = {}  # ObjectRef -> (job, dataset)
         self._datasets: dict[int, tuple[Any, Any]] = {}  # id(dataset) -> (dataset, its ObjectRef)
-        self.slots()  # a cluster too small for one run: one line now, before any claim
+        try:
+            self.slots()  # a cluster too small for one run: one line now, before any claim
+        except ZooError:
+            self.close()
+            raise
 
     def _init(self, address: str | None) -> None:
         ray = self._ray
