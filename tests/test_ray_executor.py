@@ -124,7 +124,8 @@ def test_rerunning_a_ray_rank_on_the_cluster_trains_nothing_and_prints_only_its_
     # A driver process of its own, connecting to the running cluster as to a multi-node one.
     done = subprocess.run([sys.executable, "-m", "zoo_core.cli", *map(str, ranked["args"]), "--executor", "ray",
                            "--address", cluster["address"]],
-                          capture_output=True, text=True, env=_env(ranked["ray"].parent), timeout=TIMEOUT_S, check=False)
+                          capture_output=True, text=True, env=_env(ranked["ray"].parent), timeout=TIMEOUT_S,
+                          check=False)
     assert done.returncode == 0, done.stderr
     assert {r.id: r.finished_at for r in ResultsDB(ranked["ray"]).runs()} == before
     assert done.stderr.splitlines() == [

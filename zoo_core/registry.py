@@ -543,6 +543,7 @@ def build_registry(registry_file: str | None = None, plugins: str | None = None,
     only = plugin_filter(plugins)
     registry.load_plugins(settings.plugin_modules, only, entry_points)
     # The checkout's own file is named as such (None), so a worker on another node reads its own checkout's.
-    own = settings.path is None or (DEFAULT_REGISTRY.is_file() and settings.path.resolve() == DEFAULT_REGISTRY.resolve())
-    registry.source = RegistrySource(None if own else str(settings.path.resolve()), ",".join(only or ()), entry_points)
+    path = settings.path.resolve() if settings.path else None
+    own = path is None or (DEFAULT_REGISTRY.is_file() and path == DEFAULT_REGISTRY.resolve())
+    registry.source = RegistrySource(None if own else str(path), ",".join(only or ()), entry_points)
     return registry

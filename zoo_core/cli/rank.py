@@ -129,7 +129,8 @@ def rank(state, patterns, preset, seeds, results_path, dry_run, fmt, seed, set_v
         if executor == "local":
             options = {"train": train, "progress": progress, "echo": echo_err}
         else:
-            options = {"address": address, "cpus_per_run": CPUS_PER_RUN.default if cpus_per_run is None else cpus_per_run,
+            options = {"address": address,
+                       "cpus_per_run": CPUS_PER_RUN.default if cpus_per_run is None else cpus_per_run,
                        "gpus_per_run": GPUS_PER_RUN.default if gpus_per_run is None else gpus_per_run}
         with should_stop.at_once():  # starting Ray takes seconds and checks no stop request
             pool = make_executor(executor, registry, **options)
