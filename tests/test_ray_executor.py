@@ -61,19 +61,24 @@ def _env(home: Path) -> dict[str, str]:
 
 # -- a Ray rank is a local rank ----------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def ranked(cluster, tiny_imdb_archive, tmp_path_factory):
+def ranked(request, tiny_imdb_archive, tmp_path_factory):
     """The same 2-model deterministic rank, local (its own process: determinism is process-wide) and through Ray."""
     home = tmp_path_factory.mktemp("ranked")
     args = ["rank", "elman-last", "gru-mean", *TINY_RANK, "--set", "train.deterministic=true",
             "--data", str(tiny_imdb_archive)]
     local_db, ray_db = home / "local" / "results.sqlite", home / "ray" / "results.sqlite"
-    local = subprocess.run([sys.executable, "-m", "zoo_core.cli", *args, "--results", str(local_db)],
-                           capture_output=True, text=True, env=_env(home), timeout=TIMEOUT_S, check=False)
-    assert local.returncode == 0, local.stderr
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("XDG_DATA_HOME", str(home / "share"))
-        env.setenv("XDG_CACHE_HOME", str(home / "cache"))
-        result = zoo(*args, "--results", ray_db, "--executor", "ray")
+    local = subprocess.Popen([sys.executable, "-m", "zoo_core.cli", *args, "--results", str(local_db)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(home))
+    try:
+        request.getfixturevalue("cluster")  # Ray starts while the local rank trains
+        with pytest.MonkeyPatch.context() as env:
+            env.setenv("XDG_DATA_HOME", str(home / "share"))
+            env.setenv("XDG_CACHE_HOME", str(home / "cache"))
+            result = zoo(*args, "--results", ray_db, "--executor", "ray")
+        stderr = local.communicate(timeout=TIMEOUT_S)[1]
+    finally:
+        local.kill()
+    assert local.returncode == 0, stderr
     return {"local": local_db, "ray": ray_db, "output": result.output, "args": [*args, "--results", ray_db]}
 
 
