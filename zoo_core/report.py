@@ -49,6 +49,8 @@ REVIEW_CHARS = (200, 700)
 #: Curves and gradient-norm plots of a setup overlay the best run of at most this many specs (the top ones).
 MAX_OVERLAID = 10
 METRIC = "test_accuracy"
+#: Columns whose long text wraps; every other cell of a data table stays on one line.
+WRAPPED = ("hyperparameters", "setup", "message")
 DPI = 100
 
 STYLE = """\
@@ -65,11 +67,18 @@ table { border-collapse: collapse; margin: .5em 0 1em; font-size: .9em; }
 th, td { border: 1px solid #d8d8d8; padding: .25em .55em; text-align: left; vertical-align: top; }
 th { background: #f1f3f5; font-weight: 600; }
 tbody tr:nth-child(even) { background: #fafbfc; }
+.leaderboard, .marginal, .runs { font-size: .84em; }
+.leaderboard td, .marginal td, .runs td, .curves td { white-space: nowrap; }
+.leaderboard th, .leaderboard td { padding: .25em .4em; }
+td.wrap { white-space: normal; min-width: 9em; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 td.id, code { font-family: ui-monospace, "SFMono-Regular", Menlo, Consolas, monospace; font-size: .92em; }
-table.kv th { width: 14em; background: #f7f7f7; }
+table.kv th { width: 11em; background: #f7f7f7; }
 .scroll { overflow-x: auto; }
 .cols { display: flex; flex-wrap: wrap; gap: 0 2.5em; align-items: flex-start; }
+.cols > div { flex: 1 1 0; min-width: 24em; }
+.cols table.kv { width: 100%; }
+table.kv td { overflow-wrap: anywhere; }
 .cols h2 { margin-top: 1em; }
 .caption, .note { color: #555; font-size: .9em; max-width: 70em; }
 .note { border-left: 3px solid #d0d7de; padding-left: .6em; }
@@ -216,7 +225,10 @@ _NUMERIC_TEXT = re.compile(r"^-?\d[\d.,]*(e-?\d+)?( ± [\d.]+)?( \[[-\d., ]+\])?
 
 
 def _cell(value: Any, link: str | None = None, cls: str | None = None) -> str:
-    text = esc("-" if value is None or value == "" else value)
+    """A ``<td>``: numbers (and ``0.85 ± 0.01``-like text) right-aligned, whole numbers from 10,000 on with
+    thousands separators; ``link`` makes the text a link, ``cls`` sets the class (``""``: none)."""
+    shown = f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10_000 else value
+    text = esc("-" if shown is None or shown == "" else shown)
     if cls is None:
         cls = "num" if _is_number(value) or (isinstance(value, str) and _NUMERIC_TEXT.match(value)) else None
     inner = f'<a href="{esc(link)}">{text}</a>' if link else text
@@ -241,7 +253,8 @@ def _image(src: str, alt: str) -> str:
 
 
 def _note(text: str) -> str:
-    return f'<p class="note">{esc(text)}</p>'
+    """A note paragraph; `backquoted` commands in it are shown as code."""
+    return '<p class="note">' + re.sub(r"`([^`<>]+)`", r"<code>\1</code>", esc(text)) + "</p>"
 
 
 def _status_text(record: RunRecord) -> str:
@@ -389,28 +402,32 @@ def _leaderboard_section(ctx: _Context, setup: lb.Setup, writer: _Writer) -> str
     table = lb.leaderboard(groups, METRIC, "html", ctx.defaults)
     best_col = table.headers.index("best_run")
     model_col = table.headers.index("model")
-    headers = table.headers + ["runs (seed: id)"]
+    headers = table.headers + ["runs"]
     rows = []
     for group, row in zip(ranked, table.rows):
         cells = []
         for i, value in enumerate(row):
-            if i == best_col:
+            if table.headers[i] in WRAPPED:
+                cells.append(_cell(value, cls="wrap"))
+            elif i == best_col:
                 cells.append(_cell(value, _run_link(value, 0), "id"))
             elif i == model_col:
                 cells.append(_cell(value, _run_link(row[best_col], 0)))
             else:
                 cells.append(_cell(value))
         if group.is_ensemble:
-            runs = "members " + ", ".join(f'<a href="{esc(_run_link(m, 0))}">{esc(m)}</a>' for m in group.runs[0].members)
+            runs = "members " + " ".join(f'<a href="{esc(_run_link(m, 0))}" title="run {esc(m)}">{n}</a>'
+                                         for n, m in enumerate(group.runs[0].members, start=1))
         else:
-            runs = ", ".join(f'{r.seed}: <a href="{esc(_run_link(r.id, 0))}">{esc(r.id)}</a>' for r in group.runs)
-        cells.append(f'<td class="id">{runs}</td>')
+            runs = "seed " + " ".join(f'<a href="{esc(_run_link(r.id, 0))}" title="run {esc(r.id)}">{esc(r.seed)}</a>'
+                                      for r in group.runs)
+        cells.append(f"<td>{runs}</td>")
         rows.append(cells)
     anchor = f"setup-{setup.key}"
     out = [f'<h2 id="{esc(anchor)}">Setup {esc(setup.key)}: {esc(setup.describe(ctx.defaults))}</h2>',
            f'<p class="caption">{len(setup.records)} finished runs of {len(groups)} specs; the last finished '
            f"{esc(setup.latest[:16].replace('T', ' '))} UTC. Each row is one spec; its model links to its "
-           "best seed's page.</p>",
+           "best seed's page, and every run is under runs.</p>",
            _table(headers, rows, "leaderboard",
                   f' data-setup="{esc(setup.key)}" data-settings="{esc(setup.describe(ctx.defaults))}"')]
     if table.caption:
@@ -504,8 +521,8 @@ def _index(ctx: _Context, db_name: str, writer: _Writer) -> str:
     body.append('<h2 id="all-runs">All runs</h2>')
     table = lb.runs_table(ctx.records, "html")
     id_col = table.headers.index("id")
-    rows = [[_cell(v, _run_link(v, 0), "id") if i == id_col else _cell(v) for i, v in enumerate(row)]
-            for row in table.rows]
+    rows = [[_cell(v, _run_link(v, 0), "id") if i == id_col else _cell(v, cls="wrap" if h in WRAPPED else None)
+             for i, (h, v) in enumerate(zip(table.headers, row))] for row in table.rows]
     body.append(_table(table.headers, rows, "runs"))
     for note in ctx.notes:
         body.append(_note(note))
@@ -585,7 +602,7 @@ def _run_page(ctx: _Context, record: RunRecord, explained: str, writer: _Writer)
 
 
 LEGEND = ('<p class="caption">Each token is coloured by its share of the score (the logit whose sigmoid is '
-          'P(positive)): <span style="background:rgb(214,39,40);padding:1px 4px">against</span> … '
+          'P(positive)): <span style="background:rgb(214,39,40);color:#fff;padding:1px 4px">against</span> … '
           '<span style="padding:1px 4px;border:1px solid #ddd">neutral</span> … '
           '<span style="background:rgb(44,160,44);color:#fff;padding:1px 4px">for</span> a positive prediction, scaled per '
           "review to its largest share. Hover a token for its numbers. Exact shares for mean-logits and "
