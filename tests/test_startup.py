@@ -60,6 +60,8 @@ CHEAP_COMMANDS = [
     ["leaderboard"],
     ["runs"],
     ["explain", "--help"],
+    ["report", "--help"],
+    ["report", "-o", "no-such-report-folder"],       # no results file yet: one line, nothing written
     ["ensemble", "--help"],
     ["ensemble", "3f2a", "71c0"],                   # no results file yet
     ["ensemble", "3f2a", "--name", ""],             # an empty name
