@@ -514,6 +514,8 @@ def explanation_html(explanation: Explanation, title: str | None = None) -> str:
     for t in e.tokens:
         r, g, b = contribution_rgb(t.contribution, scale)
         style = f"background:rgb({r},{g},{b});padding:1px 2px;border-radius:3px"
+        if 0.299 * r + 0.587 * g + 0.114 * b < 140:  # a dark background (strong red or green): white text reads
+            style += ";color:#fff"
         if t.kind in (UNKNOWN, START_TOKEN, PADDING):
             style += ";font-style:italic;color:#555"
         tip = f"{t.shown}: contribution {t.contribution:+.4f}, P(positive) after it {t.running_p:.3f}"
