@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 
-#: What a user may have set that would point a test at real data, results or plugins.
-ZOO_VARIABLES = ("ZOO_DATA", "ZOO_RESULTS", "ZOO_RUNS", "ZOO_PLUGINS", "ZOO_REGISTRY")
+#: What a user (or a test runner) may have set that would point a test at real data, results or plugins, or
+#: narrow its tables: a test that wants a width sets COLUMNS itself (pytest-xdist's workers inherit one).
+ZOO_VARIABLES = ("ZOO_DATA", "ZOO_RESULTS", "ZOO_RUNS", "ZOO_PLUGINS", "ZOO_REGISTRY", "COLUMNS", "LINES")
 
 
 def isolate(patch: pytest.MonkeyPatch, home: Path) -> None:
-    """Points caches, results and runs into ``home`` and clears the ZOO_* variables a user may have set."""
+    """Points caches, results and runs into ``home`` and clears the variables in :data:`ZOO_VARIABLES`."""
     patch.setenv("XDG_CACHE_HOME", str(home / "cache"))
     patch.setenv("XDG_DATA_HOME", str(home / "share"))
     for name in ZOO_VARIABLES:
