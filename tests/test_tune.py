@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -113,6 +114,60 @@ def test_rank_tuned_names_a_model_without_a_study(tuned, tmp_path):
     assert len(result.output.strip().splitlines()) == 1
     fresh = zoo("rank", "elman-last", "--tuned", *SETTINGS, "--results", str(tmp_path / "r.sqlite"), expect=2)
     assert "no tuning studies yet" in fresh.output
+
+
+def test_rank_tuned_limit_ranks_all_the_data_at_the_settings_tuned_on_a_subset(tuned, tmp_path, capsys):
+    import shutil
+
+    shutil.copy(tuned["storage"], tmp_path / "optuna.sqlite")  # the study; a results database of its own
+    common = [*tuned["common"][:-1], str(tmp_path / "results.sqlite")]
+    common[common.index("--limit") + 1] = "0"  # all of the tiny data
+    best = _study(tuned["storage"]).best_params
+    result = zoo("rank", "elman-last", "--tuned", "--tuned-limit", "40", *common)
+    (ranked,) = ResultsDB(tmp_path / "results.sqlite").finished()
+    assert ranked.spec.data.limit == 0 and ranked.spec.train.lr == best["train.lr"]
+    assert ranked.spec.tuned == ("train.lr",)
+    assert "lr=tuned" in result.output  # the setup says the learning rate is each model's own
+    board = json.loads(zoo("leaderboard", "--results", str(tmp_path / "results.sqlite"), "--format", "json").stdout)
+    assert f"lr={best['train.lr']}" in board[0]["hyperparameters"] and "lr=tuned" in board[0]["setup"]
+    # Beside the same model at the default settings: the benchmark's comparison table.
+    zoo("rank", "elman-last", *common)
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import tuned_vs_default
+
+    assert tuned_vs_default.main(["--results", str(tmp_path / "results.sqlite")]) == 0
+    table = capsys.readouterr().out
+    row = next(line for line in table.splitlines() if line.startswith("| elman-last"))
+    assert row.split(" | ")[1] == f"{best['train.lr']:.3g}" and "(lr tuned per model)" in table
+    # Without a study at that limit: one line naming it.
+    missing = zoo("rank", "elman-last", "--tuned", "--tuned-limit", "30", *common, expect=2)
+    assert "--limit 30" in missing.output and len(missing.output.strip().splitlines()) == 1
+    alone = zoo("rank", "elman-last", "--tuned-limit", "40", *common, expect=2)
+    assert alone.output.strip() == "Error: --tuned-limit only applies with --tuned"
+
+
+def test_tuned_settings_belong_to_the_model_not_the_setup(registry):
+    from zoo_core.config import RunSpec
+    from zoo_core.specs import build_run_spec
+
+    base = build_run_spec(registry, "elman-last", {}, [], {})
+    fast, slow = (tuning.apply_params(registry, base, {"train.lr": lr}) for lr in (0.01, 0.002))
+    assert fast.tuned == slow.tuned == ("train.lr",) and base.tuned == ()
+    assert fast.setup_key() == slow.setup_key() != base.setup_key()  # ranked together, apart from untuned runs
+    assert fast.key() != slow.key()
+    assert RunSpec.from_json(fast.to_json()) == fast
+    assert "tuned" not in json.loads(base.to_json())  # an untuned run's record and key are what they were
+
+
+@pytest.mark.parametrize("names", [["lr"], ["model.units"], ["train.no_such"], ["data"]])
+def test_a_tuned_name_that_is_no_setting_is_refused(names):
+    from zoo_core.config import RunSpec
+    from zoo_core.errors import ZooError
+
+    values = json.loads(RunSpec.from_dict({"model": {"encoder": "embedding", "cell": "tanh", "aggregator": "last",
+                                                      "head": "sigmoid1"}}).to_json())
+    with pytest.raises(ZooError, match="is not a data or training setting"):
+        RunSpec.from_dict({**values, "tuned": names})
 
 
 # -- the study's own machinery, in-process ----------------------------------------------------------------

@@ -13,7 +13,7 @@ import dataclasses
 import functools
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from zoo_core.errors import ZooError
@@ -184,22 +184,46 @@ class ModelSpec:
         )
 
 
+def _tuned_settings(names: Sequence[str]) -> tuple[str, ...]:
+    """``names`` checked to be data or training settings (``"train.lr"``), sorted.
+
+    Raises:
+        ZooError: a name that is not ``data.NAME`` or ``train.NAME`` of an existing setting.
+    """
+    sections = {"data": DataConfig, "train": TrainConfig}
+    for name in names:
+        section, _, field = str(name).partition(".")
+        if section not in sections or field not in {f.name for f in dataclasses.fields(sections[section])}:
+            raise ZooError(f"tuned: {name!r} is not a data or training setting (data.NAME or train.NAME)")
+    return tuple(sorted(set(map(str, names))))
+
+
 @dataclasses.dataclass(frozen=True)
 class RunSpec:
-    """Everything that determines a run: rebuilds it exactly."""
+    """Everything that determines a run: rebuilds it exactly.
+
+    Attributes:
+        tuned: The data and training settings (``"train.lr"``) that `zoo tune` chose for this model (their
+            values are in ``data`` and ``train``). They belong to the model, not to the setup: runs whose
+            models were tuned to different learning rates are still ranked together (:meth:`setup_key`).
+    """
 
     model: ModelSpec
     data: DataConfig = DataConfig()
     train: TrainConfig = TrainConfig()
     seed: int = 0
+    tuned: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        values = {
             "model": self.model.to_dict(),
             "data": dataclasses.asdict(self.data),
             "train": dataclasses.asdict(self.train),
             "seed": self.seed,
         }
+        if self.tuned:  # absent otherwise: the JSON (and key) of an untuned run is what it was before
+            values["tuned"] = list(self.tuned)
+        return values
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
@@ -211,6 +235,7 @@ class RunSpec:
             data=DataConfig.from_mapping(values.get("data", {})),
             train=TrainConfig.from_mapping(values.get("train", {})),
             seed=SEED.validate(values.get("seed", 0), "run"),
+            tuned=_tuned_settings(values.get("tuned", ())),
         )
 
     @classmethod
@@ -235,8 +260,13 @@ class RunSpec:
         database adds through the data's checksum) may be ranked together.
         """
         values = self._keyed_values()
-        return hashlib.sha256(json.dumps({"data": values["data"], "train": values["train"]},
-                                         sort_keys=True).encode()).hexdigest()[:16]
+        setup = {"data": values["data"], "train": values["train"]}
+        for setting in self.tuned:  # a tuned setting is the model's own: the setup only says it was tuned
+            section, _, name = setting.partition(".")
+            setup[section].pop(name, None)
+        if self.tuned:
+            setup["tuned"] = sorted(self.tuned)
+        return hashlib.sha256(json.dumps(setup, sort_keys=True).encode()).hexdigest()[:16]
 
     def _keyed_values(self) -> dict[str, Any]:
         values = self.to_dict()

@@ -276,15 +276,24 @@ def sort_groups(groups: Iterable[Group], metric: str = "test_accuracy") -> list[
 
 # -- describing what differs between rows ----------------------------------
 def _flatten_params(spec: RunSpec) -> dict[str, Any]:
-    return {f"{kind}.{name}": value for kind, values in sorted(spec.model.params.items()) for name, value in values.items()}
+    """The model's hyperparameters, ``{"cell.units": 64}``, and its tuned settings, ``{"lr": 0.0031}``."""
+    params = {f"{kind}.{name}": value for kind, values in sorted(spec.model.params.items())
+              for name, value in values.items()}
+    for setting in spec.tuned:
+        section, _, name = setting.partition(".")
+        params[name] = getattr(getattr(spec, section), name)
+    return params
 
 
 def _setup(spec: RunSpec, defaults: RunSpec) -> dict[str, Any]:
-    """The data and training settings that differ from the defaults, e.g. ``{"epochs": 1, "limit": 2000}``."""
+    """The data and training settings that differ from the defaults, e.g. ``{"epochs": 1, "limit": 2000}``;
+    a setting tuned per model (:attr:`RunSpec.tuned`) shows as ``{"lr": "tuned"}``."""
     out = {}
+    tuned = {setting.partition(".")[2] for setting in spec.tuned}
     for section in ("data", "train"):
         given, base = dataclasses.asdict(getattr(spec, section)), dataclasses.asdict(getattr(defaults, section))
-        out.update({k: v for k, v in given.items() if k != "source" and v != base.get(k)})
+        out.update({k: "tuned" if k in tuned else v for k, v in given.items()
+                    if k != "source" and (k in tuned or v != base.get(k))})
     return out
 
 

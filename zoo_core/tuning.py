@@ -248,7 +248,9 @@ def apply_params(registry, run: RunSpec, values: Mapping[str, Any]) -> RunSpec:
         section, _, name = key.partition(".")
         if section in ("data", "train"):
             settings[name] = value
-    return build_run_spec(registry, None, {}, items, settings, seed=run.seed, base_model=run.model)
+    built = build_run_spec(registry, None, {}, items, settings, seed=run.seed, base_model=run.model)
+    tuned = [key for key in values if key.partition(".")[0] in ("data", "train")]
+    return dataclasses.replace(built, tuned=tuple(sorted(set(tuned) | set(run.tuned)))) if tuned else built
 
 
 def describe_values(values: Mapping[str, Any]) -> str:
@@ -663,13 +665,17 @@ def find_study(optuna, storage, base: RunSpec, space: Sequence[Param], metric: s
     return optuna.load_study(study_name=found[0].study_name, storage=storage) if found else None
 
 
-def tuned_runs(registry, runs: Sequence[RunSpec], path: Path) -> tuple[list[RunSpec], list[str]]:
+def tuned_runs(registry, runs: Sequence[RunSpec], path: Path,
+               study_limit: int | None = None) -> tuple[list[RunSpec], list[str]]:
     """``runs`` at their models' tuned settings (``zoo rank --tuned``), and a line per model saying which.
 
     Each run takes the best trial's settings of the most recently started
     study of its model and setup (the same data and training settings, any
-    seed) that has a complete trial. Seeds are the runs' own: the runs are
-    trained afresh and scored on the test split; no trial run is reused.
+    seed) that has a complete trial; with ``study_limit``, of the study
+    tuned on that many reviews (``zoo tune --limit N``) instead of the runs'
+    own limit. Seeds are the runs' own: the runs are trained afresh and
+    scored on the test split; no trial run is reused. The settings taken
+    are named in each run's :attr:`RunSpec.tuned`.
 
     Raises:
         ZooError: Optuna missing, no storage at ``path``, or a model with no
@@ -684,8 +690,13 @@ def tuned_runs(registry, runs: Sequence[RunSpec], path: Path) -> tuple[list[RunS
     storage = open_storage(optuna, path, create=False)
     chosen: dict[str, Any] = {}
     missing: list[str] = []
+    def study_group(run: RunSpec) -> str:
+        if study_limit is None:
+            return group_key(run)
+        return group_key(dataclasses.replace(run, data=dataclasses.replace(run.data, limit=study_limit)))
+
     for run in runs:
-        group = group_key(run)
+        group = study_group(run)
         if group in chosen or run.model.label in missing:
             continue
         found = [s for s in studies_of(optuna, storage, group) if s.best_trial is not None]
@@ -694,10 +705,11 @@ def tuned_runs(registry, runs: Sequence[RunSpec], path: Path) -> tuple[list[RunS
         else:
             missing.append(run.model.label)
     if missing:
+        limit = "" if study_limit is None else f" (and --limit {study_limit})"
         raise ZooError(f"--tuned: no tuning study with a finished trial for {', '.join(missing)} with these data "
-                       f"and training settings in {path}; tune it first: zoo tune {missing[0]} --param ... "
+                       f"and training settings{limit} in {path}; tune it first: zoo tune {missing[0]} --param ... "
                        "(with the same settings)")
-    out = [apply_params(registry, run, chosen[group_key(run)].best_trial.params) for run in runs]
+    out = [apply_params(registry, run, chosen[study_group(run)].best_trial.params) for run in runs]
     notes = []
     for group, summary in chosen.items():
         best = summary.best_trial

@@ -31,6 +31,9 @@ GPUS_PER_RUN = HParam("gpus_per_run", float, 0.0, "GPUs each Ray task holds", lo
 @click.option("--tuned", is_flag=True,
               help="Train each model at its own tuned settings: the best trial of its latest `zoo tune` study "
                    "with the same data and training settings (optuna.sqlite beside the results database).")
+@click.option("--tuned-limit", type=click.IntRange(0), default=None, metavar="N",
+              help="With --tuned: take the settings from the studies tuned with --limit N (tune on a subset, "
+                   "rank on all the data); the other data and training settings must still match.")
 @click.option("--executor", type=click.Choice(EXECUTORS), default="local", show_default=True,
               help="Where the runs train: local (one after another, in this process) or ray (as Ray tasks, several "
                    "at once, on this machine or a cluster: docs/CLUSTER.md; pip install -e '.[ray]').")
@@ -44,8 +47,8 @@ GPUS_PER_RUN = HParam("gpus_per_run", float, 0.0, "GPUs each Ray task holds", lo
 @click.option("--dry-run", is_flag=True, help="List the runs it would train, and which already finished.")
 @format_option()
 @pass_state
-def rank(state, patterns, preset, seeds, results_path, tuned, dry_run, fmt, seed, set_values, executor, address,
-         cpus_per_run, gpus_per_run, **flags):
+def rank(state, patterns, preset, seeds, results_path, tuned, tuned_limit, dry_run, fmt, seed, set_values, executor,
+         address, cpus_per_run, gpus_per_run, **flags):
     """Train every matching model once per seed under identical settings, and rank them.
 
     PATTERN is a named model, an fnmatch pattern on names or on
@@ -100,6 +103,8 @@ def rank(state, patterns, preset, seeds, results_path, tuned, dry_run, fmt, seed
         from zoo_core.executors.ray_executor import require_ray
 
         require_ray()  # not installed: one line saying how, before anything is planned or imported
+    if tuned_limit is not None and not tuned:
+        raise ZooError("--tuned-limit only applies with --tuned")
     if seed + seeds - 1 > SEED.high:
         raise ZooError(f"--seed {seed} --seeds {seeds} runs past the largest seed, {SEED.high}")
     registry = state.registry
@@ -108,7 +113,7 @@ def rank(state, patterns, preset, seeds, results_path, tuned, dry_run, fmt, seed
     if tuned:
         from zoo_core.tuning import storage_path, tuned_runs
 
-        runs, notes = tuned_runs(registry, runs, storage_path(db_path))  # a model never tuned: one line
+        runs, notes = tuned_runs(registry, runs, storage_path(db_path), study_limit=tuned_limit)  # untuned: 1 line
         for note in notes:
             echo_err(note)
     deterministic = deterministic_ops(runs)  # a mixed plan: one line, before anything else
