@@ -1,0 +1,135 @@
+"""``zoo tune --executor ray`` on a real local Ray instance (no mocks), tiny data, 1-2 epochs.
+
+Ray starts once for the module (two CPUs); the commands under test reuse it
+in this process. Trials train as Ray tasks, two at once; the study (Optuna's
+storage) and the results database stay in this process, and the workers'
+per-epoch reports reach the study's pruner through an actor on this node.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from tests.cli_helpers import zoo
+from tests.isolation import home_env
+from zoo_core import tuning
+from zoo_core.results import ResultsDB
+
+ray = pytest.importorskip("ray")
+optuna = pytest.importorskip("optuna")
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+SETTINGS = ["--limit", "40", "--epochs", "1", "--maxlen", "20", "--set", "encoder.dim=4"]
+SPACE = ["--param", "lr=1e-3:1e-1:log", "--param", "cell.units=3,4"]
+
+
+def _study(storage_file):
+    storage = tuning.open_storage(optuna, storage_file, create=False)
+    (name,) = optuna.study.get_all_study_names(storage)
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """A local Ray instance with 2 CPUs for the module."""
+    home = tmp_path_factory.mktemp("ray")
+    with pytest.MonkeyPatch.context() as env:  # workers inherit the environment Ray starts with
+        env.setenv("XDG_CACHE_HOME", str(home / "cache"))
+        env.setenv("XDG_DATA_HOME", str(home / "share"))
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+                 logging_level=logging.ERROR)
+    try:
+        yield home
+    finally:
+        ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def tuned(cluster, tmp_path_factory, tiny_imdb_archive):
+    """``zoo tune elman-last --executor ray`` over lr and cell.units, 3 trials of 1 epoch."""
+    home = tmp_path_factory.mktemp("tune-ray")
+    db_path = home / "results.sqlite"
+    common = [*SETTINGS, "--data", str(tiny_imdb_archive), "--results", str(db_path)]
+    with home_env(home):
+        result = zoo("tune", "elman-last", *SPACE, "--trials", "3", *common, "--executor", "ray")
+    return {"db": db_path, "common": common, "output": result.output, "home": home,
+            "storage": home / "optuna.sqlite"}
+
+
+def test_a_study_of_3_trials_through_ray_records_3_validation_only_runs_and_a_best(tuned):
+    study = _study(tuned["storage"])
+    trials = study.get_trials()
+    assert len(trials) == 3 and {t.state.name for t in trials} <= {"COMPLETE", "PRUNED"}
+    db = ResultsDB(tuned["db"])
+    runs = {r.id: r for r in db.runs()}
+    assert len(runs) == 3 and {r.status for r in runs.values()} <= {"trial", "pruned"}
+    for trial in trials:
+        record = runs[trial.user_attrs["run_id"]]
+        assert record.spec.train.lr == trial.params["train.lr"]
+        assert record.spec.model.params_for("cell") == {"units": trial.params["cell.units"]}
+        # Never the test split; the value Optuna holds is the validation one the worker reported.
+        assert (record.test_accuracy, record.test_loss, record.test_auc) == (None, None, None)
+        assert trial.intermediate_values == {1: pytest.approx(record.val_accuracy)}
+        assert record.host and (tuned["home"] / "runs" / record.id / "run.json").is_file()
+    assert db.finished() == []
+    assert tuning.best_trial(study) is not None
+    assert f"best: trial {study.best_trial.number}" in tuned["output"]
+    assert "3 trials run now; 3 of 3 in study" in tuned["output"]
+    assert sum(line.startswith("[trial ") and ": training" in line for line in tuned["output"].splitlines()) == 3
+
+
+def test_rerunning_with_more_trials_through_ray_runs_only_the_missing_one(tuned):
+    before = {r.id: r.finished_at for r in ResultsDB(tuned["db"]).runs()}
+    with home_env(tuned["home"]):
+        result = zoo("tune", "elman-last", *SPACE, "--trials", "4", *tuned["common"], "--executor", "ray",
+                     "--cpus-per-run", "1")
+    assert "1 trial run now; 4 of 4 in study" in result.output
+    after = {r.id: r.finished_at for r in ResultsDB(tuned["db"]).runs()}
+    assert len(after) == 4 and all(after[i] == t for i, t in before.items())  # finished trials left alone
+    assert len(_study(tuned["storage"]).trials) == 4
+
+
+def test_a_trial_worse_than_the_median_is_pruned_over_ray(cluster, registry, tiny_imdb_archive, tmp_path):
+    from zoo_core.data import load_dataset
+    from zoo_core.executors.ray_executor import RayExecutor, RayPruning
+    from zoo_core.specs import build_run_spec
+
+    base = build_run_spec(registry, "elman-last", {}, ["encoder.dim=4", "cell.units=4"],
+                          {"limit": 40, "epochs": 2, "maxlen": 20, "source": str(tiny_imdb_archive)})
+    db = ResultsDB(tmp_path / "results.sqlite")
+    storage_file = tuning.storage_path(db.path)
+    storage = tuning.open_storage(optuna, storage_file)
+    space = tuning.parse_space(registry, base, ["lr=1e-3:1e-1:log"])
+    study = tuning.open_study(optuna, storage, base, space, "val_accuracy",
+                              pruner=optuna.pruners.MedianPruner(n_startup_trials=1))
+    # An earlier trial whose validation accuracy after epoch 1 no run can reach: the next one must be pruned there.
+    distribution = optuna.distributions.FloatDistribution(1e-3, 1e-1, log=True)
+    study.add_trial(optuna.trial.create_trial(params={"train.lr": 1e-2}, distributions={"train.lr": distribution},
+                                              value=1.01, intermediate_values={1: 1.01}))
+    lines: list[str] = []
+    with RayExecutor(registry) as pool, RayPruning(pool, storage_file, study, "val_accuracy") as hooks:
+        outcome = tuning.tune(study, space, base, registry, db, 2, runs_dir=tmp_path / "runs", storage=storage,
+                              load_dataset=lambda config: load_dataset(config, registry.settings, seed=0),
+                              echo=lines.append, executor=pool, trial_hooks=hooks)
+    assert [t.status for t in outcome.ran] == ["pruned"] and not outcome.interrupted
+    trial = study.trials[1]
+    assert trial.state.name == "PRUNED" and list(trial.intermediate_values) == [1]
+    (record,) = db.runs()
+    assert record.status == "pruned" and record.train_status == "pruned" and record.epochs_run == 1
+    assert record.test_accuracy is None and "pruned after epoch 1" in record.message
+    assert trial.user_attrs["run_id"] == record.id and tuning.counted(study) == 2
+    assert any(line.startswith(f"[trial {trial.number}] pruned:") for line in lines)
+
+
+def test_ray_flags_are_checked_in_one_line(cluster, tiny_imdb_archive, tmp_path):
+    base = ["tune", "elman-last", *SPACE, *SETTINGS, "--data", tiny_imdb_archive, "--results", tmp_path / "r.sqlite"]
+    for args, expected in (
+            (["--address", "auto"], "--address: only with --executor ray"),
+            (["--cpus-per-run", "1", "--gpus-per-run", "1"], "--cpus-per-run, --gpus-per-run: only with --executor"),
+            (["--executor", "ray", "--cpus-per-run", "0"], "--cpus-per-run"),
+            (["--executor", "ray", "--cpus-per-run", "64"], "the Ray cluster has 2 CPU(s)")):
+        result = zoo(*base, *args, expect=2)
+        assert result.stderr.count("\n") == 1 and expected in result.stderr, result.stderr
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
