@@ -9,6 +9,10 @@ per-epoch reports reach the study's pruner through an actor on this node.
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import threading
+import time
 
 import pytest
 
@@ -23,6 +27,10 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 SETTINGS = ["--limit", "40", "--epochs", "1", "--maxlen", "20", "--set", "encoder.dim=4"]
 SPACE = ["--param", "lr=1e-3:1e-1:log", "--param", "cell.units=3,4"]
+TIMEOUT_S = 300
+# Both test plugins (tests/failing_plugin.py, tests/trap_plugin.py), beside the zoo's own components.
+REGISTRY = ('[plugins]\nmodules = ["zoo_core.encoders", "zoo_core.cells", "zoo_core.aggregators", "zoo_core.heads", '
+            '"zoo_plugins.models", "tests.trap_plugin", "tests.failing_plugin"]\n')
 
 
 def _study(storage_file):
@@ -33,15 +41,19 @@ def _study(storage_file):
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    """A local Ray instance with 2 CPUs for the module."""
+    """A local Ray instance with 2 CPUs for the module; its workers see ``$ZOO_TRAP_DIR``."""
     home = tmp_path_factory.mktemp("ray")
+    (home / "trap").mkdir()
+    registry = home / "registry.toml"
+    registry.write_text(REGISTRY, encoding="utf-8")
     with pytest.MonkeyPatch.context() as env:  # workers inherit the environment Ray starts with
+        env.setenv("ZOO_TRAP_DIR", str(home / "trap"))
         env.setenv("XDG_CACHE_HOME", str(home / "cache"))
         env.setenv("XDG_DATA_HOME", str(home / "share"))
         ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
                  logging_level=logging.ERROR)
     try:
-        yield home
+        yield {"trap": home / "trap", "registry": registry}
     finally:
         ray.shutdown()
 
@@ -133,3 +145,64 @@ def test_ray_flags_are_checked_in_one_line(cluster, tiny_imdb_archive, tmp_path)
         result = zoo(*base, *args, expect=2)
         assert result.stderr.count("\n") == 1 and expected in result.stderr, result.stderr
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_a_trial_raising_once_is_retried_and_one_always_raising_is_recorded_failed(cluster, tiny_imdb_archive,
+                                                                                  tmp_path):
+    from zoo_core.executors.ray_executor import RETRIES
+
+    marker, log, db_path = tmp_path / "flaky-built", tmp_path / "broken-builds", tmp_path / "results.sqlite"
+    common = ["--param", "lr=1e-3:1e-1:log", "--trials", "1", *SETTINGS, "--set", "cell.units=4",
+              "--data", tiny_imdb_archive, "--executor", "ray"]
+    zoo("--registry", cluster["registry"], "tune", "embedding/tanh/last/flaky-sigmoid1", *common,
+        "--set", f"head.marker={marker}", "--results", db_path)
+    broken = zoo("--registry", cluster["registry"], "tune", "embedding/tanh/last/broken-sigmoid1", *common,
+                 "--set", f"head.log={log}", "--results", db_path, expect=1)  # no trial finished: exit 1
+    runs = {r.head: r for r in ResultsDB(db_path).runs()}
+    assert marker.exists() and runs["flaky-sigmoid1"].status == "trial"  # failed once, then retried
+    assert runs["broken-sigmoid1"].status == "failed"
+    assert runs["broken-sigmoid1"].message == "RuntimeError: broken-sigmoid1 fails every build"
+    assert log.read_text(encoding="utf-8").splitlines() == ["built"] * (1 + RETRIES)
+    assert "failed: no score, run" in broken.output and "1 trial run now (1 failed); 1 of 1" in broken.output
+    storage = tuning.open_storage(optuna, tmp_path / "optuna.sqlite", create=False)
+    states = {s.user_attrs["model"]: [(t.state.name, t.user_attrs.get("zoo_status")) for t in
+                                      optuna.load_study(study_name=s.study_name, storage=storage).trials]
+              for s in optuna.get_all_study_summaries(storage)}
+    assert states == {"embedding/tanh/last/flaky-sigmoid1": [("COMPLETE", None)],
+                      "embedding/tanh/last/broken-sigmoid1": [("FAIL", "failed")]}
+
+
+# Last in the module: cancelling kills the held workers, so later tests would wait for new ones.
+def test_ctrl_c_cancels_the_trials_in_flight_and_a_rerun_replaces_them(cluster, tiny_imdb_archive, tmp_path):
+    db_path, trap = tmp_path / "results.sqlite", cluster["trap"]
+    # Both trials (two slots) wait inside their first evaluation for `go`: at --maxlen 100 every review of 40
+    # words or fewer is padded, so every batch there holds padding, id 0.
+    args = ["--registry", cluster["registry"], "tune", "trap-embedding/tanh/last/sigmoid1",
+            "--param", "lr=1e-3:1e-1:log", "--trials", "2", *SETTINGS, "--maxlen", "100", "--set", "cell.units=4",
+            "--set", "encoder.wait_id=0", "--data", tiny_imdb_archive, "--results", db_path, "--executor", "ray"]
+
+    def ctrl_c_once_a_trial_is_held():
+        deadline = time.monotonic() + TIMEOUT_S
+        while time.monotonic() < deadline:
+            if (trap / "waiting").exists():
+                os.kill(os.getpid(), signal.SIGINT)  # zoo's own handler holds it while it tunes
+                return
+            time.sleep(0.1)
+
+    sender = threading.Thread(target=ctrl_c_once_a_trial_is_held, daemon=True)
+    sender.start()
+    try:
+        interrupted = zoo(*args, expect=130)
+    finally:
+        sender.join()
+        (trap / "go").touch()  # only now: the held trial must not finish before the Ctrl-C is seen
+    assert "interrupted: 2 trials run now (2 interrupted); 0 of 2 in study" in interrupted.output
+    assert {r.status for r in ResultsDB(db_path).runs()} == {"interrupted"} and len(ResultsDB(db_path).runs()) == 2
+    study = _study(tmp_path / "optuna.sqlite")
+    assert [(t.state.name, t.user_attrs["zoo_status"]) for t in study.trials] == [("FAIL", "interrupted")] * 2
+
+    result = zoo(*args)  # resumes: two trials in their place
+    assert "2 trials run now; 2 of 2 in study" in result.output
+    assert sorted(r.status for r in ResultsDB(db_path).runs()) == ["interrupted", "interrupted", "trial", "trial"]
+    assert [t.state.name for t in _study(tmp_path / "optuna.sqlite").trials] == ["FAIL", "FAIL", "COMPLETE",
+                                                                                  "COMPLETE"]
