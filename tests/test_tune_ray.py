@@ -172,16 +172,18 @@ def test_a_trial_raising_once_is_retried_and_one_always_raising_is_recorded_fail
                       "embedding/tanh/last/broken-sigmoid1": [("FAIL", "failed")]}
 
 
-# Last in the module: cancelling kills the held workers, so later tests would wait for new ones.
-def test_ctrl_c_cancels_the_trials_in_flight_and_a_rerun_replaces_them(cluster, tiny_imdb_archive, tmp_path):
+# Last in the module: cancelling kills the held worker. The trial holds both CPUs (one slot), so the other
+# worker the earlier tests warmed stays idle and takes the rerun's trial without a cold start.
+def test_ctrl_c_cancels_the_trial_in_flight_and_a_rerun_replaces_it(cluster, tiny_imdb_archive, tmp_path):
     db_path, trap = tmp_path / "results.sqlite", cluster["trap"]
-    # Both trials (two slots) wait inside their first evaluation for `go`: at --maxlen 100 every review of 40
-    # words or fewer is padded, so every batch there holds padding, id 0.
+    # The trial waits inside its first evaluation for `go`: at --maxlen 100 every review of 40 words or fewer
+    # is padded, so every batch there holds padding, id 0.
     args = ["--registry", cluster["registry"], "tune", "trap-embedding/tanh/last/sigmoid1",
-            "--param", "lr=1e-3:1e-1:log", "--trials", "2", *SETTINGS, "--maxlen", "100", "--set", "cell.units=4",
-            "--set", "encoder.wait_id=0", "--data", tiny_imdb_archive, "--results", db_path, "--executor", "ray"]
+            "--param", "lr=1e-3:1e-1:log", "--trials", "1", *SETTINGS, "--maxlen", "100", "--set", "cell.units=4",
+            "--set", "encoder.wait_id=0", "--data", tiny_imdb_archive, "--results", db_path, "--executor", "ray",
+            "--cpus-per-run", "2"]
 
-    def ctrl_c_once_a_trial_is_held():
+    def ctrl_c_once_the_trial_is_held():
         deadline = time.monotonic() + TIMEOUT_S
         while time.monotonic() < deadline:
             if (trap / "waiting").exists():
@@ -189,20 +191,20 @@ def test_ctrl_c_cancels_the_trials_in_flight_and_a_rerun_replaces_them(cluster, 
                 return
             time.sleep(0.1)
 
-    sender = threading.Thread(target=ctrl_c_once_a_trial_is_held, daemon=True)
+    sender = threading.Thread(target=ctrl_c_once_the_trial_is_held, daemon=True)
     sender.start()
     try:
         interrupted = zoo(*args, expect=130)
     finally:
-        sender.join()
         (trap / "go").touch()  # only now: the held trial must not finish before the Ctrl-C is seen
-    assert "interrupted: 2 trials run now (2 interrupted); 0 of 2 in study" in interrupted.output
-    assert {r.status for r in ResultsDB(db_path).runs()} == {"interrupted"} and len(ResultsDB(db_path).runs()) == 2
+        sender.join()
+    assert "interrupted: 1 trial run now (1 interrupted); 0 of 1 in study" in interrupted.output
+    (run,) = ResultsDB(db_path).runs()
+    assert run.status == "interrupted" and "Ctrl-C" in run.message
     study = _study(tmp_path / "optuna.sqlite")
-    assert [(t.state.name, t.user_attrs["zoo_status"]) for t in study.trials] == [("FAIL", "interrupted")] * 2
+    assert [(t.state.name, t.user_attrs["zoo_status"]) for t in study.trials] == [("FAIL", "interrupted")]
 
-    result = zoo(*args)  # resumes: two trials in their place
-    assert "2 trials run now; 2 of 2 in study" in result.output
-    assert sorted(r.status for r in ResultsDB(db_path).runs()) == ["interrupted", "interrupted", "trial", "trial"]
-    assert [t.state.name for t in _study(tmp_path / "optuna.sqlite").trials] == ["FAIL", "FAIL", "COMPLETE",
-                                                                                  "COMPLETE"]
+    result = zoo(*args)  # resumes: another trial in its place
+    assert "1 trial run now; 1 of 1 in study" in result.output
+    assert [r.status for r in ResultsDB(db_path).runs()] == ["interrupted", "trial"]
+    assert [t.state.name for t in _study(tmp_path / "optuna.sqlite").trials] == ["FAIL", "COMPLETE"]

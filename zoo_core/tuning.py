@@ -681,7 +681,8 @@ def tune_parallel(study, space: Sequence[Param], base: RunSpec, registry, db, n_
                 running[run_id] = (trial, None)
                 done = counted(study) + len(running)
                 mean = sum(durations) / len(durations) if durations else 0.0
-                eta = (f"about {format_duration((n_trials - done + 1) * mean / executor.slots())} left"
+                left = n_trials - done + 1
+                eta = (f"about {format_duration(left * mean / max(1, min(executor.slots(), left)))} left"
                        if durations else "time left: estimated after the first trial")
                 echo(f"[trial {trial.number}, {done}/{n_trials}] {describe_values(trial.params)}: training "
                      f"(elapsed {format_duration(time.monotonic() - started)}, {eta})")

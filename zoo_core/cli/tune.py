@@ -5,8 +5,8 @@ from __future__ import annotations
 import click
 
 from zoo_core.cli import cli, pass_state, signals
-from zoo_core.cli.options import (Declared, data_options, data_origin, flag_overrides, format_option, results_option,
-                                  runs_folder, runs_option, train_options)
+from zoo_core.cli.options import (Declared, data_options, data_origin, flag_overrides, format_option,
+                                  results_option, runs_folder, runs_option, train_options)
 from zoo_core.cli.progress import DATA_BARS, EPOCH_BAR_WIDTH, TerminalProgress, echo_err, warn
 from zoo_core.cli.rank import CPUS_PER_RUN, GPUS_PER_RUN
 from zoo_core.errors import ZooError
