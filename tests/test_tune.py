@@ -295,9 +295,12 @@ def test_a_bad_param_is_one_line_and_exit_2(args, message, tmp_path):
     assert not (tmp_path / "optuna.sqlite").exists()
 
 
-def test_only_the_local_executor_is_offered_and_a_pattern_must_name_one_model(tmp_path):
-    result = zoo("tune", "elman-last", "--param", "lr=1e-4:1e-2", "--executor", "ray", expect=2)
-    assert "Invalid value for '--executor': 'ray'" in result.output
+def test_ray_flags_need_the_ray_executor_and_a_pattern_must_name_one_model(tmp_path):
+    # zoo tune --executor ray itself: tests/test_tune_ray.py.
+    result = zoo("tune", "elman-last", "--param", "lr=1e-4:1e-2", "--address", "auto", expect=2)
+    assert result.stderr.strip() == "Error: --address: only with --executor ray"
+    result = zoo("tune", "elman-last", "--param", "lr=1e-4:1e-2", "--executor", "dask", expect=2)
+    assert "Invalid value for '--executor': 'dask'" in result.output
     result = zoo("tune", "*-last", "--param", "lr=1e-4:1e-2", expect=2)
     assert "matches" in result.output and "tune one model at a time" in result.output
 

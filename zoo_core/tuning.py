@@ -17,9 +17,11 @@ process died is marked failed and replaced. :func:`tuned_runs` turns planned
 rank runs into runs at their model's best tuned settings (``zoo rank --tuned``).
 
 The loop asks Optuna for one trial at a time and tells it the result
-(:func:`tune`); one trial's work is :func:`run_trial`. An executor that runs
-trials elsewhere (Ray) would ask for several, run :func:`run_trial`'s
-training remotely and tell each result as it comes back.
+(:func:`tune`); one trial's work is :func:`run_trial`. Through an executor
+that runs trials elsewhere (Ray: :func:`tune_parallel`) it asks for as many as
+there are free slots, trains them remotely, and records and tells each result
+here as it comes back; the workers' per-epoch reports reach the study through
+a hook each job carries (:class:`zoo_core.executors.ray_executor.RayPruning`).
 
 Optuna (which imports NumPy) is imported only by the functions that need it
 (:func:`import_optuna`), so parsing and checking a space costs nothing.
@@ -457,7 +459,6 @@ def run_trial(optuna, study, trial, run: RunSpec, registry, db, runs_dir, datase
     from zoo_core.training import EndRun
 
     state = optuna.trial.TrialState
-    name = METRICS[metric][0]
     run_ids: list[str] = []
     reported: list[float] = []  # the values told to the trial, epoch by epoch
 
@@ -472,21 +473,11 @@ def run_trial(optuna, study, trial, run: RunSpec, registry, db, runs_dir, datase
         trial.report(float(value), epoch)
         reported.append(float(value))
         if trial.should_prune():
-            raise EndRun("pruned", f"pruned after epoch {epoch}: its {metric} {value:.4f} was worse than "
-                                   "the other trials' at that epoch")
+            raise EndRun("pruned", prune_message(epoch, metric, value))
 
     def ended(status: str, message: str = "", value: float | None = None, tell_state=None) -> TrialResult:
-        if status != "complete":
-            trial.set_user_attr("zoo_status", status)
-        if message:
-            trial.set_user_attr("message", message[:500])
-        if tell_state is state.COMPLETE:
-            study.tell(trial, value)
-        else:
-            study.tell(trial, state=tell_state)
-        if tell_state is state.PRUNED:  # Optuna's value of a pruned trial: the last one reported
-            value = reported[-1] if reported else None
-        return TrialResult(trial.number, status, value, run_ids[0] if run_ids else "", message)
+        return end_trial(optuna, study, trial, status, message, value, tell_state, run_ids[0] if run_ids else "",
+                         reported[-1] if reported else None)
 
     try:
         recorded = record_run(run, registry, db, runs_dir, dataset, fresh=True, train=train, progress=progress,
@@ -497,28 +488,64 @@ def run_trial(optuna, study, trial, run: RunSpec, registry, db, runs_dir, datase
     except BaseException:  # Ctrl-C twice, or saving failed: the trial is over, and does not count
         ended("interrupted", tell_state=state.FAIL)
         raise
-    result = recorded.result
-    value = (result.val or {}).get(name)
+    return ended(*judge(optuna, recorded.result, metric))
+
+
+def prune_message(epoch: int, metric: str, value: float) -> str:
+    """Why a trial was pruned, in one line (recorded with its run)."""
+    return f"pruned after epoch {epoch}: its {metric} {value:.4f} was worse than the other trials' at that epoch"
+
+
+def judge(optuna, result, metric: str) -> tuple[str, str, float | None, Any]:
+    """``(status, message, value, Optuna state)`` of a trial whose training gave ``result`` (a
+    :class:`zoo_core.training.TrainResult`)."""
+    state = optuna.trial.TrialState
+    value = (result.val or {}).get(METRICS[metric][0])
     value = float(value) if value is not None and math.isfinite(value) else None
     if result.status == "interrupted":
-        return ended("interrupted", result.message, tell_state=state.FAIL)
+        return "interrupted", result.message, None, state.FAIL
     if result.status == "pruned":
-        return ended("pruned", result.message, tell_state=state.PRUNED)
+        return "pruned", result.message, None, state.PRUNED
     if result.status == "nan":
         # Counted either way: the same settings would diverge again. The score of its last good weights, if it
         # has one, tells the sampler how bad that region is.
-        return ended("diverged", result.message, value, state.COMPLETE if value is not None else state.FAIL)
+        return "diverged", result.message, value, state.COMPLETE if value is not None else state.FAIL
     if value is None:
-        return ended("failed", f"no {metric}: the validation split gave no score", tell_state=state.FAIL)
-    return ended("complete", value=value, tell_state=state.COMPLETE)
+        return "failed", f"no {metric}: the validation split gave no score", None, state.FAIL
+    return "complete", "", value, state.COMPLETE
+
+
+def end_trial(optuna, study, trial, status: str, message: str = "", value: float | None = None, tell_state=None,
+              run_id: str = "", last_reported: float | None = None) -> TrialResult:
+    """Records how ``trial`` ended on it (user attributes ``zoo_status``, ``message``) and tells ``study``.
+
+    Args:
+        value: The metric, told to Optuna for a complete trial.
+        tell_state: The Optuna state told.
+        last_reported: The last value reported (a pruned trial's value, as Optuna keeps it).
+    """
+    state = optuna.trial.TrialState
+    if status != "complete":
+        trial.set_user_attr("zoo_status", status)
+    if message:
+        trial.set_user_attr("message", message[:500])
+    if tell_state is state.COMPLETE:
+        study.tell(trial, value)
+    else:
+        study.tell(trial, state=tell_state)
+    if tell_state is state.PRUNED:  # Optuna's value of a pruned trial: the last one reported
+        value = last_reported
+    return TrialResult(trial.number, status, value, run_id, message)
 
 
 def tune(study, space: Sequence[Param], base: RunSpec, registry, db, n_trials: int, *, runs_dir,
          load_dataset: Callable[[DataConfig], Any], metric: str = "val_accuracy", storage=None,
          train: Callable | None = None, progress: Progress | None = None, echo: Echo | None = None,
          should_stop: Callable[[], bool] = lambda: False,
-         tensorboard_every: int | None = EVERY_STEPS) -> TuneOutcome:
-    """Runs trials of ``study`` one after another until it holds ``n_trials`` that count.
+         tensorboard_every: int | None = EVERY_STEPS, executor=None,
+         trial_hooks: Callable[[Any], Callable[[int, dict], None]] | None = None) -> TuneOutcome:
+    """Runs trials of ``study`` until it holds ``n_trials`` that count: one after another in this process,
+    or, with ``executor``, as many at once as it has slots.
 
     Trials already in the study (an earlier run of the same command) count,
     so a rerun only adds what is missing. Each trial trains ``base`` with its
@@ -539,7 +566,15 @@ def tune(study, space: Sequence[Param], base: RunSpec, registry, db, n_trials: i
             this host are marked failed first (:func:`abandon_dead_trials`).
         train, progress, echo, should_stop, tensorboard_every: As for
             :func:`zoo_core.ranking.rank`.
+        executor: Trains the trials elsewhere (:class:`zoo_core.executors.ray_executor.RayExecutor`):
+            see :func:`tune_parallel`. None: one after another here.
+        trial_hooks: With ``executor``: ``trial -> on_epoch`` hook that reports
+            the trial's epochs to the study where it trains (pruning); None: no pruning.
     """
+    if executor is not None:
+        return tune_parallel(study, space, base, registry, db, n_trials, executor=executor, runs_dir=runs_dir,
+                             load_dataset=load_dataset, metric=metric, storage=storage, echo=echo,
+                             should_stop=should_stop, tensorboard_every=tensorboard_every, trial_hooks=trial_hooks)
     from zoo_core.ranking import format_duration
     from zoo_core.results import process_start, provenance
 
@@ -593,6 +628,121 @@ def tune(study, space: Sequence[Param], base: RunSpec, registry, db, n_trials: i
             break
         durations.append(time.monotonic() - began)
     return outcome
+
+
+def tune_parallel(study, space: Sequence[Param], base: RunSpec, registry, db, n_trials: int, *, executor, runs_dir,
+                  load_dataset: Callable[[DataConfig], Any], metric: str = "val_accuracy", storage=None,
+                  echo: Echo | None = None, should_stop: Callable[[], bool] = lambda: False,
+                  tensorboard_every: int | None = EVERY_STEPS,
+                  trial_hooks: Callable[[Any], Callable[[int, dict], None]] | None = None) -> TuneOutcome:
+    """:func:`tune` through ``executor``: several trials train at once, the study and results stay here.
+
+    While the executor has free slots and the study lacks trials, the loop
+    asks Optuna for a trial, claims its run in ``db`` and submits it as a
+    job that never scores the test split (its data has none), carrying
+    ``trial_hooks(trial)`` as its per-epoch hook. Each job handed back is
+    recorded here (:func:`zoo_core.ranking.record_trained`, status ``trial``
+    or ``pruned``) and told to the study; one that failed (after the
+    executor's retries) is marked ``failed`` and counts. A stop request or
+    ``KeyboardInterrupt`` cancels the jobs in flight: their runs are marked
+    ``interrupted`` and their trials failed (``interrupted``, not counted),
+    so the same command resumes.
+
+    Raises:
+        ZooError: a run could not be saved (the trials in flight are stopped and marked first).
+    """
+    from zoo_core.ranking import (FAILED, INTERRUPTED, INTERRUPTED_MESSAGE, _load, format_duration, new_job,
+                                  record_trained)
+    from zoo_core.results import process_start, provenance
+
+    optuna = import_optuna()
+    owner = {"host": provenance()["host"], "pid": os.getpid(), "proc_start": process_start(os.getpid())}
+    echo = echo_or_silent(echo)
+    outcome = TuneOutcome(study.study_name, n_trials)
+    if storage is not None:
+        outcome.abandoned = abandon_dead_trials(optuna, study, storage, db)
+    datasets: dict[DataConfig, Any] = {}
+    distributions = {p.key: p.distribution(optuna) for p in space}
+    running: dict[str, tuple[Any, Any]] = {}  # run id -> (trial, its dataset)
+    started, durations = time.monotonic(), []
+    stopped_by = "an error"
+    try:
+        while True:
+            while (not should_stop() and counted(study) + len(running) < n_trials
+                   and executor.free_slots() > 0):
+                trial = study.ask(distributions)
+                for key, value in owner.items():  # whose trial it is: a rerun fails it if this process dies
+                    trial.set_user_attr(key, value)
+                try:
+                    run = apply_params(registry, base, trial.params)
+                except ZooError:  # the space was checked against the declarations: only a caller's bug gets here
+                    study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                    raise
+                run_id = db.start(run)
+                trial.set_user_attr("run_id", run_id)
+                running[run_id] = (trial, None)
+                done = counted(study) + len(running)
+                mean = sum(durations) / len(durations) if durations else 0.0
+                left = n_trials - done + 1
+                eta = (f"about {format_duration(left * mean / max(1, min(executor.slots(), left)))} left"
+                       if durations else "time left: estimated after the first trial")
+                echo(f"[trial {trial.number}, {done}/{n_trials}] {describe_values(trial.params)}: training "
+                     f"(elapsed {format_duration(time.monotonic() - started)}, {eta})")
+                if run.data not in datasets:
+                    # The trials never see the test split: they get the data without it, so nothing can score it.
+                    datasets[run.data] = _load(lambda: dataclasses.replace(load_dataset(run.data), test=None), db,
+                                               run_id)
+                running[run_id] = (trial, datasets[run.data])
+                job = new_job(trial.number, run, run_id, runs_dir, tensorboard_every, score_test=False)
+                hook = trial_hooks(trial) if trial_hooks is not None else None
+                executor.submit(dataclasses.replace(job, on_epoch=hook), datasets[run.data])
+            if should_stop():
+                raise KeyboardInterrupt  # handled below, like Ctrl-C at this point
+            if not executor.busy():
+                break
+            for done in executor.wait(should_stop):
+                job = done.job
+                trial, data = running[job.run_id]
+                last = _last_reported(study, trial)
+                if done.trained is None:
+                    db.mark(job.run_id, FAILED, done.message)
+                    del running[job.run_id]
+                    ended = end_trial(optuna, study, trial, "failed", done.message,
+                                      tell_state=optuna.trial.TrialState.FAIL, run_id=job.run_id)
+                    if done.detail:
+                        echo(done.detail)
+                else:
+                    recorded = record_trained(job, done.trained, db, runs_dir, data)
+                    del running[job.run_id]
+                    ended = end_trial(optuna, study, trial, *judge(optuna, recorded.result, metric),
+                                      run_id=job.run_id, last_reported=last)
+                    durations.append(recorded.seconds)
+                outcome.ran.append(ended)
+                value = f"{metric} {ended.value:.4f}" if ended.value is not None else "no score"
+                echo(f"[trial {ended.number}] {ended.status}: {value}, run {ended.run_id}"
+                     + (f" ({ended.message})" if ended.status in ("pruned", "failed") and ended.message else ""))
+                if ended.status == "interrupted":
+                    raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        stopped_by = "Ctrl-C or SIGTERM"
+        outcome.interrupted = True
+    finally:
+        executor.cancel()
+        for run_id, (trial, _) in running.items():  # submitted and not handed back: lost, not counted
+            db.mark(run_id, INTERRUPTED, INTERRUPTED_MESSAGE if stopped_by != "an error" else
+                    "stopped before it finished: the tuning ended on an error")
+            end_trial(optuna, study, trial, "interrupted", tell_state=optuna.trial.TrialState.FAIL, run_id=run_id)
+            outcome.ran.append(TrialResult(trial.number, "interrupted", run_id=run_id))
+    return outcome
+
+
+def _last_reported(study, trial) -> float | None:
+    """The last value reported to ``trial`` (by a worker, through the storage), or None."""
+    for frozen in study.get_trials(deepcopy=False):
+        if frozen.number == trial.number:
+            values = frozen.intermediate_values
+            return values[max(values)] if values else None
+    return None
 
 
 # -- reading studies back ----------------------------------------------------------------------------------

@@ -5,15 +5,16 @@ from __future__ import annotations
 import click
 
 from zoo_core.cli import cli, pass_state, signals
-from zoo_core.cli.options import (data_options, data_origin, flag_overrides, format_option, results_option,
-                                  runs_folder, runs_option, train_options)
+from zoo_core.cli.options import (Declared, data_options, data_origin, flag_overrides, format_option,
+                                  results_option, runs_folder, runs_option, train_options)
 from zoo_core.cli.progress import DATA_BARS, EPOCH_BAR_WIDTH, TerminalProgress, echo_err, warn
+from zoo_core.cli.rank import CPUS_PER_RUN, GPUS_PER_RUN
 from zoo_core.errors import ZooError
 from zoo_core.tables import MACHINE_FORMATS, render
 from zoo_core.tuning import METRICS, PRUNERS, SAMPLERS
 
-#: Where trials run. Only ``local`` so far (one trial after another in this process); see zoo_core.tuning.
-EXECUTORS = ("local",)
+#: Where trials run: one after another in this process, or as Ray tasks (zoo_core.tuning.tune_parallel).
+EXECUTORS = ("local", "ray")
 
 
 @cli.command()
@@ -32,7 +33,15 @@ EXECUTORS = ("local",)
               help="Stop a trial after an epoch whose validation metric is worse than the median of earlier "
                    "trials' at that epoch (Optuna's MedianPruner, from the 6th trial on), or never.")
 @click.option("--executor", type=click.Choice(EXECUTORS), default="local", show_default=True,
-              help="Where trials run: local runs them one after another in this process.")
+              help="Where trials run: local (one after another, in this process) or ray (as Ray tasks, several at "
+                   "once, on this machine or a cluster; the study and results stay here; pip install -e '.[ray]').")
+@click.option("--address", metavar="ADDRESS",
+              help="With --executor ray: the Ray cluster to run on (auto, or HEAD:6379 as `ray start --head` "
+                   "prints); default: a local Ray instance on this machine's CPUs.")
+@click.option("--cpus-per-run", type=Declared(CPUS_PER_RUN), default=None, metavar="N",
+              help="With --executor ray: CPUs each trial holds (fractions allowed) [default 1].")
+@click.option("--gpus-per-run", type=Declared(GPUS_PER_RUN), default=None, metavar="N",
+              help="With --executor ray: GPUs each trial holds [default 0].")
 @click.option("--show", is_flag=True,
               help="Print the study's trials and best settings instead of tuning (without --param: the "
                    "latest study of MODEL with these settings).")
@@ -42,8 +51,8 @@ EXECUTORS = ("local",)
 @runs_option
 @format_option()
 @pass_state
-def tune(state, model, param_texts, trials, metric, sampler, pruner, executor, show, seed, set_values,
-         results_path, fmt, **flags):
+def tune(state, model, param_texts, trials, metric, sampler, pruner, executor, address, cpus_per_run, gpus_per_run,
+         show, seed, set_values, results_path, fmt, **flags):
     """Search MODEL's settings with Optuna, scoring each trial on the validation split.
 
     MODEL is a named model or encoder/cell/aggregator/head. Each --param adds
@@ -59,6 +68,13 @@ def tune(state, model, param_texts, trials, metric, sampler, pruner, executor, s
     every finished trial (a rerun with more --trials adds the difference); the
     trial in progress is marked failed and another runs in its place.
 
+    With --executor ray the trials are Ray tasks holding --cpus-per-run CPUs
+    each, as many at once as the cluster holds (a local Ray instance, or the
+    cluster at --address); the study and the results database stay here,
+    each trial's per-epoch metric comes back to the pruner as it trains, and
+    a trial whose worker failed is retried, then recorded failed. Ctrl-C
+    cancels the trials in flight (marked failed, replaced on resume).
+
     `zoo rank MODEL --tuned` (same data and training settings) then ranks
     MODEL at its best settings, trained afresh and scored on the test split.
 
@@ -68,6 +84,8 @@ def tune(state, model, param_texts, trials, metric, sampler, pruner, executor, s
       zoo tune gru-mean --param lr=1e-4:1e-2:log --param encoder.dim=32,64,128 \\
                         --param encoder.dropout=0:0.5 --trials 30
       zoo tune embedding/lstm/last/sigmoid1 --param lr=3e-4:3e-2:log --sampler random --pruner none
+      zoo tune gru-mean --param lr=1e-4:1e-2:log --trials 30 --executor ray --cpus-per-run 1
+      zoo tune gru-mean --param lr=1e-4:1e-2:log --trials 100 --executor ray --address auto
       zoo tune gru-mean --show --format github      # the trials and the best settings so far
       zoo rank gru-mean lstm-last --tuned --seeds 3  # each at its own tuned settings
     """
@@ -75,6 +93,15 @@ def tune(state, model, param_texts, trials, metric, sampler, pruner, executor, s
     from zoo_core.results import resolve_results_path
     from zoo_core.specs import build_run_spec
 
+    if executor != "ray" or show:
+        ray_only = {"--address": address, "--cpus-per-run": cpus_per_run, "--gpus-per-run": gpus_per_run}
+        given = [flag for flag, value in ray_only.items() if value is not None]
+        if given:
+            raise ZooError(f"{', '.join(given)}: only with --executor ray" + (" (and not with --show)" * show))
+    else:
+        from zoo_core.executors.ray_executor import require_ray
+
+        require_ray()  # not installed: one line saying how, before anything is planned or imported
     registry = state.registry
     specs = registry.models_matching(model)
     if len(specs) != 1:
@@ -109,18 +136,32 @@ def tune(state, model, param_texts, trials, metric, sampler, pruner, executor, s
     from zoo_core.data import load_dataset
     from zoo_core.training import enable_determinism, train
 
-    if base.train.deterministic:
-        enable_determinism()  # process-wide, so here at the program's start, never in the library
-    click.echo(tuning.describe_study(study), err=True)
+    if base.train.deterministic and executor == "local":
+        enable_determinism()  # process-wide, so here at the program's start, never in the library (Ray: each worker)
     with signals.stoppable() as should_stop:  # Ctrl-C or SIGTERM: stop after the current batch, keep what finished
         def load_at_once(config):
             with should_stop.at_once():  # loading checks no stop request: a signal stops it at once
                 return load_dataset(config, registry.settings, seed=ranking.DATA_SEED, progress=DATA_BARS,
                                     warn=warn, origin=origin)
 
-        outcome = tuning.tune(study, space, base, registry, db, trials, runs_dir=runs_dir, load_dataset=load_at_once,
-                              metric=metric, storage=storage, train=train, should_stop=should_stop,
-                              progress=TerminalProgress(EPOCH_BAR_WIDTH), echo=echo_err)
+        common = {"runs_dir": runs_dir, "load_dataset": load_at_once, "metric": metric, "storage": storage,
+                  "should_stop": should_stop, "echo": echo_err}
+        if executor == "local":
+            click.echo(tuning.describe_study(study), err=True)
+            outcome = tuning.tune(study, space, base, registry, db, trials, train=train,
+                                  progress=TerminalProgress(EPOCH_BAR_WIDTH), **common)
+        else:
+            from zoo_core.executors.ray_executor import RayExecutor, RayPruning
+
+            with should_stop.at_once():  # starting Ray takes seconds and checks no stop request
+                # A cluster too small or out of reach: one line, before the study's.
+                pool = RayExecutor(registry, address=address,
+                                   cpus_per_run=CPUS_PER_RUN.default if cpus_per_run is None else cpus_per_run,
+                                   gpus_per_run=GPUS_PER_RUN.default if gpus_per_run is None else gpus_per_run)
+            click.echo(tuning.describe_study(study), err=True)
+            with pool, RayPruning(pool, path, study, metric) as hooks:
+                outcome = tuning.tune(study, space, base, registry, db, trials, executor=pool, trial_hooks=hooks,
+                                      **common)
     for number in outcome.abandoned:
         click.echo(f"trial {number} of a process that died was marked failed", err=True)
     _print_trials(tuning, study, fmt)

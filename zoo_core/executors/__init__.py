@@ -48,6 +48,9 @@ class Job:
         every_steps: Optimizer steps between two ``step/*`` points.
         score_test: Score the kept weights on the test split; False for a
             tuning trial (recorded ``trial`` or ``pruned``, never ``finished``).
+        on_epoch: Called where the job trains, after each finished epoch, as
+            :func:`train_job` calls its ``on_epoch`` (a tuning trial's pruning
+            report); it travels with the job, so a Ray job's must pickle.
     """
 
     index: int
@@ -56,6 +59,7 @@ class Job:
     logdir: Path | None = None
     every_steps: int = 100
     score_test: bool = True  # False for a tuning trial: the test split is never scored
+    on_epoch: Callable[[int, dict], None] | None = None
 
 
 @dataclasses.dataclass
@@ -250,7 +254,8 @@ class LocalExecutor(Executor):
         job, dataset = self._queue[0]
         try:
             trained = train_job(job, self.registry, dataset, train=self.train, logdir=job.logdir,
-                                progress=self.progress, echo=self.echo, should_stop=should_stop)
+                                progress=self.progress, echo=self.echo, should_stop=should_stop,
+                                on_epoch=job.on_epoch)
         except Exception as err:  # noqa: BLE001 - handed back, recorded failed by the driver
             import traceback
 

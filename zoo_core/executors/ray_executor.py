@@ -264,7 +264,8 @@ def _run_task(job: Job, dataset, source) -> dict[str, Any]:
         training.enable_determinism()  # process-wide in this worker; a mixed plan is refused by the driver
     registry = _registry(source)
     with tempfile.TemporaryDirectory(prefix="zoo-events-") as tmp:
-        trained = train_job(job, registry, dataset, logdir=tmp if job.logdir is not None else None)
+        trained = train_job(job, registry, dataset, logdir=tmp if job.logdir is not None else None,
+                            on_epoch=job.on_epoch)
         events = {p.relative_to(tmp).as_posix(): p.read_bytes() for p in sorted(Path(tmp).rglob("*")) if p.is_file()}
     return {"result": trained.result, "weights": [v.numpy() for v in trained.model.variables], "events": events,
             "seconds": trained.seconds, "provenance": provenance()}
@@ -280,3 +281,94 @@ def _restore(handlers: dict[int, Any]) -> None:
     for signum, handler in handlers.items():
         if handler is not None and signal.getsignal(signum) is not handler:
             signal.signal(signum, handler)
+
+
+# -- tuning: the workers' per-epoch reports reach the driver's study ------------------------------------
+class StudyReports:
+    """The Ray actor that holds a study for the workers: each trial's per-epoch report goes to it, and it
+    answers whether the study's pruner ends the trial there.
+
+    It runs on the driver's node (:class:`RayPruning` pins it there) and opens
+    the driver's Optuna storage file, so the study stays in one place whatever
+    node a trial trains on, and the trials' intermediate values are those
+    ``zoo tune --show`` and the pruner read.
+
+    Args:
+        storage_file: The study's Optuna storage (absolute path on the driver's node).
+        study_name: The study.
+        pruner: The study's pruner (pickled from the driver).
+    """
+
+    def __init__(self, storage_file: str, study_name: str, pruner):
+        from zoo_core.tuning import import_optuna, open_storage
+
+        optuna = import_optuna()
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        storage = open_storage(optuna, Path(storage_file), create=False)
+        self._optuna = optuna
+        # The sampler is never asked here; the random one costs nothing to make.
+        self._study = optuna.load_study(study_name=study_name, storage=storage, pruner=pruner,
+                                        sampler=optuna.samplers.RandomSampler())
+
+    def report(self, trial_id: int, epoch: int, value: float) -> bool:
+        """Reports ``value`` at step ``epoch`` of trial ``trial_id``; True: prune it now."""
+        trial = self._optuna.trial.Trial(self._study, trial_id)  # afresh: a Trial caches its state
+        trial.report(value, epoch)
+        return trial.should_prune()
+
+
+class RemotePruning:
+    """A trial's ``on_epoch`` hook, run on the worker: reports the epoch's validation ``metric`` to the
+    :class:`StudyReports` actor and raises :class:`zoo_core.training.EndRun` when told to prune."""
+
+    def __init__(self, actor, trial_id: int, metric: str):
+        self.actor, self.trial_id, self.metric = actor, trial_id, metric
+
+    def __call__(self, epoch: int, logs: dict) -> None:
+        import ray
+
+        from zoo_core.training import EndRun
+        from zoo_core.tuning import prune_message
+
+        value = logs.get(self.metric)
+        if value is None or not math.isfinite(value):
+            return
+        if ray.get(self.actor.report.remote(self.trial_id, epoch, float(value))):
+            raise EndRun("pruned", prune_message(epoch, self.metric, value))
+
+
+class RayPruning:
+    """Makes each trial's :class:`RemotePruning` hook; starts the :class:`StudyReports` actor on this
+    (the driver's) node, holding no CPU, and stops it on :meth:`close`.
+
+    Args:
+        executor: The :class:`RayExecutor` the trials run on (Ray is initialised).
+        storage_file: The study's Optuna storage file.
+        study: The driver's study (its name and pruner travel to the actor).
+        metric: The validation metric reported (``val_accuracy``, ...).
+    """
+
+    def __init__(self, executor: RayExecutor, storage_file: Path, study, metric: str):
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        ray = executor._ray
+        self._ray, self.metric = ray, metric
+        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+        actor = ray.remote(StudyReports).options(num_cpus=0, scheduling_strategy=here, max_restarts=2,
+                                                 max_task_retries=2)
+        self.actor = actor.remote(str(Path(storage_file).resolve()), study.study_name, study.pruner)
+
+    def __call__(self, trial) -> RemotePruning:
+        return RemotePruning(self.actor, trial._trial_id, self.metric)
+
+    def close(self) -> None:
+        try:
+            self._ray.kill(self.actor)
+        except Exception:  # noqa: BLE001 - Ray was shut down already: the actor is gone
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
