@@ -175,6 +175,7 @@ def test_ctrl_c_cancels_the_runs_in_flight_and_a_rerun_trains_only_those(cluster
                 os.kill(os.getpid(), signal.SIGINT)  # zoo's own handler holds it while it ranks
                 return
             time.sleep(0.1)
+        (trap / "go").touch()  # never held: release the trap, so the test fails on the exit code instead of hanging
 
     # In this process (the driver), so that the signal reaches zoo's handler as a terminal's Ctrl-C would.
     sender = threading.Thread(target=ctrl_c_once_one_run_finished_and_the_other_is_held, daemon=True)

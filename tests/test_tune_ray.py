@@ -190,6 +190,7 @@ def test_ctrl_c_cancels_the_trial_in_flight_and_a_rerun_replaces_it(cluster, tin
                 os.kill(os.getpid(), signal.SIGINT)  # zoo's own handler holds it while it tunes
                 return
             time.sleep(0.1)
+        (trap / "go").touch()  # never held: release the trap, so the test fails on the exit code instead of hanging
 
     sender = threading.Thread(target=ctrl_c_once_the_trial_is_held, daemon=True)
     sender.start()
