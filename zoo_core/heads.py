@@ -15,6 +15,9 @@ from zoo_core.component import Component
 from zoo_core.hookspecs import hookimpl
 from zoo_core.lazy import keras, np, tf
 
+#: Probabilities are clipped to [EPSILON, 1 - EPSILON] before a log, as Keras does (``keras.config.epsilon()``).
+EPSILON = 1e-7
+
 
 class Head(Component):
     """Base head.
@@ -92,7 +95,7 @@ class SigmoidHead(Head):
         return tf.sigmoid(logits[..., 0])
 
     def logits_from_prob(self, prob):
-        prob = tf.clip_by_value(prob, 1e-7, 1 - 1e-7)
+        prob = tf.clip_by_value(prob, EPSILON, 1 - EPSILON)
         return (tf.math.log(prob) - tf.math.log1p(-prob))[..., None]
 
     def numpy_loss(self, labels, logits):
@@ -104,7 +107,7 @@ class SigmoidHead(Head):
         return 1.0 / (1.0 + np.exp(-logits[..., 0]))
 
     def numpy_logits_from_prob(self, prob):
-        prob = np.clip(prob, 1e-7, 1 - 1e-7)
+        prob = np.clip(prob, EPSILON, 1 - EPSILON)
         return np.log(prob / (1.0 - prob))[..., None]
 
 
@@ -127,7 +130,7 @@ class SoftmaxHead(Head):
         return tf.nn.softmax(logits, axis=-1)[..., 1]
 
     def logits_from_prob(self, prob):
-        prob = tf.clip_by_value(prob, 1e-7, 1 - 1e-7)
+        prob = tf.clip_by_value(prob, EPSILON, 1 - EPSILON)
         return tf.stack([tf.math.log1p(-prob), tf.math.log(prob)], axis=-1)
 
     def numpy_loss(self, labels, logits):
@@ -138,7 +141,7 @@ class SoftmaxHead(Head):
         return np.exp(logits[..., 1] - np.logaddexp(logits[..., 0], logits[..., 1]))
 
     def numpy_logits_from_prob(self, prob):
-        prob = np.clip(prob, 1e-7, 1 - 1e-7)
+        prob = np.clip(prob, EPSILON, 1 - EPSILON)
         return np.stack([np.log1p(-prob), np.log(prob)], axis=-1)
 
 

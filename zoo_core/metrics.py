@@ -13,6 +13,8 @@ import math
 import numpy as np
 from scipy.stats import rankdata
 
+from zoo_core import heads
+
 
 def roc_auc(labels, scores) -> float:
     """The exact area under the ROC curve, ties counted as half.
@@ -49,8 +51,8 @@ def roc_auc(labels, scores) -> float:
     return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
-#: Probabilities are kept this far from 0 and 1 in :func:`binary_cross_entropy` (Keras' ``epsilon()``).
-EPSILON = 1e-7
+#: Probabilities are kept this far from 0 and 1 in :func:`binary_cross_entropy`, as by the heads (Keras' ``epsilon()``).
+EPSILON = heads.EPSILON
 
 
 def accuracy(labels, probs) -> float:
