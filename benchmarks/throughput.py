@@ -28,11 +28,22 @@ Keras is measured as it runs by default on a CPU (no XLA; ``--keras-jit``
 compiles its step too). The zoo side uses its default hand-written BPTT
 (``--bptt autodiff`` for the generic loop) and XLA with ``--jit``.
 
+As users train (``zoo train``'s defaults mask padded steps), ``--lengths imdb``
+draws review lengths from IMDB's distribution (log-normal with median 174 and
+90th percentile 450 tokens, as the real training split, cut to
+``--length``), pre-pads them and masks them on both sides (Keras:
+``Embedding(mask_zero=True)``); ``--batching bucket`` also sorts the drawn
+reviews by length and pads each batch only to its own longest, as
+``--batching bucket`` does in training (both models then see batches of many
+lengths). Tokens/s counts real tokens only.
+
 Reproduce (from the checkout; minutes on 2 shared cores)::
 
     python benchmarks/throughput.py --jit              # the six ratios
     python benchmarks/throughput.py --quick --jit      # fewer rounds and steps
     python benchmarks/throughput.py --cells gru --units 64 --bptt autodiff --rounds 3
+    python benchmarks/throughput.py --quick --lengths imdb                  # masked, IMDB lengths
+    python benchmarks/throughput.py --quick --lengths imdb --batching bucket
 """
 
 from __future__ import annotations
@@ -101,8 +112,9 @@ def build_zoo_model(registry, cell: str, units: int, args) -> Classifier:
 
 def build_keras_model(cell: str, units: int, args) -> keras.Model:
     """The same model from Keras layers: Embedding, SimpleRNN/GRU/LSTM (last output), Dense(1)."""
+    bucketed = args.get("batching") == "bucket"  # batches of many lengths
     return keras.Sequential([
-        keras.Input((args["length"],), dtype="int32"),
+        keras.Input((None if bucketed else args["length"],), dtype="int32"),
         keras.layers.Embedding(args["vocab"], args["embed"], mask_zero=args["mask"]),
         KERAS_LAYERS[cell](units),
         keras.layers.Dense(1),
@@ -205,12 +217,52 @@ def contenders(registry, cell: str, units: int, args) -> tuple[Contender, ...]:
                                                       args["jit"])),)
 
 
+IMDB_MEDIAN, IMDB_P90 = 174, 450  # tokens per review in IMDB's training split
+IMDB_SHORTEST = 10
+
+
+def imdb_lengths(count: int, maxlen: int, rng: np.random.Generator) -> np.ndarray:
+    """``count`` review lengths drawn from IMDB's distribution, cut to ``[IMDB_SHORTEST, maxlen]``.
+
+    A log-normal with IMDB's median and 90th percentile (sigma = ln(p90 / median) / 1.2816).
+    """
+    sigma = np.log(IMDB_P90 / IMDB_MEDIAN) / 1.2816
+    lengths = np.round(rng.lognormal(np.log(IMDB_MEDIAN), sigma, size=count)).astype(np.int64)
+    return np.clip(lengths, IMDB_SHORTEST, maxlen)
+
+
+def imdb_batches(args, count: int, seed: int = 0) -> list[tuple[tf.Tensor, tf.Tensor, tf.Tensor, int]]:
+    """``count`` batches of random ids with IMDB's lengths, pre-padded and masked.
+
+    ``--batching padded``: every batch padded to ``--length``. ``--batching bucket``:
+    ``count * batch`` reviews sorted by length and cut into batches, each padded to
+    its own longest review (the batches of one bucketed epoch, shortest first).
+    """
+    rng = np.random.default_rng(seed)
+    batch, length = args["batch"], args["length"]
+    lengths = imdb_lengths(count * batch, length, rng)
+    if args["batching"] == "bucket":
+        lengths = np.sort(lengths)
+    out = []
+    for rows in lengths.reshape(count, batch):
+        width = int(rows.max()) if args["batching"] == "bucket" else length
+        mask = np.arange(width)[None, :] >= (width - rows)[:, None]  # pre-padding
+        ids = np.where(mask, rng.integers(3, args["vocab"], size=(batch, width), dtype=np.int32), 0).astype(np.int32)
+        labels = rng.integers(0, 2, size=batch, dtype=np.int32)
+        out.append((tf.constant(ids), tf.constant(mask), tf.constant(labels), int(mask.sum())))
+    return out
+
+
 def random_batches(args, count: int, seed: int = 0) -> list[tuple[tf.Tensor, tf.Tensor | None, tf.Tensor, int]]:
     """``count`` batches of random token ids; with ``--mask``, random lengths pre-padded with 0.
+
+    With ``--lengths imdb``, :func:`imdb_batches` instead.
 
     Returns:
         ``(ids [batch, time], mask or None, labels [batch], real tokens)`` per batch.
     """
+    if args.get("lengths") == "imdb":
+        return imdb_batches(args, count, seed)
     rng = np.random.default_rng(seed)
     batch, length = args["batch"], args["length"]
     out = []
@@ -257,6 +309,11 @@ def time_steps(contender: Contender, batches, steps: int) -> float:
               help="The zoo cells' gradient: hand-written BPTT or autodiff through the loop.")
 @click.option("--mask/--no-mask", default=False, show_default=True,
               help="Random lengths, pre-padded, masked on both sides (Keras: mask_zero).")
+@click.option("--lengths", type=click.Choice(["uniform", "imdb"]), default="uniform", show_default=True,
+              help="With masking, lengths uniform in [length/2, length], or drawn from IMDB's "
+                   "(median 174, 90th percentile 450, cut at --length); imdb implies --mask.")
+@click.option("--batching", type=click.Choice(["padded", "bucket"]), default="padded", show_default=True,
+              help="bucket: sort the drawn lengths and pad each batch to its longest (implies --lengths imdb).")
 @click.option("--floor/--no-floor", default=True, show_default=True,
               help="Also time the model without its recurrence, and the recurrence's matmul chain: "
                    "how high a ratio could go on this machine.")
@@ -266,13 +323,23 @@ def main(cells, units, quick, seed, fmt, **args):
     """Training tokens/s of zoo cells against keras.layers.SimpleRNN/GRU/LSTM, and their ratio."""
     if quick:
         args["rounds"], args["steps"] = 3, 8
+    if args["batching"] == "bucket":
+        args["lengths"] = "imdb"
+    if args["lengths"] == "imdb":
+        args["mask"] = True
     keras.utils.set_random_seed(seed)
     registry = build_registry()
     configs = [(c.strip(), int(u)) for c in cells.split(",") for u in units.split(",")]
     unknown = sorted({c for c, _ in configs} - set(KERAS_LAYERS))
     if unknown:
         raise click.BadParameter(f"no Keras reference for {unknown[0]!r}", param_hint="--cells")
-    batches = random_batches(args, count=4, seed=seed)
+    # Bucketed: one batch per length bucket, and every round runs each of them once or more.
+    count = 8 if args["batching"] == "bucket" else 4
+    if args["batching"] == "bucket":
+        args["steps"] = max(count, args["steps"] // count * count)
+        args["warmup"] = max(count, args["warmup"])  # trace every width before timing
+    batches = random_batches(args, count=count, seed=seed)
+    widths = [int(ids.shape[1]) for ids, *_ in batches]
 
     pairs = {}
     for cell, size in configs:
@@ -291,7 +358,9 @@ def main(cells, units, quick, seed, fmt, **args):
                 contender.tokens_per_sec.append(time_steps(contender, batches, args["steps"]))
         click.echo(f"round {round_index + 1}/{args['rounds']} done", err=True)
 
-    chains = {config: matmul_chain_seconds(*config, args) for config in pairs} if args["floor"] else {}
+    # The chain at the batches' mean padded width (the full length unless bucketed).
+    chain_args = dict(args, length=round(statistics.mean(widths)))
+    chains = {config: matmul_chain_seconds(*config, chain_args) for config in pairs} if args["floor"] else {}
     rows = []
     for (cell, size), (zoo, ref, *floor) in pairs.items():
         ratios = [z / k for z, k in zip(zoo.tokens_per_sec, ref.tokens_per_sec)]
@@ -301,7 +370,7 @@ def main(cells, units, quick, seed, fmt, **args):
         if floor:
             ceilings = [f / k for f, k in zip(floor[0].tokens_per_sec, ref.tokens_per_sec)]
             floor_tps, keras_tps = statistics.median(floor[0].tokens_per_sec), statistics.median(ref.tokens_per_sec)
-            tokens = args["batch"] * args["length"]
+            tokens = statistics.mean(real for *_, real in batches)  # real tokens per step, as tokens/s counts
             chain = chains[cell, size]
             best = (tokens / keras_tps) / (tokens / floor_tps + chain)
             row += [round(floor_tps / 1e3), round(statistics.median(ceilings), 2), round(chain * 1e3, 1),
@@ -309,7 +378,10 @@ def main(cells, units, quick, seed, fmt, **args):
         rows.append(row)
     setup = (f"batch {args['batch']}, length {args['length']}, vocab {args['vocab']}, embedding {args['embed']}, "
              f"Adam; zoo: bptt={args['bptt']}, jit={args['jit']}; keras: jit={args['keras_jit']}; "
-             f"mask={args['mask']}; {args['rounds']} rounds x {args['steps']} steps")
+             f"mask={args['mask']}, lengths={args['lengths'] if args['mask'] else 'full'}, "
+             f"batching={args['batching']} (padded widths {min(widths)}-{max(widths)}, "
+             f"{statistics.mean(real for *_, real in batches) / args['batch']:.0f} real tokens per review); "
+             f"{args['rounds']} rounds x {args['steps']} steps; load average {os.getloadavg()[0]:.1f}")
     click.echo(setup)
     headers = ["cell", "zoo ktok/s", "keras ktok/s", "median ratio", "ratio range"]
     if args["floor"]:
