@@ -44,6 +44,8 @@ Reproduce (from the checkout; minutes on 2 shared cores)::
     python benchmarks/throughput.py --cells gru --units 64 --bptt autodiff --rounds 3
     python benchmarks/throughput.py --quick --lengths imdb                  # masked, IMDB lengths
     python benchmarks/throughput.py --quick --lengths imdb --batching bucket
+    python benchmarks/throughput.py --quick --xla-too --no-floor            # where --jit pays
+    python benchmarks/throughput.py --cells lstm --units 64 --rounds 1 --profile   # where the step's time goes
 """
 
 from __future__ import annotations
@@ -196,6 +198,43 @@ def matmul_chain_seconds(cell: str, units: int, args, repeats: int = 5) -> float
     return statistics.median(times)
 
 
+def profile_ops(contender: Contender, batches, steps: int = 4, top: int = 12) -> list[list]:
+    """Per-op-type time of ``steps`` training steps from a ``tf.profiler`` trace of this process.
+
+    Returns rows ``[op type, ms per step, calls per step, us per call, share]``, largest
+    first, summed over the host's op events (ops on both cores add up, so the
+    shares are of the summed op time, not of the wall clock).
+    """
+    import collections
+    import tempfile
+
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
+    with tempfile.TemporaryDirectory(prefix="zoo-profile-") as logdir:
+        tf.profiler.experimental.start(logdir)
+        time_steps(contender, batches, steps)
+        tf.profiler.experimental.stop()
+        space = xplane_pb2.XSpace()
+        space.ParseFromString(next(Path(logdir).rglob("*.xplane.pb")).read_bytes())
+    spent, calls = collections.Counter(), collections.Counter()
+    for plane in space.planes:
+        if not plane.name.startswith("/host:CPU"):
+            continue
+        for line in plane.lines:
+            for event in line.events:
+                name = plane.event_metadata[event.metadata_id].name  # "op_name:OpType" for a TF op
+                if ":" not in name or "::" in name or name.startswith("__inference"):
+                    continue
+                op_type = name.rsplit(":", 1)[1]
+                if op_type.startswith("__inference"):
+                    continue
+                spent[op_type] += event.duration_ps / 1e9
+                calls[op_type] += 1
+    total = sum(spent.values())
+    return [[op, round(ms / steps, 2), round(calls[op] / steps), round(ms / calls[op] * 1e3, 1),
+             f"{ms / total:.0%}"] for op, ms in spent.most_common(top)]
+
+
 def contenders(registry, cell: str, units: int, args) -> tuple[Contender, ...]:
     """The zoo and Keras models with identical starting weights and their training steps (and the floor)."""
     zoo, reference = build_zoo_model(registry, cell, units, args), build_keras_model(cell, units, args)
@@ -209,6 +248,11 @@ def contenders(registry, cell: str, units: int, args) -> tuple[Contender, ...]:
                                            lambda labels, logits: bce(tf.cast(labels, tf.float32)[:, None], logits),
                                            args["keras_jit"])),
     )
+    if args.get("xla_too"):
+        compiled = build_zoo_model(registry, cell, units, args)
+        copy_keras_weights(reference, compiled)
+        pair += (Contender("zoo-xla", make_train_step(lambda ids, mask: compiled(ids, mask, training=True),
+                                                      compiled.trainable_variables, compiled.loss, True)),)
     if not args["floor"]:
         return pair
     floor_zoo = build_zoo_model(registry, cell, units, args)
@@ -317,6 +361,11 @@ def time_steps(contender: Contender, batches, steps: int) -> float:
 @click.option("--floor/--no-floor", default=True, show_default=True,
               help="Also time the model without its recurrence, and the recurrence's matmul chain: "
                    "how high a ratio could go on this machine.")
+@click.option("--xla-too", is_flag=True,
+              help="Also time the zoo's step compiled with XLA, from the same weights, in the same rounds "
+                   "(columns 'xla ratio': zoo with XLA / keras): shows where --jit pays.")
+@click.option("--profile", is_flag=True,
+              help="After the rounds, a per-op profile (tf.profiler) of the zoo's step in each configuration.")
 @click.option("--seed", default=0, show_default=True)
 @format_option()
 def main(cells, units, quick, seed, fmt, **args):
@@ -362,14 +411,20 @@ def main(cells, units, quick, seed, fmt, **args):
     chain_args = dict(args, length=round(statistics.mean(widths)))
     chains = {config: matmul_chain_seconds(*config, chain_args) for config in pairs} if args["floor"] else {}
     rows = []
-    for (cell, size), (zoo, ref, *floor) in pairs.items():
+    for (cell, size), group in pairs.items():
+        by_label = {contender.label: contender for contender in group}
+        zoo, ref = by_label["zoo"], by_label["keras"]
         ratios = [z / k for z, k in zip(zoo.tokens_per_sec, ref.tokens_per_sec)]
         row = [f"{cell}{size}", round(statistics.median(zoo.tokens_per_sec) / 1e3),
                round(statistics.median(ref.tokens_per_sec) / 1e3), round(statistics.median(ratios), 2),
                f"{min(ratios):.2f}-{max(ratios):.2f}"]
-        if floor:
-            ceilings = [f / k for f, k in zip(floor[0].tokens_per_sec, ref.tokens_per_sec)]
-            floor_tps, keras_tps = statistics.median(floor[0].tokens_per_sec), statistics.median(ref.tokens_per_sec)
+        if "zoo-xla" in by_label:
+            xla = [x / k for x, k in zip(by_label["zoo-xla"].tokens_per_sec, ref.tokens_per_sec)]
+            row += [round(statistics.median(xla), 2), f"{min(xla):.2f}-{max(xla):.2f}"]
+        if "floor" in by_label:
+            floor = by_label["floor"]
+            ceilings = [f / k for f, k in zip(floor.tokens_per_sec, ref.tokens_per_sec)]
+            floor_tps, keras_tps = statistics.median(floor.tokens_per_sec), statistics.median(ref.tokens_per_sec)
             tokens = statistics.mean(real for *_, real in batches)  # real tokens per step, as tokens/s counts
             chain = chains[cell, size]
             best = (tokens / keras_tps) / (tokens / floor_tps + chain)
@@ -384,9 +439,17 @@ def main(cells, units, quick, seed, fmt, **args):
              f"{args['rounds']} rounds x {args['steps']} steps; load average {os.getloadavg()[0]:.1f}")
     click.echo(setup)
     headers = ["cell", "zoo ktok/s", "keras ktok/s", "median ratio", "ratio range"]
+    if args["xla_too"]:
+        headers += ["xla ratio", "xla range"]
     if args["floor"]:
         headers += ["floor ktok/s", "ceiling ratio", "chain ms", "best ratio"]
     click.echo(render(rows, headers, fmt))
+    if args["profile"]:
+        for (cell, size), group in pairs.items():
+            zoo = next(c for c in group if c.label == "zoo")
+            click.echo(f"\nper-op profile of the zoo step, {cell}{size} (summed op time per step; load average "
+                       f"{os.getloadavg()[0]:.1f})")
+            click.echo(render(profile_ops(zoo, batches), ["op", "ms/step", "calls/step", "us/call", "share"], fmt))
 
 
 if __name__ == "__main__":

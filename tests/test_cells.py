@@ -446,3 +446,28 @@ def test_benchmark_imdb_lengths_and_buckets(registry):
 
     args["batching"] = "padded"
     assert all(ids.shape[1] == 300 for ids, *_ in bench.random_batches(args, count=2))
+
+
+def test_inference_skips_the_backward_preparation_and_agrees(registry, fused_cell_name):
+    """With no tape recording (evaluation, prediction) a fused cell runs the lean generic loop: same outputs."""
+    from zoo_core.unroll import gradient_possible
+
+    assert not gradient_possible()
+    with tf.GradientTape():
+        assert gradient_possible()
+    assert not tf.function(gradient_possible)()
+
+    cell = make_cell(registry, fused_cell_name)
+    inputs, mask = tf.constant(random_inputs()), tf.constant(MASK)
+
+    def outputs():
+        result = cell.unroll(DenseSequence(inputs), mask, keep_outputs=True)
+        return [result.outputs, result.last_output] + tf.nest.flatten(result.final_state)
+
+    def recorded_outputs():
+        with tf.GradientTape() as tape:
+            tape.watch(inputs)
+            return outputs()
+
+    for lean, fused in zip(tf.function(outputs)(), tf.function(recorded_outputs)(), strict=True):
+        np.testing.assert_allclose(lean, fused, rtol=1e-12, atol=1e-12)

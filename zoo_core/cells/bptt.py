@@ -26,7 +26,7 @@ from typing import Any
 from zoo_core.cells.base import StepCell
 from zoo_core.lazy import do_not_convert, tf
 from zoo_core.params import HParam
-from zoo_core.unroll import UnrollResult, from_time_major, to_time_major
+from zoo_core.unroll import UnrollResult, from_time_major, gradient_possible, to_time_major
 
 BPTT = HParam("bptt", str, "fused", "gradient: hand-written fused BPTT or autodiff through the loop",
               choices=("fused", "autodiff"))
@@ -38,7 +38,10 @@ class FusedBPTTCell(StepCell):
     Subclasses declare :data:`BPTT` in their ``hparams`` and implement
     :meth:`fused_scan`. With ``bptt="fused"`` (the default) :meth:`unroll` runs
     the kernel; with ``"autodiff"``, or when a ``probe`` must enter each step
-    (diagnostics), it runs the generic loop of :class:`StepCell`.
+    (diagnostics), it runs the generic loop of :class:`StepCell`. So it does
+    when no gradient can be taken (no ``GradientTape`` is recording, e.g.
+    evaluation and prediction): the kernel's forward loop also prepares the
+    backward pass at every step, work inference would throw away.
     """
 
     @abc.abstractmethod
@@ -60,7 +63,7 @@ class FusedBPTTCell(StepCell):
 
     @do_not_convert
     def unroll(self, inputs, mask, keep_outputs, *, reverse=False, probe=None):
-        if probe is not None or self.params["bptt"] != "fused":
+        if probe is not None or self.params["bptt"] != "fused" or not gradient_possible():
             return super().unroll(inputs, mask, keep_outputs, reverse=reverse, probe=probe)
         projected_tm = self.project(inputs)
         inputs_tm, mask_tm = to_time_major(projected_tm, mask, reverse, time_major=True)
