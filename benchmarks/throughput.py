@@ -225,8 +225,8 @@ def profile_ops(contender: Contender, batches, steps: int = 4, top: int = 12) ->
                 name = plane.event_metadata[event.metadata_id].name  # "op_name:OpType" for a TF op
                 if ":" not in name or "::" in name or name.startswith("__inference"):
                     continue
-                op_type = name.rsplit(":", 1)[1]
-                if op_type.startswith("__inference"):
+                op_type = name.rsplit(":", 1)[1].strip()
+                if op_type.startswith("__inference"):  # the whole function's event, not an op
                     continue
                 spent[op_type] += event.duration_ps / 1e9
                 calls[op_type] += 1
