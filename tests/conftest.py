@@ -9,6 +9,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import pytest  # noqa: E402
 
 from tests.imdb_fixtures import make_imdb_archive, make_imdb_tree  # noqa: E402
+from tests.isolation import home_env, isolate  # noqa: E402
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -19,17 +20,8 @@ def isolated_session_env(tmp_path_factory):
     ``~/.local/share/rnn-zoo/results.sqlite`` and failed on whatever another checkout had left there.
     """
     home = tmp_path_factory.mktemp("session-home")
-    with pytest.MonkeyPatch.context() as patch:
-        isolate(patch, home)
+    with home_env(home):
         yield home
-
-
-def isolate(patch: pytest.MonkeyPatch, home) -> None:
-    """Points caches, results and runs into ``home`` and clears the ZOO_* variables a user may have set."""
-    patch.setenv("XDG_CACHE_HOME", str(home / "cache"))
-    patch.setenv("XDG_DATA_HOME", str(home / "share"))
-    for name in ("ZOO_DATA", "ZOO_RESULTS", "ZOO_RUNS", "ZOO_PLUGINS", "ZOO_REGISTRY"):
-        patch.delenv(name, raising=False)
 
 
 @pytest.fixture(autouse=True)

@@ -21,6 +21,7 @@ import pytest
 from tests.cli_helpers import zoo
 from tests.imdb_fixtures import make_imdb_archive
 from tests.test_results import FakeResult, make_run
+from tests.isolation import home_env
 from zoo_core.leaderboard import setup_key
 from zoo_core.results import ResultsDB
 
@@ -111,9 +112,7 @@ def scratch(tmp_path_factory):
     archive = make_imdb_archive(home / "data" / "aclImdb_v1.tar.gz", n_per_class=40)
     db = home / "scratch" / "results.sqlite"
     common = ["--data", archive, "--results", db, *TINY]
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("XDG_DATA_HOME", str(home / "share"))
-        env.setenv("XDG_CACHE_HOME", str(home / "cache"))
+    with home_env(home):
         # Trained first, so the latest elman-last setup is a's and b's.
         other = recorded_id(zoo("train", "elman-last", "--limit", 60, "--maxlen", 20, *common))
         a = recorded_id(zoo("train", "elman-last", "--limit", 80, "--maxlen", 20, *common))

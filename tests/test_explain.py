@@ -16,6 +16,7 @@ import pytest
 
 from tests.cli_helpers import zoo
 from tests.imdb_fixtures import NEGATIVE, NEUTRAL, POSITIVE
+from tests.isolation import home_env
 from zoo_core.config import DataConfig, ModelSpec, RunSpec
 from zoo_core.data.tokens import RESERVED, Vocabulary
 from zoo_core.errors import ZooError
@@ -177,9 +178,7 @@ def trained(tmp_path_factory, tiny_imdb_archive):
     """A GRU (last step: integrated gradients) trained to learn the tiny data, and a mean-logits tanh (exact)."""
     home = tmp_path_factory.mktemp("explain")
     db = home / "results.sqlite"
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("XDG_DATA_HOME", str(home / "share"))
-        env.setenv("XDG_CACHE_HOME", str(home / "cache"))
+    with home_env(home):
         common = [*TRAIN, "--data", str(tiny_imdb_archive), "--results", str(db)]
         zoo("train", "--cell", "gru", "--aggregator", "last", "--epochs", "8", *common, "--save", home / "gru-last")
         zoo("train", "--cell", "tanh", "--aggregator", "mean-logits", "--head", "softmax2", "--epochs", "2",

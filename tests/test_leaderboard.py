@@ -352,6 +352,11 @@ def test_setup_all_shows_one_table_per_setup_and_marginals_never_mix(db_path):
     assert result.stdout.count("\nsetup ") + result.stdout.startswith("setup ") == 2
     rows = json.loads(invoke("leaderboard", "--results", str(db_path), "--setup", "all", "--format", "json").stdout)
     assert len({r["setup"] for r in rows}) == 2 and len(rows) == len(ACCURACIES) + 1
+    # Each row names its setup's id and its settings, in two columns (one name for both lost the id).
+    assert {r["setup_id"] for r in rows} == {lb.setup_key(r) for r in ResultsDB(db_path).runs(["finished"])}
+    csv_header = invoke("leaderboard", "--results", str(db_path), "--setup", "all", "--format", "csv").stdout
+    headers = csv_header.splitlines()[0].split(",")
+    assert len(headers) == len(set(headers)), headers
     rows = json.loads(invoke("leaderboard", "--results", str(db_path), "--by", "cell", "--format", "json").stdout)
     assert [(r["cell"], r["runs"]) for r in rows] == [("tanh", 2)]  # the latest setup only
 

@@ -9,6 +9,7 @@ import pytest
 
 from tests.imdb_fixtures import NEGATIVE, POSITIVE
 from tests.cli_helpers import TINY_RANK, zoo
+from tests.isolation import home_env
 from zoo_core.config import ModelSpec, RunSpec
 from zoo_core.errors import ZooError
 from zoo_core.results import ResultsDB
@@ -21,9 +22,7 @@ def ranked(tmp_path_factory, tiny_imdb_archive):
     """Two tiny models ranked on tiny data; their runs saved."""
     home = tmp_path_factory.mktemp("predict")
     db_path = home / "results.sqlite"
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("XDG_DATA_HOME", str(home / "share"))
-        env.setenv("XDG_CACHE_HOME", str(home / "cache"))
+    with home_env(home):
         zoo("rank", "elman-last", "lstm-last", *TINY_RANK, "--data", str(tiny_imdb_archive), "--results", str(db_path))
     return db_path
 

@@ -12,6 +12,7 @@ import time
 import pytest
 
 from tests.cli_helpers import TINY_RANK, interruptible, zoo
+from tests.isolation import home_env
 from zoo_core import ranking
 from zoo_core.results import ResultsDB
 
@@ -24,9 +25,7 @@ SEED_GRID = {(e, "tanh", a, h) for e in ("one-hot", "embedding") for a in ("last
 def seed_grid(tmp_path_factory, tiny_imdb_archive):
     """``zoo rank --preset seed-grid`` with tiny models on tiny data, once for the module."""
     home = tmp_path_factory.mktemp("rank")
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("XDG_DATA_HOME", str(home / "share"))
-        env.setenv("XDG_CACHE_HOME", str(home / "cache"))
+    with home_env(home):
         db_path = home / "results.sqlite"
         args = ["rank", "--preset", "seed-grid", *TINY_RANK, "--data", str(tiny_imdb_archive), "--results", str(db_path)]
         result = zoo(*args)

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.cli_helpers import TINY_RANK, zoo
+from tests.isolation import home_env
 from zoo_core.results import ResultsDB
 
 TRAP_REGISTRY = '[plugins]\nmodules = ["zoo_plugins.builtin", "tests.trap_plugin"]\n'
@@ -39,9 +40,7 @@ def scratch(tmp_path_factory, tiny_imdb_archive):
     train = ["train", "elman-last", *TINY_RANK, "--data", tiny_imdb_archive, "-q", "--results", db_path]
     registry = home / "registry.toml"
     registry.write_text(TRAP_REGISTRY, encoding="utf-8")
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("XDG_DATA_HOME", str(home / "share"))
-        env.setenv("XDG_CACHE_HOME", str(home / "cache"))
+    with home_env(home) as env:
         first = zoo(*train)
         again = zoo(*train)  # the same spec and seed: trained and recorded again
         seed_1 = zoo(*train, "--seed", 1, "--format", "json")

@@ -21,11 +21,11 @@ import pytest
 from tests.imdb_fixtures import make_imdb_tree
 
 # Runs `zoo ARGS` in a fresh interpreter and reports, after it exits, whether
-# TensorFlow, Keras or NumPy were ever imported (the component modules, which
+# TensorFlow, Keras, NumPy or Ray were ever imported (the component modules, which
 # every command loads as plugins, must bind them lazily).
 PROBE = textwrap.dedent("""
     import atexit, sys
-    heavy = ("tensorflow", "keras", "numpy")
+    heavy = ("tensorflow", "keras", "numpy", "ray")
     atexit.register(lambda: print("\\nIMPORTED:", sorted(m for m in heavy if m in sys.modules),
                                   file=sys.__stdout__, flush=True))
     from zoo_core.cli import main
@@ -54,10 +54,14 @@ CHEAP_COMMANDS = [
     ["train", "--set", "encoder.dim=abc"],          # wrong type
     ["train", "no-such-model"],
     ["rank", "--preset", "no-such-preset"],
+    ["rank", "--address", "auto"],                  # a Ray flag without --executor ray
+    ["rank", "--executor", "ray", "--cpus-per-run", "0"],
     ["--plugins", "nomatch*", "components"],        # a plugin pattern matching nothing
     ["leaderboard"],
     ["runs"],
     ["explain", "--help"],
+    ["report", "--help"],
+    ["report", "-o", "no-such-report-folder"],       # no results file yet: one line, nothing written
     ["ensemble", "--help"],
     ["ensemble", "3f2a", "71c0"],                   # no results file yet
     ["ensemble", "3f2a", "--name", ""],             # an empty name

@@ -15,6 +15,7 @@ import sys
 import pytest
 
 from tests.cli_helpers import zoo
+from tests.isolation import home_env
 from zoo_core import tuning
 from zoo_core.results import ResultsDB
 
@@ -37,9 +38,7 @@ def tuned(tmp_path_factory, tiny_imdb_archive):
     home = tmp_path_factory.mktemp("tune")
     db_path = home / "results.sqlite"
     common = [*SETTINGS, "--data", str(tiny_imdb_archive), "--results", str(db_path)]
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("XDG_DATA_HOME", str(home / "share"))
-        env.setenv("XDG_CACHE_HOME", str(home / "cache"))
+    with home_env(home):
         result = zoo("tune", "elman-last", *SPACE, "--trials", "3", *common)
     return {"db": db_path, "common": common, "output": result.output, "home": home,
             "storage": home / "optuna.sqlite"}

@@ -337,13 +337,18 @@ class Explainer:
         self._gradient = tf.function(self._gradient_eager, input_signature=signature)
 
     def _notes(self) -> tuple[str, ...]:
-        from zoo_core.cells.wrappers import BidirectionalCell
+        from zoo_core.cells.elman import IdentityCell
+        from zoo_core.cells.wrappers import BidirectionalCell, SkipCell
 
+        cell = self.model.cell
         notes = []
-        if isinstance(self.model.cell, BidirectionalCell):
+        if isinstance(cell, BidirectionalCell) or (isinstance(cell, SkipCell) and cell.backward is not None):
             notes.append("bidirectional cell: a step's output holds the backward direction, which has read the "
                          "review from its end back to that step, so the running P is not the prediction so far")
-        if self.method == EXACT:
+        if self.method == EXACT and isinstance(cell, IdentityCell):
+            notes.append("exact, no recurrence (h_t = x_t): each step's share is that token's own, with the "
+                         "n-grams its encoder adds at that step")
+        elif self.method == EXACT:
             notes.append("exact: each step's share is that of its output h_t, which carries the tokens read "
                          "before it (and, bidirectional, after it), not a word's effect in isolation")
         if not self.data.mask:
@@ -509,6 +514,8 @@ def explanation_html(explanation: Explanation, title: str | None = None) -> str:
     for t in e.tokens:
         r, g, b = contribution_rgb(t.contribution, scale)
         style = f"background:rgb({r},{g},{b});padding:1px 2px;border-radius:3px"
+        if 0.299 * r + 0.587 * g + 0.114 * b < 140:  # a dark background (strong red or green): white text reads
+            style += ";color:#fff"
         if t.kind in (UNKNOWN, START_TOKEN, PADDING):
             style += ";font-style:italic;color:#555"
         tip = f"{t.shown}: contribution {t.contribution:+.4f}, P(positive) after it {t.running_p:.3f}"

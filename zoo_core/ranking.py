@@ -2,29 +2,31 @@
 
 :func:`record_run` is the one path by which a run is trained and recorded
 (``zoo train`` and ``zoo rank`` alike): claim it in the results database,
-train it, save its weights under ``<runs folder>/<run id>``, record its result.
+train it (:func:`zoo_core.executors.train_job`), save its weights under
+``<runs folder>/<run id>`` and record its result (:func:`record_trained`).
 :func:`plan_runs` turns patterns and presets into RunSpecs; :func:`rank`
 records the ones the results database has not seen finish, claiming each
-atomically so two ``zoo rank`` processes can share the work.
+atomically so two ``zoo rank`` processes can share the work, and trains them
+through an executor (:mod:`zoo_core.executors`: here, or as Ray tasks) whose
+results it records with the same :func:`record_trained`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import statistics
 import time
-import traceback
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from zoo_core.config import KINDS, ModelSpec, RunSpec
 from zoo_core.errors import ZooError
+from zoo_core.executors import Executor, Job, LocalExecutor, Trained, train_job
 from zoo_core.progress import Echo, Progress, echo_or_silent
 from zoo_core.results import DIVERGED, FAILED, INTERRUPTED, RUNNING, ResultsDB
 from zoo_core.specs import build_run_spec, parse_set_values
-from zoo_core.tensorboard import EVERY_STEPS, for_run
+from zoo_core.tensorboard import EVERY_STEPS, run_logdir
 
 DEFAULT_PRESET = "quick"
 # Every run reads the data prepared with this seed (the --limit subset and the validation split), whatever
@@ -129,18 +131,24 @@ def format_duration(seconds: float) -> str:
 
 
 class RankMeter:
-    """Overall progress: run i of n, elapsed, and the time left estimated from this session's runs."""
+    """Overall progress: run i of n, elapsed, and the time left estimated from this session's runs.
 
-    def __init__(self, total: int, to_train: int, echo: Echo):
-        self.total, self.to_train, self.echo = total, to_train, echo
+    With ``parallel`` (several runs train at once), the time left divides the
+    runs left among the ``slots`` that train them, and each outcome's line
+    names its run, since outcomes no longer follow their starting lines.
+    """
+
+    def __init__(self, total: int, to_train: int, echo: Echo, parallel: bool = False):
+        self.total, self.to_train, self.echo, self.parallel = total, to_train, echo, parallel
         self.start = time.monotonic()
         self.durations: list[float] = []
+        self.slots = 1  # runs training at once
 
     def eta(self) -> str:
         if not self.durations:
             return "time left: estimated after the first run"
-        left = max(self.to_train - len(self.durations), 0) * statistics.fmean(self.durations)
-        return f"about {format_duration(left)} left"
+        left = max(self.to_train - len(self.durations), 0)
+        return f"about {format_duration(left * statistics.fmean(self.durations) / max(1, min(self.slots, left)))} left"
 
     def starting(self, index: int, run: RunSpec) -> None:
         elapsed = format_duration(time.monotonic() - self.start)
@@ -151,11 +159,21 @@ class RankMeter:
         self.echo(f"[{index}/{self.total}] {run.model.label} seed {run.seed}: skipped, finished before "
                   "or running elsewhere")
 
-    def finished(self, run_id: str, result: Any, seconds: float) -> None:
+    def _which(self, job: Job | None) -> str:
+        if not self.parallel or job is None:
+            return "    "
+        return f"[{job.index}/{self.total}] {job.run.model.label} seed {job.run.seed}: "
+
+    def finished(self, run_id: str, result: Any, seconds: float, job: Job | None = None) -> None:
         self.durations.append(seconds)
         test = result.test or {}
-        self.echo(f"    {result.status}: test accuracy {test.get('accuracy', float('nan')):.4f}, "
+        self.echo(f"{self._which(job)}{result.status}: test accuracy {test.get('accuracy', float('nan')):.4f}, "
                   f"{result.params:,} params, {format_duration(seconds)}, run {run_id}")
+
+    def failed(self, message: str, detail: str = "", job: Job | None = None) -> None:
+        self.echo(f"{self._which(job)}failed: {message}")
+        if detail:
+            self.echo(detail)
 
 
 @dataclasses.dataclass
@@ -188,6 +206,53 @@ class RunFailed(Exception):
         super().__init__(self.message)
 
 
+INTERRUPTED_MESSAGE = "interrupted (Ctrl-C or SIGTERM) before it finished"
+
+
+def new_job(index: int, run: RunSpec, run_id: str, runs_dir: str | Path, tensorboard_every: int | None,
+            score_test: bool = True) -> Job:
+    """The :class:`zoo_core.executors.Job` of claimed run ``run_id``; its events go to its
+    :func:`zoo_core.tensorboard.run_logdir` under ``runs_dir`` (none when ``tensorboard_every`` is None);
+    ``score_test=False`` for a tuning trial."""
+    if tensorboard_every is None:
+        return Job(index, run, run_id, score_test=score_test)
+    return Job(index, run, run_id, run_logdir(runs_dir, run.model.label, run.seed, run_id), int(tensorboard_every),
+               score_test=score_test)
+
+
+def record_trained(job: Job, trained: Trained, db: ResultsDB, runs_dir: str | Path, dataset: Any) -> Recorded:
+    """Saves a trained job's weights to ``runs_dir / <run id>`` and records its result: the one recording path.
+
+    Every executor's runs end here, in the driver's process: the status follows
+    ``trained.result.status`` (``finished``, ``diverged`` for a NaN loss,
+    ``interrupted``), the provenance is where it trained.
+
+    Args:
+        job: The claimed run.
+        trained: What training produced (:class:`zoo_core.executors.Trained`).
+        db: The results database the run was claimed in.
+        runs_dir: The runs folder.
+        dataset: The data it trained on (its vocabulary is saved with the weights).
+
+    Raises:
+        ZooError: the weights could not be saved (recorded ``failed``).
+    """
+    from zoo_core.runs import save_run
+
+    started = time.monotonic()
+    run_dir = Path(runs_dir) / job.run_id
+    try:
+        save_run(run_dir, trained.model, dataset.vocab, job.run, trained.result, provenance=trained.provenance)
+    except (OSError, ZooError) as err:  # e.g. a full disk: later runs could not be saved either
+        message = f"could not save it to {run_dir}: {getattr(err, 'strerror', None) or err}"
+        db.mark(job.run_id, FAILED, message)
+        raise ZooError(f"run {job.run_id} {message}") from None
+    db.finish(job.run_id, trained.result, run_dir=run_dir, data_checksum=getattr(dataset, "checksum", ""),
+              provenance=trained.provenance, scored_test=job.score_test)
+    return Recorded(job.run_id, run_dir, trained.model, trained.result,
+                    trained.seconds + time.monotonic() - started)
+
+
 def record_run(run: RunSpec, registry, db: ResultsDB, runs_dir: str | Path, dataset: Callable[[], Any], *,
                fresh: bool = False, train: Callable | None = None, progress: Progress | None = None,
                echo: Echo | None = None, should_stop: Callable[[], bool] = lambda: False,
@@ -202,7 +267,8 @@ def record_run(run: RunSpec, registry, db: ResultsDB, runs_dir: str | Path, data
     training stopped early on ``should_stop()`` is saved and recorded
     ``interrupted``, so nothing trained is lost. A stop before training gave
     a model (or a second Ctrl-C) marks it ``interrupted``; an error marks it
-    ``failed``.
+    ``failed``. The pieces are those :func:`rank` drives through an executor:
+    the claim, :func:`zoo_core.executors.train_job`, :func:`record_trained`.
 
     Args:
         run: What to train.
@@ -241,64 +307,57 @@ def record_run(run: RunSpec, registry, db: ResultsDB, runs_dir: str | Path, data
         ZooError: the weights could not be saved (recorded ``failed``).
         Exception: whatever loading the data raised (recorded ``failed``).
     """
-    from zoo_core.runs import save_run
-
-    if train is None:
-        from zoo_core.training import train
     run_id = db.start(run) if fresh else db.claim(run)
     if run_id is None:
         return None
+    job = new_job(1, run, run_id, runs_dir, tensorboard_every, score_test=score_test)
     try:
         if on_claimed is not None:
             on_claimed(run_id)
-        try:
-            data = dataset()
-        except Exception:  # a Ctrl-C here goes on to mark the run interrupted
-            db.mark(run_id, FAILED, "its data could not be loaded")
-            raise
+        data = _load(dataset, db, run_id)
         if should_stop():
             raise KeyboardInterrupt
-        started = time.monotonic()
         try:
-            with _event_logger(runs_dir, run, run_id, tensorboard_every) as observer:
-                if on_epoch is not None:
-                    observer = _EpochHook(observer, on_epoch)
-                # Only a trial passes score_test, so stand-ins for train() need not know it.
-                model, result = train(run, registry, data, progress=progress, echo=echo, should_stop=should_stop,
-                                      observer=observer, **({} if score_test else {"score_test": False}))
+            trained = train_job(job, registry, data, train=train, logdir=job.logdir, progress=progress, echo=echo,
+                                should_stop=should_stop, on_epoch=on_epoch)
         except Exception as err:  # noqa: BLE001 - recorded, then the caller decides
             failure = RunFailed(run_id, err)
             db.mark(run_id, FAILED, failure.message)
             raise failure from err
-        run_dir = Path(runs_dir) / run_id
-        try:
-            save_run(run_dir, model, data.vocab, run, result)
-        except (OSError, ZooError) as err:  # e.g. a full disk: later runs could not be saved either
-            message = f"could not save it to {run_dir}: {getattr(err, 'strerror', None) or err}"
-            db.mark(run_id, FAILED, message)
-            raise ZooError(f"run {run_id} {message}") from None
-        db.finish(run_id, result, run_dir=run_dir, data_checksum=getattr(data, "checksum", ""),
-                  scored_test=score_test)
+        return record_trained(job, trained, db, runs_dir, data)
     except KeyboardInterrupt:
-        db.mark(run_id, INTERRUPTED, "interrupted (Ctrl-C or SIGTERM) before it finished")  # only if still running
+        db.mark(run_id, INTERRUPTED, INTERRUPTED_MESSAGE)  # only if still running
         raise
-    return Recorded(run_id, run_dir, model, result, time.monotonic() - started)
+
+
+def _load(dataset: Callable[[], Any], db: ResultsDB, run_id: str) -> Any:
+    """``dataset()``; a failure marks run ``run_id`` failed and propagates (a Ctrl-C goes on to mark it interrupted)."""
+    try:
+        return dataset()
+    except Exception:
+        db.mark(run_id, FAILED, "its data could not be loaded")
+        raise
 
 
 def rank(runs: Sequence[RunSpec], registry, db: ResultsDB, *, runs_dir: str | Path | None = None,
          progress: Progress | None = None, echo: Echo | None = None, load_dataset: Callable | None = None,
          train: Callable | None = None, should_stop: Callable[[], bool] = lambda: False,
-         tensorboard_every: int | None = EVERY_STEPS) -> RankOutcome:
-    """Trains each run that has not finished in ``db`` and records it with :func:`record_run`.
+         tensorboard_every: int | None = EVERY_STEPS, executor: Executor | None = None) -> RankOutcome:
+    """Trains each run that has not finished in ``db``, through ``executor``, and records it.
 
-    Data is loaded once per distinct DataConfig (with :data:`DATA_SEED`, so
-    every run of every seed sees the same split). A run that raises is marked
-    ``failed`` and the loop goes on. A stop request (``should_stop()``, checked
-    between runs, after loading data and by training between batches) or
-    ``KeyboardInterrupt`` stops the loop: the current run is recorded
-    ``interrupted`` (with the weights it had, if training got that far), and
-    everything that finished is kept; a run that finished training before the
-    request is still saved and recorded.
+    The driver's loop: while the executor has free slots it claims the next
+    run (skipping one that finished, diverged or runs elsewhere), loads its
+    data (once per distinct DataConfig, with :data:`DATA_SEED`, so every run
+    of every seed sees the same split) and submits it; each run the executor
+    hands back is recorded here with :func:`record_trained` as it comes, so
+    the results database and the runs folder stay in this process. A run that
+    raised (after the executor's retries) is marked ``failed`` and the loop
+    goes on. A stop request (``should_stop()``, checked between runs, while
+    waiting, after loading data and by local training between batches) or
+    ``KeyboardInterrupt`` stops the loop: a run training locally is recorded
+    ``interrupted`` (with the weights it had, if training got that far); runs
+    submitted and not handed back are cancelled and marked ``interrupted``
+    (a rerun trains them again); everything that finished is kept.
 
     Args:
         runs: From :func:`plan_runs`.
@@ -311,9 +370,13 @@ def rank(runs: Sequence[RunSpec], registry, db: ResultsDB, *, runs_dir: str | Pa
         echo: Receives the progress lines (run i of n, each run's outcome,
             training's per-epoch lines, a failed run's traceback); None: silent.
         load_dataset, train: Stand-ins for :func:`zoo_core.data.load_dataset`
-            and :func:`zoo_core.training.train` (tests), or wrappers of them.
+            and :func:`zoo_core.training.train` (tests), or wrappers of them
+            (``train`` is for the default executor).
         should_stop: Whether to stop (the CLI: SIGINT or SIGTERM arrived).
         tensorboard_every: See :func:`record_run`.
+        executor: Trains the runs (:mod:`zoo_core.executors`); default: a
+            :class:`~zoo_core.executors.LocalExecutor`, one run at a time here.
+            The caller closes it.
 
     Raises:
         ZooError: the runs folder cannot be written (before any training), or a run could not be saved.
@@ -322,8 +385,6 @@ def rank(runs: Sequence[RunSpec], registry, db: ResultsDB, *, runs_dir: str | Pa
 
     if load_dataset is None:
         from zoo_core.data import load_dataset
-    if train is None:
-        from zoo_core.training import train
 
     echo = echo_or_silent(echo)
     settings = registry.settings
@@ -331,74 +392,61 @@ def rank(runs: Sequence[RunSpec], registry, db: ResultsDB, *, runs_dir: str | Pa
         runs_dir = check_runs_dir(*resolve_runs_dir(None, settings, db.path))
     else:
         runs_dir = check_runs_dir(runs_dir)  # before any training
+    if executor is None:
+        executor = LocalExecutor(registry, train=train, progress=progress, echo=echo)
     finished_before = db.done_keys()
     outcome = RankOutcome(planned=len(runs))
-    meter = RankMeter(len(runs), sum(r.key() not in finished_before for r in runs), echo)
+    meter = RankMeter(len(runs), sum(r.key() not in finished_before for r in runs), echo, executor.parallel)
     datasets: dict[Any, Any] = {}
-
-    def data_of(run: RunSpec):
-        if run.data not in datasets:
-            datasets[run.data] = load_dataset(run.data, settings, seed=DATA_SEED, progress=progress)
-        return datasets[run.data]
-
-    for index, run in enumerate(runs, start=1):
-        try:
+    plan = list(enumerate(runs, start=1))
+    claimed: dict[str, Job] = {}  # submitted, not recorded yet
+    stopped_by = "an error"
+    try:
+        while True:
+            while plan and not should_stop() and executor.free_slots() > 0:
+                index, run = plan.pop(0)
+                run_id = db.claim(run)
+                if run_id is None:
+                    outcome.skipped += 1
+                    meter.skipped(index, run)
+                    continue
+                job = claimed[run_id] = new_job(index, run, run_id, runs_dir, tensorboard_every)
+                meter.slots = executor.slots()
+                meter.starting(index, run)
+                if run.data not in datasets:
+                    datasets[run.data] = _load(
+                        lambda: load_dataset(run.data, settings, seed=DATA_SEED, progress=progress), db, run_id)
+                executor.submit(job, datasets[run.data])
             if should_stop():
                 raise KeyboardInterrupt  # handled below, like Ctrl-C at this point
-            try:
-                recorded = record_run(run, registry, db, runs_dir, lambda: data_of(run), train=train,
-                                      progress=progress, echo=echo, should_stop=should_stop,
-                                      on_claimed=lambda run_id: meter.starting(index, run),
-                                      tensorboard_every=tensorboard_every)
-            except RunFailed as failure:  # one broken model must not end the ranking
-                outcome.failed.append(failure.run_id)
-                echo(f"    failed: {failure.message}")
-                if not isinstance(failure.error, ZooError):
-                    echo("".join(traceback.format_exception(failure.error)).rstrip("\n"))
-                continue
-            if recorded is None:
-                outcome.skipped += 1
-                meter.skipped(index, run)
-                continue
-            if recorded.result.status == "interrupted":  # recorded, with the weights it had
-                raise KeyboardInterrupt
-            outcome.trained.append(recorded.run_id)
-            meter.finished(recorded.run_id, recorded.result, recorded.seconds)
-        except KeyboardInterrupt:
-            outcome.interrupted = True
-            echo("interrupted")
-            break
+            if not executor.busy():
+                break
+            for done in executor.wait(should_stop):
+                job = done.job
+                if done.trained is None:  # one broken model must not end the ranking
+                    db.mark(job.run_id, FAILED, done.message)
+                    del claimed[job.run_id]
+                    outcome.failed.append(job.run_id)
+                    meter.failed(done.message, done.detail, job)
+                    continue
+                recorded = record_trained(job, done.trained, db, runs_dir, datasets[job.run.data])
+                del claimed[job.run_id]
+                if recorded.result.status == "interrupted":  # recorded, with the weights it had
+                    raise KeyboardInterrupt
+                outcome.trained.append(recorded.run_id)
+                meter.finished(recorded.run_id, recorded.result, recorded.seconds, job)
+    except KeyboardInterrupt:
+        stopped_by = "Ctrl-C or SIGTERM"
+        outcome.interrupted = True
+        echo("interrupted")
+    finally:
+        executor.cancel()
+        for job in claimed.values():  # only runs still `running` change
+            db.mark(job.run_id, INTERRUPTED, INTERRUPTED_MESSAGE if stopped_by != "an error" else
+                    "stopped before it finished: the rank ended on an error")
     if not outcome.interrupted:
         outcome.missing = _missing(runs, db, outcome.failed)
     return outcome
-
-
-class _EpochHook:
-    """A :class:`zoo_core.training.TrainObserver` that adds ``on_epoch`` to another observer (or to none).
-
-    The inner observer keeps its own step reports; without one, step reports
-    never fall due, so they cost nothing.
-    """
-
-    def __init__(self, inner, on_epoch: Callable[[int, dict], None]):
-        self.inner, self.hook = inner, on_epoch
-        self.every_steps = inner.every_steps if inner is not None else 2**62
-
-    def on_step(self, step: int, logs: dict) -> None:
-        if self.inner is not None:
-            self.inner.on_step(step, logs)
-
-    def on_epoch(self, epoch: int, logs: dict) -> None:
-        if self.inner is not None:
-            self.inner.on_epoch(epoch, logs)  # the epoch's curves are written before a hook may end the run
-        self.hook(epoch, logs)
-
-
-def _event_logger(runs_dir, run: RunSpec, run_id: str, every_steps: int | None):
-    """The run's :class:`zoo_core.tensorboard.EventLogger` (a context manager), or a stand-in giving None."""
-    if every_steps is None:
-        return contextlib.nullcontext()
-    return for_run(runs_dir, run, run_id, every_steps)
 
 
 def _missing(runs: Sequence[RunSpec], db: ResultsDB, failed: Sequence[str]) -> list[str]:

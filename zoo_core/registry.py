@@ -37,7 +37,7 @@ import pluggy
 from zoo_core import hookspecs, plugin_checks
 from zoo_core.config import KINDS, ModelSpec
 from zoo_core.errors import DuplicateNameError, UndeclaredParamError, UnknownNameError, ZooError
-from zoo_core.settings import Preset, Settings, load_settings
+from zoo_core.settings import DEFAULT_REGISTRY, Preset, Settings, load_settings
 
 ENTRY_POINT_GROUP = "rnn_zoo"
 SLOW_PLUGIN_SECONDS = 2.0  # a plugin loading slower than this is named on stderr
@@ -108,6 +108,8 @@ class Registry:
         self._aliases: dict[str, dict[str, str]] = {k: {} for k in ALL_KINDS}
         self.plugins: dict[str, PluginInfo] = {}
         self.plugin_manager: pluggy.PluginManager | None = None
+        # How build_registry made it, so another process can make the same one; None: built by hand.
+        self.source: RegistrySource | None = None
 
     # -- registration -------------------------------------------------
     def register(self, kind: str, obj: Any, plugin: str = "<code>") -> Entry:
@@ -492,6 +494,34 @@ def plugin_filter(explicit: str | None = None) -> list[str] | None:
     return [p.strip() for p in text.split(",") if p.strip()]
 
 
+@dataclasses.dataclass(frozen=True)
+class RegistrySource:
+    """How :func:`build_registry` made a registry, so that another process can build the same one.
+
+    A Ray worker (:mod:`zoo_core.executors`) receives this, not the registry
+    (whose plugin manager cannot be pickled), and builds its own: the same
+    registry file and plugin filter, the same plugin modules imported there.
+
+    Attributes:
+        registry_file: The registry.toml read (absolute; it must exist at this path where the registry is
+            built again), or None for the checkout's own (each machine reads its own rnn-zoo's).
+        plugins: The plugin filter in force, comma-separated patterns; ``""``: every plugin.
+        entry_points: Whether installed entry-point plugins were loaded.
+    """
+
+    registry_file: str | None
+    plugins: str
+    entry_points: bool
+
+    def build(self) -> "Registry":
+        """The registry this describes, built in this process.
+
+        Raises:
+            ZooError: the registry file is missing here or malformed.
+        """
+        return build_registry(self.registry_file, self.plugins, self.entry_points)
+
+
 def build_registry(registry_file: str | None = None, plugins: str | None = None,
                    entry_points: bool = True, settings: Settings | None = None,
                    warn: Callable[[str], None] | None = None) -> Registry:
@@ -510,5 +540,10 @@ def build_registry(registry_file: str | None = None, plugins: str | None = None,
     registry = Registry(settings, warn)
     for spec in settings.models.values():
         registry.register("model", spec, plugin="registry.toml")
-    registry.load_plugins(settings.plugin_modules, plugin_filter(plugins), entry_points)
+    only = plugin_filter(plugins)
+    registry.load_plugins(settings.plugin_modules, only, entry_points)
+    # The checkout's own file is named as such (None), so a worker on another node reads its own checkout's.
+    path = settings.path.resolve() if settings.path else None
+    own = path is None or (DEFAULT_REGISTRY.is_file() and path == DEFAULT_REGISTRY.resolve())
+    registry.source = RegistrySource(None if own else str(path), ",".join(only or ()), entry_points)
     return registry

@@ -720,7 +720,8 @@ class ResultsDB:
                      [values[n] for n in names])
 
     def finish(self, run_id: str, result: TrainResult, run_dir: str | os.PathLike = "",
-               data_checksum: str = "", scored_test: bool = True) -> None:
+               data_checksum: str = "", provenance: Mapping[str, str] | None = None,
+               scored_test: bool = True) -> None:
         """Records a training result: ``finished``, ``diverged`` for a NaN loss, or ``interrupted`` for a run
         stopped before its end (its weights and curves so far are kept).
 
@@ -734,6 +735,9 @@ class ResultsDB:
             result: What training produced (its ``history``, ``status``, ``message``,
                 ``best_epoch``, ``params``, ``wall_time``, ``tokens_per_sec``, and
                 ``val``/``test`` as ``{accuracy, loss, auc}``); non-finite numbers are stored as NULL.
+            provenance: Where it trained, if not in the process that claimed it
+                (a Ray worker's :func:`provenance`): replaces the claim's
+                :data:`PROVENANCE` columns (its pid stays the claimer's).
         """
         history = list(result.history or [])
         train_status = str(result.status or "completed")
@@ -751,6 +755,7 @@ class ResultsDB:
             "run_dir": str(run_dir or ""),
             "data_checksum": data_checksum,
             "finished_at": now(),
+            **{k: str(provenance[k]) for k in PROVENANCE if provenance and k in provenance},
         }
         for split in ("val", "test"):
             metrics = getattr(result, split) or {}

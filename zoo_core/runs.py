@@ -138,7 +138,8 @@ def _checksums(folder: Path) -> dict[str, str]:
     return {p.relative_to(folder).as_posix(): sha256_of(p) for p in files}
 
 
-def save_run(directory: str | os.PathLike, model, vocab, run: RunSpec, result: Any, overwrite: bool = False) -> Path:
+def save_run(directory: str | os.PathLike, model, vocab, run: RunSpec, result: Any, overwrite: bool = False,
+             provenance: dict[str, str] | None = None) -> Path:
     """Saves a trained classifier, its vocabulary, its spec and its result under ``directory``.
 
     Args:
@@ -150,6 +151,8 @@ def save_run(directory: str | os.PathLike, model, vocab, run: RunSpec, result: A
         run: The RunSpec it was trained from.
         result: Its ``TrainResult``.
         overwrite: Allow replacing a saved run.
+        provenance: Where it trained, if not in this process (a Ray worker's
+            :func:`zoo_core.results.provenance`); None: this process's.
 
     Returns:
         The directory.
@@ -159,7 +162,7 @@ def save_run(directory: str | os.PathLike, model, vocab, run: RunSpec, result: A
     """
     import tensorflow as tf
 
-    from zoo_core.results import provenance
+    from zoo_core import results
 
     directory = check_save_target(directory, overwrite)
     exists = directory.is_dir()
@@ -178,7 +181,7 @@ def save_run(directory: str | os.PathLike, model, vocab, run: RunSpec, result: A
             "vocab_size": int(model.encoder.vocab_size),
             "checksums": _checksums(partial),
             "result": _result_dict(result),
-            "provenance": provenance(),
+            "provenance": dict(provenance or results.provenance()),
         }
         (partial / "run.json").write_text(json.dumps(meta, indent=2, sort_keys=True), encoding="utf-8")
         if not exists:

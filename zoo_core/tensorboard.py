@@ -111,3 +111,87 @@ class EventLogger:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+# -- reading event files back (no TensorFlow: `zoo report` draws what training recorded) ----------------
+def find_logdirs(runs_dirs, run_id: str) -> list[Path]:
+    """The event folders of run ``run_id`` under ``<runs_dir>/tensorboard/`` of each of ``runs_dirs``.
+
+    A folder's name ends in ``-<run id>`` (:func:`run_logdir`); the model's
+    label before it is not needed. Folders that do not exist are skipped.
+    """
+    found: list[Path] = []
+    suffix = "-" + _UNSAFE.sub("_", run_id)
+    for runs_dir in runs_dirs:
+        parent = Path(runs_dir) / FOLDER
+        try:
+            children = sorted(parent.iterdir()) if parent.is_dir() else []
+        except OSError:
+            continue
+        found += [c for c in children if c.name.endswith(suffix) and c.is_dir() and c not in found]
+    return found
+
+
+def read_scalars(logdir: str | Path, tags: tuple[str, ...] | None = None) -> dict[str, list[tuple[int, float]]]:
+    """The scalars of every event file in ``logdir``: ``{tag: [(step, value), ...]}``, sorted by step.
+
+    Reads the TFRecord framing by hand (``uint64 length``, ``uint32`` CRC,
+    the record, ``uint32`` CRC) and parses each record with TensorBoard's
+    ``Event`` protobuf, without TensorFlow. A record cut short (a run still
+    writing, or killed mid-write) ends that file's reading; an unreadable
+    file or record is skipped: the curves are a picture, not a measurement.
+
+    Args:
+        logdir: A run's event folder (:func:`run_logdir`).
+        tags: Only these tags (default: every scalar tag).
+    """
+    import struct
+
+    from tensorboard.compat.proto import event_pb2
+
+    out: dict[str, dict[int, float]] = {}
+    for file in sorted(Path(logdir).glob("events.out.tfevents.*")):
+        try:
+            data = file.read_bytes()
+        except OSError:
+            continue
+        at = 0
+        while at + 12 <= len(data):
+            (length,) = struct.unpack_from("<Q", data, at)
+            start, end = at + 12, at + 12 + length
+            if end + 4 > len(data):
+                break
+            at = end + 4
+            event = event_pb2.Event()
+            try:
+                event.ParseFromString(data[start:end])
+            except Exception:  # noqa: BLE001 - a garbled record: skip it
+                continue
+            for value in event.summary.value:
+                if tags is not None and value.tag not in tags:
+                    continue
+                number = _scalar(value)
+                if number is not None:
+                    out.setdefault(value.tag, {})[int(event.step)] = number
+    return {tag: sorted(points.items()) for tag, points in sorted(out.items())}
+
+
+def _scalar(value) -> float | None:
+    """A summary value's number: ``tf.summary.scalar`` writes a float32 tensor, TF1 a ``simple_value``."""
+    import struct
+
+    if value.HasField("tensor"):
+        tensor = value.tensor
+        if tensor.float_val:
+            return float(tensor.float_val[0])
+        if tensor.double_val:
+            return float(tensor.double_val[0])
+        content = tensor.tensor_content
+        if len(content) == 4:
+            return struct.unpack("<f", content)[0]
+        if len(content) == 8:
+            return struct.unpack("<d", content)[0]
+        return None
+    if value.HasField("simple_value"):
+        return float(value.simple_value)
+    return None

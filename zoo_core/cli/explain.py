@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from zoo_core.cli import cli, pass_state
-from zoo_core.cli.options import load_saved_run, results_option, runs_option
+from zoo_core.cli.options import gather_reviews, load_saved_run, results_option, runs_option
 from zoo_core.errors import ZooError
 from zoo_core.explain import DEFAULT_STEPS, MAX_STEPS, METHODS
 from zoo_core.tables import render, terminal_width
@@ -118,14 +118,8 @@ def explain(state, run_ref, texts, file_path, method, steps, fmt, html_path, col
       zoo explain best "Loved it." --html explained.html
     """
     from zoo_core.data import is_blank
-    from zoo_core.runs import read_reviews
 
-    for number, text in enumerate(texts, start=1):
-        if is_blank(text):
-            raise ZooError(f"review {number} on the command line is empty ({text!r}): give a text with words in it")
-    reviews = list(texts) + (read_reviews(file_path) if file_path else [])
-    if not reviews:
-        raise ZooError("nothing to explain: give review texts or --file FILE")
+    reviews = gather_reviews(texts, file_path, "explain")
     target = _check_html_target(html_path) if html_path is not None else None
     numbered = [(n, text) for n, text in enumerate(reviews, start=1) if not is_blank(text)]
     for n, text in enumerate(reviews, start=1):

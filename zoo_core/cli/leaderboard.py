@@ -86,7 +86,7 @@ def leaderboard(state, patterns, metric, by_kind, top, fmt, output, plot_path, s
         table.caption = caption + ("\n" + table.caption if table.caption else "")
         tables.append((setup, table))
     if fmt in MACHINE_FORMATS:  # one machine-readable table, each row naming its setup
-        merged = lb.Table(["setup"] + tables[0][1].headers,
+        merged = lb.Table(["setup_id"] + tables[0][1].headers,
                           [[setup.key] + row for setup, table in tables for row in table.rows])
         emit(merged, fmt, output)
     else:

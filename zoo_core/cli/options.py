@@ -310,3 +310,22 @@ def _resolve(state, run_ref: str, results_path, ensembles: bool):
     db = open_db(state, results_path)
     directory, run_id = resolve_run(run_ref, db, runs_folder(state, db.path), ensembles=ensembles)
     return directory, run_id, db
+
+
+def gather_reviews(texts: Iterable[str], file_path: str | None, verb: str) -> list[str]:
+    """The reviews given on the command line, then ``--file``'s lines (a blank line keeps its place).
+
+    Raises:
+        ZooError: a review on the command line is blank, or there is nothing to ``verb``.
+    """
+    from zoo_core.data import is_blank
+    from zoo_core.runs import read_reviews
+
+    texts = list(texts)
+    for number, text in enumerate(texts, start=1):
+        if is_blank(text):
+            raise ZooError(f"review {number} on the command line is empty ({text!r}): give a text with words in it")
+    reviews = texts + (read_reviews(file_path) if file_path else [])
+    if not reviews:
+        raise ZooError(f"nothing to {verb}: give review texts or --file FILE")
+    return reviews

@@ -5,8 +5,7 @@ from __future__ import annotations
 import click
 
 from zoo_core.cli import cli, pass_state
-from zoo_core.cli.options import format_option, load_scorer, results_option, runs_option
-from zoo_core.errors import ZooError
+from zoo_core.cli.options import format_option, gather_reviews, load_scorer, results_option, runs_option
 from zoo_core.tables import MACHINE_FORMATS, render
 
 
@@ -40,14 +39,8 @@ def predict(state, run_ref, texts, file_path, fmt, results_path):
     output keeps one row per line.
     """
     from zoo_core.data import is_blank
-    from zoo_core.runs import read_reviews
 
-    for number, text in enumerate(texts, start=1):
-        if is_blank(text):
-            raise ZooError(f"review {number} on the command line is empty ({text!r}): give a text with words in it")
-    reviews = list(texts) + (read_reviews(file_path) if file_path else [])
-    if not reviews:
-        raise ZooError("nothing to predict: give review texts or --file FILE")
+    reviews = gather_reviews(texts, file_path, "predict")
     scorer = load_scorer(state, run_ref, results_path)
     blank = [is_blank(text) for text in reviews]
     probs = iter(scorer.predict_proba([t for t, b in zip(reviews, blank) if not b]))

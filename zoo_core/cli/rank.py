@@ -5,13 +5,18 @@ from __future__ import annotations
 import click
 
 from zoo_core.cli import cli, pass_state, signals
-from zoo_core.cli.options import (data_options, data_origin, emit, flag_overrides, format_option, results_option,
-                                  runs_folder, runs_option, train_options)
+from zoo_core.cli.options import (Declared, data_options, data_origin, emit, flag_overrides, format_option,
+                                  results_option, runs_folder, runs_option, train_options)
 from zoo_core.cli.progress import DATA_BARS, EPOCH_BAR_WIDTH, TerminalProgress, echo_err, warn
 from zoo_core.config import SEED
 from zoo_core.errors import ZooError
+from zoo_core.executors import EXECUTORS
+from zoo_core.params import HParam
 from zoo_core.specs import deterministic_ops
 from zoo_core.tables import render
+
+CPUS_PER_RUN = HParam("cpus_per_run", float, 1.0, "CPUs each Ray task holds", low=0.0, low_open=True)
+GPUS_PER_RUN = HParam("gpus_per_run", float, 0.0, "GPUs each Ray task holds", low=0.0)
 
 
 @cli.command()
@@ -26,10 +31,21 @@ from zoo_core.tables import render
 @click.option("--tuned", is_flag=True,
               help="Train each model at its own tuned settings: the best trial of its latest `zoo tune` study "
                    "with the same data and training settings (optuna.sqlite beside the results database).")
+@click.option("--executor", type=click.Choice(EXECUTORS), default="local", show_default=True,
+              help="Where the runs train: local (one after another, in this process) or ray (as Ray tasks, several "
+                   "at once, on this machine or a cluster: docs/CLUSTER.md; pip install -e '.[ray]').")
+@click.option("--address", metavar="ADDRESS",
+              help="With --executor ray: the Ray cluster to run on (auto, or HEAD:6379 as `ray start --head` "
+                   "prints); default: a local Ray instance on this machine's CPUs.")
+@click.option("--cpus-per-run", type=Declared(CPUS_PER_RUN), default=None, metavar="N",
+              help="With --executor ray: CPUs each run holds (fractions allowed) [default 1].")
+@click.option("--gpus-per-run", type=Declared(GPUS_PER_RUN), default=None, metavar="N",
+              help="With --executor ray: GPUs each run holds [default 0].")
 @click.option("--dry-run", is_flag=True, help="List the runs it would train, and which already finished.")
 @format_option()
 @pass_state
-def rank(state, patterns, preset, seeds, results_path, tuned, dry_run, fmt, seed, set_values, **flags):
+def rank(state, patterns, preset, seeds, results_path, tuned, dry_run, fmt, seed, set_values, executor, address,
+         cpus_per_run, gpus_per_run, **flags):
     """Train every matching model once per seed under identical settings, and rank them.
 
     PATTERN is a named model, an fnmatch pattern on names or on
@@ -50,6 +66,15 @@ def rank(state, patterns, preset, seeds, results_path, tuned, dry_run, fmt, seed
     hyperparameters columns show them), trained afresh with these seeds and
     scored on the test split; a model never tuned is one error line.
 
+    With --executor ray each (model, seed) is a Ray task holding
+    --cpus-per-run CPUs (and --gpus-per-run GPUs), so several train at once:
+    on a local Ray instance, or on the cluster at --address. The data is
+    prepared here once and sent through Ray's object store; results and
+    weights come back and are recorded here, as they finish. A task that
+    raises, or whose worker dies, is retried twice, then recorded failed.
+    Ctrl-C cancels the tasks in flight (recorded interrupted; the same
+    command trains them again) and exits 130.
+
     \b
     Examples:
       zoo rank                                        # the quick preset
@@ -59,11 +84,22 @@ def rank(state, patterns, preset, seeds, results_path, tuned, dry_run, fmt, seed
       zoo rank --preset seed-grid --set cell.units=32 --results grid.sqlite   # weights in ./runs/
       zoo rank gru-mean --seeds 3 --runs /scratch/zoo-runs
       zoo rank gru-mean lstm-last --tuned --seeds 3 --limit 5000   # after `zoo tune` of each, same settings
+      zoo rank --preset seed-grid --executor ray --cpus-per-run 1          # a local Ray instance
+      zoo rank --preset seed-grid --seeds 3 --executor ray --address auto  # the cluster `ray start` made
     """
     from zoo_core import ranking
     from zoo_core.leaderboard import default_run
     from zoo_core.results import ResultsDB, resolve_results_path
 
+    if executor != "ray":
+        ray_only = {"--address": address, "--cpus-per-run": cpus_per_run, "--gpus-per-run": gpus_per_run}
+        given = [flag for flag, value in ray_only.items() if value is not None]
+        if given:
+            raise ZooError(f"{', '.join(given)}: only with --executor ray")
+    elif not dry_run:
+        from zoo_core.executors.ray_executor import require_ray
+
+        require_ray()  # not installed: one line saying how, before anything is planned or imported
     if seed + seeds - 1 > SEED.high:
         raise ZooError(f"--seed {seed} --seeds {seeds} runs past the largest seed, {SEED.high}")
     registry = state.registry
@@ -92,10 +128,11 @@ def rank(state, patterns, preset, seeds, results_path, tuned, dry_run, fmt, seed
         # Missing or bad data: one line, no failed run, and before TensorFlow's import (seconds).
         find_source(data_config, registry.settings, origin=origin)
     # Imports TensorFlow (seconds): here a signal stops it at once.
+    from zoo_core.executors import make_executor
     from zoo_core.training import enable_determinism, train
 
-    if deterministic:
-        enable_determinism()  # process-wide, so here at the program's start, never in the library
+    if deterministic and executor == "local":
+        enable_determinism()  # process-wide, so here at the program's start, never in the library (Ray: each worker)
     with signals.stoppable() as should_stop:  # Ctrl-C or SIGTERM: stop after the current batch, keep what finished
         # Loading data checks no stop request, so a signal stops it at once.
         def load_at_once(config, settings, seed=0, progress=None):
@@ -103,9 +140,18 @@ def rank(state, patterns, preset, seeds, results_path, tuned, dry_run, fmt, seed
                 return load_dataset(config, settings, seed=seed, progress=DATA_BARS if progress else None,
                                     warn=warn, origin=origin)
 
-        outcome = ranking.rank(runs, registry, db, runs_dir=runs_dir, should_stop=should_stop,
-                               load_dataset=load_at_once, train=train,
-                               progress=TerminalProgress(EPOCH_BAR_WIDTH), echo=echo_err)
+        progress = TerminalProgress(EPOCH_BAR_WIDTH)
+        if executor == "local":
+            options = {"train": train, "progress": progress, "echo": echo_err}
+        else:
+            options = {"address": address,
+                       "cpus_per_run": CPUS_PER_RUN.default if cpus_per_run is None else cpus_per_run,
+                       "gpus_per_run": GPUS_PER_RUN.default if gpus_per_run is None else gpus_per_run}
+        with should_stop.at_once():  # starting Ray takes seconds and checks no stop request
+            pool = make_executor(executor, registry, **options)
+        with pool:
+            outcome = ranking.rank(runs, registry, db, runs_dir=runs_dir, should_stop=should_stop,
+                                   load_dataset=load_at_once, progress=progress, echo=echo_err, executor=pool)
     table = ranking.leaderboard_of(db, runs, fmt, default_run(registry.settings.data, registry.settings.train))
     if table is not None:
         click.echo()
