@@ -28,11 +28,24 @@ Keras is measured as it runs by default on a CPU (no XLA; ``--keras-jit``
 compiles its step too). The zoo side uses its default hand-written BPTT
 (``--bptt autodiff`` for the generic loop) and XLA with ``--jit``.
 
+As users train (``zoo train``'s defaults mask padded steps), ``--lengths imdb``
+draws review lengths from IMDB's distribution (log-normal with median 174 and
+90th percentile 450 tokens, as the real training split, cut to
+``--length``), pre-pads them and masks them on both sides (Keras:
+``Embedding(mask_zero=True)``); ``--batching bucket`` also sorts the drawn
+reviews by length and pads each batch only to its own longest, as
+``--batching bucket`` does in training (both models then see batches of many
+lengths). Tokens/s counts real tokens only.
+
 Reproduce (from the checkout; minutes on 2 shared cores)::
 
     python benchmarks/throughput.py --jit              # the six ratios
     python benchmarks/throughput.py --quick --jit      # fewer rounds and steps
     python benchmarks/throughput.py --cells gru --units 64 --bptt autodiff --rounds 3
+    python benchmarks/throughput.py --quick --lengths imdb                  # masked, IMDB lengths
+    python benchmarks/throughput.py --quick --lengths imdb --batching bucket
+    python benchmarks/throughput.py --quick --xla-too --no-floor            # where --jit pays
+    python benchmarks/throughput.py --cells lstm --units 64 --rounds 1 --profile   # where the step's time goes
 """
 
 from __future__ import annotations
@@ -101,8 +114,9 @@ def build_zoo_model(registry, cell: str, units: int, args) -> Classifier:
 
 def build_keras_model(cell: str, units: int, args) -> keras.Model:
     """The same model from Keras layers: Embedding, SimpleRNN/GRU/LSTM (last output), Dense(1)."""
+    bucketed = args.get("batching") == "bucket"  # batches of many lengths
     return keras.Sequential([
-        keras.Input((args["length"],), dtype="int32"),
+        keras.Input((None if bucketed else args["length"],), dtype="int32"),
         keras.layers.Embedding(args["vocab"], args["embed"], mask_zero=args["mask"]),
         KERAS_LAYERS[cell](units),
         keras.layers.Dense(1),
@@ -184,6 +198,43 @@ def matmul_chain_seconds(cell: str, units: int, args, repeats: int = 5) -> float
     return statistics.median(times)
 
 
+def profile_ops(contender: Contender, batches, steps: int = 4, top: int = 12) -> list[list]:
+    """Per-op-type time of ``steps`` training steps from a ``tf.profiler`` trace of this process.
+
+    Returns rows ``[op type, ms per step, calls per step, us per call, share]``, largest
+    first, summed over the host's op events (ops on both cores add up, so the
+    shares are of the summed op time, not of the wall clock).
+    """
+    import collections
+    import tempfile
+
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
+    with tempfile.TemporaryDirectory(prefix="zoo-profile-") as logdir:
+        tf.profiler.experimental.start(logdir)
+        time_steps(contender, batches, steps)
+        tf.profiler.experimental.stop()
+        space = xplane_pb2.XSpace()
+        space.ParseFromString(next(Path(logdir).rglob("*.xplane.pb")).read_bytes())
+    spent, calls = collections.Counter(), collections.Counter()
+    for plane in space.planes:
+        if not plane.name.startswith("/host:CPU"):
+            continue
+        for line in plane.lines:
+            for event in line.events:
+                name = plane.event_metadata[event.metadata_id].name  # "op_name:OpType" for a TF op
+                if ":" not in name or "::" in name or name.startswith("__inference"):
+                    continue
+                op_type = name.rsplit(":", 1)[1].strip()
+                if op_type.startswith("__inference"):  # the whole function's event, not an op
+                    continue
+                spent[op_type] += event.duration_ps / 1e9
+                calls[op_type] += 1
+    total = sum(spent.values())
+    return [[op, round(ms / steps, 2), round(calls[op] / steps), round(ms / calls[op] * 1e3, 1),
+             f"{ms / total:.0%}"] for op, ms in spent.most_common(top)]
+
+
 def contenders(registry, cell: str, units: int, args) -> tuple[Contender, ...]:
     """The zoo and Keras models with identical starting weights and their training steps (and the floor)."""
     zoo, reference = build_zoo_model(registry, cell, units, args), build_keras_model(cell, units, args)
@@ -197,6 +248,11 @@ def contenders(registry, cell: str, units: int, args) -> tuple[Contender, ...]:
                                            lambda labels, logits: bce(tf.cast(labels, tf.float32)[:, None], logits),
                                            args["keras_jit"])),
     )
+    if args.get("xla_too"):
+        compiled = build_zoo_model(registry, cell, units, args)
+        copy_keras_weights(reference, compiled)
+        pair += (Contender("zoo-xla", make_train_step(lambda ids, mask: compiled(ids, mask, training=True),
+                                                      compiled.trainable_variables, compiled.loss, True)),)
     if not args["floor"]:
         return pair
     floor_zoo = build_zoo_model(registry, cell, units, args)
@@ -205,12 +261,52 @@ def contenders(registry, cell: str, units: int, args) -> tuple[Contender, ...]:
                                                       args["jit"])),)
 
 
+IMDB_MEDIAN, IMDB_P90 = 174, 450  # tokens per review in IMDB's training split
+IMDB_SHORTEST = 10
+
+
+def imdb_lengths(count: int, maxlen: int, rng: np.random.Generator) -> np.ndarray:
+    """``count`` review lengths drawn from IMDB's distribution, cut to ``[IMDB_SHORTEST, maxlen]``.
+
+    A log-normal with IMDB's median and 90th percentile (sigma = ln(p90 / median) / 1.2816).
+    """
+    sigma = np.log(IMDB_P90 / IMDB_MEDIAN) / 1.2816
+    lengths = np.round(rng.lognormal(np.log(IMDB_MEDIAN), sigma, size=count)).astype(np.int64)
+    return np.clip(lengths, IMDB_SHORTEST, maxlen)
+
+
+def imdb_batches(args, count: int, seed: int = 0) -> list[tuple[tf.Tensor, tf.Tensor, tf.Tensor, int]]:
+    """``count`` batches of random ids with IMDB's lengths, pre-padded and masked.
+
+    ``--batching padded``: every batch padded to ``--length``. ``--batching bucket``:
+    ``count * batch`` reviews sorted by length and cut into batches, each padded to
+    its own longest review (the batches of one bucketed epoch, shortest first).
+    """
+    rng = np.random.default_rng(seed)
+    batch, length = args["batch"], args["length"]
+    lengths = imdb_lengths(count * batch, length, rng)
+    if args["batching"] == "bucket":
+        lengths = np.sort(lengths)
+    out = []
+    for rows in lengths.reshape(count, batch):
+        width = int(rows.max()) if args["batching"] == "bucket" else length
+        mask = np.arange(width)[None, :] >= (width - rows)[:, None]  # pre-padding
+        ids = np.where(mask, rng.integers(3, args["vocab"], size=(batch, width), dtype=np.int32), 0).astype(np.int32)
+        labels = rng.integers(0, 2, size=batch, dtype=np.int32)
+        out.append((tf.constant(ids), tf.constant(mask), tf.constant(labels), int(mask.sum())))
+    return out
+
+
 def random_batches(args, count: int, seed: int = 0) -> list[tuple[tf.Tensor, tf.Tensor | None, tf.Tensor, int]]:
     """``count`` batches of random token ids; with ``--mask``, random lengths pre-padded with 0.
+
+    With ``--lengths imdb``, :func:`imdb_batches` instead.
 
     Returns:
         ``(ids [batch, time], mask or None, labels [batch], real tokens)`` per batch.
     """
+    if args.get("lengths") == "imdb":
+        return imdb_batches(args, count, seed)
     rng = np.random.default_rng(seed)
     batch, length = args["batch"], args["length"]
     out = []
@@ -257,22 +353,42 @@ def time_steps(contender: Contender, batches, steps: int) -> float:
               help="The zoo cells' gradient: hand-written BPTT or autodiff through the loop.")
 @click.option("--mask/--no-mask", default=False, show_default=True,
               help="Random lengths, pre-padded, masked on both sides (Keras: mask_zero).")
+@click.option("--lengths", type=click.Choice(["uniform", "imdb"]), default="uniform", show_default=True,
+              help="With masking, lengths uniform in [length/2, length], or drawn from IMDB's "
+                   "(median 174, 90th percentile 450, cut at --length); imdb implies --mask.")
+@click.option("--batching", type=click.Choice(["padded", "bucket"]), default="padded", show_default=True,
+              help="bucket: sort the drawn lengths and pad each batch to its longest (implies --lengths imdb).")
 @click.option("--floor/--no-floor", default=True, show_default=True,
               help="Also time the model without its recurrence, and the recurrence's matmul chain: "
                    "how high a ratio could go on this machine.")
+@click.option("--xla-too", is_flag=True,
+              help="Also time the zoo's step compiled with XLA, from the same weights, in the same rounds "
+                   "(columns 'xla ratio': zoo with XLA / keras): shows where --jit pays.")
+@click.option("--profile", is_flag=True,
+              help="After the rounds, a per-op profile (tf.profiler) of the zoo's step in each configuration.")
 @click.option("--seed", default=0, show_default=True)
 @format_option()
 def main(cells, units, quick, seed, fmt, **args):
     """Training tokens/s of zoo cells against keras.layers.SimpleRNN/GRU/LSTM, and their ratio."""
     if quick:
         args["rounds"], args["steps"] = 3, 8
+    if args["batching"] == "bucket":
+        args["lengths"] = "imdb"
+    if args["lengths"] == "imdb":
+        args["mask"] = True
     keras.utils.set_random_seed(seed)
     registry = build_registry()
     configs = [(c.strip(), int(u)) for c in cells.split(",") for u in units.split(",")]
     unknown = sorted({c for c, _ in configs} - set(KERAS_LAYERS))
     if unknown:
         raise click.BadParameter(f"no Keras reference for {unknown[0]!r}", param_hint="--cells")
-    batches = random_batches(args, count=4, seed=seed)
+    # Bucketed: one batch per length bucket, and every round runs each of them once or more.
+    count = 8 if args["batching"] == "bucket" else 4
+    if args["batching"] == "bucket":
+        args["steps"] = max(count, args["steps"] // count * count)
+        args["warmup"] = max(count, args["warmup"])  # trace every width before timing
+    batches = random_batches(args, count=count, seed=seed)
+    widths = [int(ids.shape[1]) for ids, *_ in batches]
 
     pairs = {}
     for cell, size in configs:
@@ -291,17 +407,25 @@ def main(cells, units, quick, seed, fmt, **args):
                 contender.tokens_per_sec.append(time_steps(contender, batches, args["steps"]))
         click.echo(f"round {round_index + 1}/{args['rounds']} done", err=True)
 
-    chains = {config: matmul_chain_seconds(*config, args) for config in pairs} if args["floor"] else {}
+    # The chain at the batches' mean padded width (the full length unless bucketed).
+    chain_args = dict(args, length=round(statistics.mean(widths)))
+    chains = {config: matmul_chain_seconds(*config, chain_args) for config in pairs} if args["floor"] else {}
     rows = []
-    for (cell, size), (zoo, ref, *floor) in pairs.items():
+    for (cell, size), group in pairs.items():
+        by_label = {contender.label: contender for contender in group}
+        zoo, ref = by_label["zoo"], by_label["keras"]
         ratios = [z / k for z, k in zip(zoo.tokens_per_sec, ref.tokens_per_sec)]
         row = [f"{cell}{size}", round(statistics.median(zoo.tokens_per_sec) / 1e3),
                round(statistics.median(ref.tokens_per_sec) / 1e3), round(statistics.median(ratios), 2),
                f"{min(ratios):.2f}-{max(ratios):.2f}"]
-        if floor:
-            ceilings = [f / k for f, k in zip(floor[0].tokens_per_sec, ref.tokens_per_sec)]
-            floor_tps, keras_tps = statistics.median(floor[0].tokens_per_sec), statistics.median(ref.tokens_per_sec)
-            tokens = args["batch"] * args["length"]
+        if "zoo-xla" in by_label:
+            xla = [x / k for x, k in zip(by_label["zoo-xla"].tokens_per_sec, ref.tokens_per_sec)]
+            row += [round(statistics.median(xla), 2), f"{min(xla):.2f}-{max(xla):.2f}"]
+        if "floor" in by_label:
+            floor = by_label["floor"]
+            ceilings = [f / k for f, k in zip(floor.tokens_per_sec, ref.tokens_per_sec)]
+            floor_tps, keras_tps = statistics.median(floor.tokens_per_sec), statistics.median(ref.tokens_per_sec)
+            tokens = statistics.mean(real for *_, real in batches)  # real tokens per step, as tokens/s counts
             chain = chains[cell, size]
             best = (tokens / keras_tps) / (tokens / floor_tps + chain)
             row += [round(floor_tps / 1e3), round(statistics.median(ceilings), 2), round(chain * 1e3, 1),
@@ -309,12 +433,23 @@ def main(cells, units, quick, seed, fmt, **args):
         rows.append(row)
     setup = (f"batch {args['batch']}, length {args['length']}, vocab {args['vocab']}, embedding {args['embed']}, "
              f"Adam; zoo: bptt={args['bptt']}, jit={args['jit']}; keras: jit={args['keras_jit']}; "
-             f"mask={args['mask']}; {args['rounds']} rounds x {args['steps']} steps")
+             f"mask={args['mask']}, lengths={args['lengths'] if args['mask'] else 'full'}, "
+             f"batching={args['batching']} (padded widths {min(widths)}-{max(widths)}, "
+             f"{statistics.mean(real for *_, real in batches) / args['batch']:.0f} real tokens per review); "
+             f"{args['rounds']} rounds x {args['steps']} steps; load average {os.getloadavg()[0]:.1f}")
     click.echo(setup)
     headers = ["cell", "zoo ktok/s", "keras ktok/s", "median ratio", "ratio range"]
+    if args["xla_too"]:
+        headers += ["xla ratio", "xla range"]
     if args["floor"]:
         headers += ["floor ktok/s", "ceiling ratio", "chain ms", "best ratio"]
     click.echo(render(rows, headers, fmt))
+    if args["profile"]:
+        for (cell, size), group in pairs.items():
+            zoo = next(c for c in group if c.label == "zoo")
+            click.echo(f"\nper-op profile of the zoo step, {cell}{size} (summed op time per step; load average "
+                       f"{os.getloadavg()[0]:.1f})")
+            click.echo(render(profile_ops(zoo, batches), ["op", "ms/step", "calls/step", "us/call", "share"], fmt))
 
 
 if __name__ == "__main__":

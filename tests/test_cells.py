@@ -420,3 +420,54 @@ def test_benchmark_trains_the_same_model_as_keras(registry, name):
     assert len(grads) == len(zoo.trainable_variables) and all(g is not None for g in grads)
     assert np.isfinite(float(floor_step(ids, mask, labels)))
     assert bench.matmul_chain_seconds(name, 5, args, repeats=1) > 0
+
+
+def test_benchmark_imdb_lengths_and_buckets(registry):
+    """IMDB-like lengths: the drawn distribution's median and 90th percentile, and bucketed batches
+    padded (pre) to their own longest review, which both models accept with the same logits."""
+    bench = load_benchmark()
+    drawn = bench.imdb_lengths(20000, 10**6, np.random.default_rng(0))
+    assert np.median(drawn) == pytest.approx(bench.IMDB_MEDIAN, rel=0.05)
+    assert np.percentile(drawn, 90) == pytest.approx(bench.IMDB_P90, rel=0.05)
+    assert bench.imdb_lengths(1000, 200, np.random.default_rng(0)).max() == 200
+
+    args = dict(batch=4, length=300, vocab=50, embed=6, mask=True, lengths="imdb", batching="bucket", bptt="fused",
+                jit=False, keras_jit=False, floor=False)
+    batches = bench.random_batches(args, count=3)
+    widths = [int(ids.shape[1]) for ids, *_ in batches]
+    assert widths == sorted(widths) and len(set(widths)) > 1
+    zoo, reference = bench.build_zoo_model(registry, "gru", 5, args), bench.build_keras_model("gru", 5, args)
+    bench.copy_keras_weights(reference, zoo)
+    for ids, mask, labels, real in batches:
+        mask = mask.numpy()
+        assert mask[:, -1].all() and mask.any(axis=0)[0]  # pre-padded, to the batch's longest review
+        assert np.all((ids.numpy() == 0) == ~mask) and real == mask.sum()
+        np.testing.assert_allclose(zoo(ids, tf.constant(mask)), reference(ids), atol=1e-5)
+
+    args["batching"] = "padded"
+    assert all(ids.shape[1] == 300 for ids, *_ in bench.random_batches(args, count=2))
+
+
+def test_inference_skips_the_backward_preparation_and_agrees(registry, fused_cell_name):
+    """With no tape recording (evaluation, prediction) a fused cell runs the lean generic loop: same outputs."""
+    from zoo_core.unroll import gradient_possible
+
+    assert not gradient_possible()
+    with tf.GradientTape():
+        assert gradient_possible()
+    assert not tf.function(gradient_possible)()
+
+    cell = make_cell(registry, fused_cell_name)
+    inputs, mask = tf.constant(random_inputs()), tf.constant(MASK)
+
+    def outputs():
+        result = cell.unroll(DenseSequence(inputs), mask, keep_outputs=True)
+        return [result.outputs, result.last_output] + tf.nest.flatten(result.final_state)
+
+    def recorded_outputs():
+        with tf.GradientTape() as tape:
+            tape.watch(inputs)
+            return outputs()
+
+    for lean, fused in zip(tf.function(outputs)(), tf.function(recorded_outputs)(), strict=True):
+        np.testing.assert_allclose(lean, fused, rtol=1e-12, atol=1e-12)

@@ -73,6 +73,21 @@ def from_time_major(outputs_tm: tf.Tensor, reverse: bool = False) -> tf.Tensor:
     return tf.transpose(outputs_tm, [1, 0, 2])
 
 
+def gradient_possible() -> bool:
+    """Whether a tape (or forward accumulator) is recording here, so a gradient of what is built may be asked for.
+
+    Read when a function is traced: False inside a ``tf.function`` traced with
+    no tape in it (an evaluation step), True in a training step that opens its
+    tape inside. TensorFlow's own test of it (``tf.custom_gradient`` has none
+    public); if the module moves, assume a gradient may be taken.
+    """
+    try:
+        from tensorflow.python.eager import record
+    except ImportError:  # pragma: no cover - a TensorFlow that moved it
+        return True
+    return bool(record.could_possibly_record())
+
+
 @do_not_convert
 def unroll(
     step: StepFn,
@@ -108,12 +123,18 @@ def unroll(
         initial_output.dtype, size=steps if keep_outputs else 0, element_shape=initial_output.shape
     )
 
-    # Read steps through a TensorArray: the gradient of indexing a captured tensor
-    # (inputs_tm[t]) would build a dense [time, batch, G] zeros tensor at every step.
-    inputs_ta = tf.TensorArray(inputs_tm.dtype, size=steps, element_shape=inputs_tm.shape[1:]).unstack(inputs_tm)
+    if gradient_possible():
+        # Read steps through a TensorArray: the gradient of indexing a captured tensor
+        # (inputs_tm[t]) would build a dense [time, batch, G] zeros tensor at every step.
+        inputs_ta = tf.TensorArray(inputs_tm.dtype, size=steps, element_shape=inputs_tm.shape[1:]).unstack(inputs_tm)
+        read = inputs_ta.read
+    else:
+        # No gradient can be asked for: index the tensor, sparing unstack's sequence-sized copy.
+        def read(t):
+            return inputs_tm[t]
 
     def body(t, state, output, outputs_ta):
-        new_output, new_state = step(inputs_ta.read(t), state)
+        new_output, new_state = step(read(t), state)
         if mask_tm is not None:
             # On a padded step keep the previous state and output unchanged.
             real = mask_tm[t]  # [batch, 1]

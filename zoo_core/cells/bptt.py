@@ -26,7 +26,7 @@ from typing import Any
 from zoo_core.cells.base import StepCell
 from zoo_core.lazy import do_not_convert, tf
 from zoo_core.params import HParam
-from zoo_core.unroll import UnrollResult, from_time_major, to_time_major
+from zoo_core.unroll import UnrollResult, from_time_major, gradient_possible, to_time_major
 
 BPTT = HParam("bptt", str, "fused", "gradient: hand-written fused BPTT or autodiff through the loop",
               choices=("fused", "autodiff"))
@@ -38,12 +38,15 @@ class FusedBPTTCell(StepCell):
     Subclasses declare :data:`BPTT` in their ``hparams`` and implement
     :meth:`fused_scan`. With ``bptt="fused"`` (the default) :meth:`unroll` runs
     the kernel; with ``"autodiff"``, or when a ``probe`` must enter each step
-    (diagnostics), it runs the generic loop of :class:`StepCell`.
+    (diagnostics), it runs the generic loop of :class:`StepCell`. So it does
+    when no gradient can be taken (no ``GradientTape`` is recording, e.g.
+    evaluation and prediction): the kernel's forward loop also prepares the
+    backward pass at every step, work inference would throw away.
     """
 
     @abc.abstractmethod
-    def fused_scan(self, inputs_tm: tf.Tensor, mask_tm: tf.Tensor | None, initial_state: Any) -> Any:
-        """Every state of the unroll, through the hand-written BPTT kernel.
+    def fused_scan(self, inputs_tm: tf.Tensor, mask_tm: tf.Tensor | None, initial_state: Any) -> tuple[tf.Tensor, Any]:
+        """The unroll through the hand-written BPTT kernel.
 
         Args:
             inputs_tm: Projected inputs ``[time, batch, gates * units]``, in loop order.
@@ -51,22 +54,24 @@ class FusedBPTTCell(StepCell):
             initial_state: As :meth:`initial_state` gives it.
 
         Returns:
-            The states at every step, time-major, in the structure of the state
-            (``h`` first, the output): ``[time, batch, H]`` or a tuple of them.
+            ``(outputs_tm, final_state)``: the output at every step, time-major
+            ``[time, batch, H]``, and the state after the last step in the
+            structure of the state. Only what leaves the kernel is stacked over
+            time (e.g. not the LSTM's ``c``): each ``[time, batch, H]`` stack is
+            a copy the size of the whole sequence.
         """
 
     @do_not_convert
     def unroll(self, inputs, mask, keep_outputs, *, reverse=False, probe=None):
-        if probe is not None or self.params["bptt"] != "fused":
+        if probe is not None or self.params["bptt"] != "fused" or not gradient_possible():
             return super().unroll(inputs, mask, keep_outputs, reverse=reverse, probe=probe)
         projected_tm = self.project(inputs)
         inputs_tm, mask_tm = to_time_major(projected_tm, mask, reverse, time_major=True)
-        states = self.fused_scan(inputs_tm, mask_tm, self.initial_state(tf.shape(projected_tm)[1]))
-        outputs_tm = tf.nest.flatten(states)[0]
+        outputs_tm, final_state = self.fused_scan(inputs_tm, mask_tm, self.initial_state(tf.shape(projected_tm)[1]))
         return UnrollResult(
             outputs=from_time_major(outputs_tm, reverse) if keep_outputs else None,
             last_output=outputs_tm[-1],
-            final_state=tf.nest.map_structure(lambda s: s[-1], states),
+            final_state=final_state,
         )
 
 

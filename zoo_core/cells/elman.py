@@ -49,8 +49,9 @@ class TanhCell(KerasWeightLayout, FusedBPTTCell):
         return h, h
 
     def fused_scan(self, inputs_tm, mask_tm, initial_state):
-        return elman_bptt(inputs_tm, mask_tm, tf.convert_to_tensor(self.recurrent_kernel), initial_state,
-                          self.activation)
+        states = elman_bptt(inputs_tm, mask_tm, tf.convert_to_tensor(self.recurrent_kernel), initial_state,
+                            self.activation)
+        return states, states[-1]
 
     def numpy_step(self, weights, x_t, h):
         h = np.tanh(x_t @ weights["kernel"] + weights["bias"] + h @ weights["recurrent_kernel"])

@@ -53,8 +53,9 @@ class GatedRecurrentUnitCell(FusedBPTTCell):
         return h, h
 
     def fused_scan(self, inputs_tm, mask_tm, initial_state):
-        return gru_bptt(inputs_tm, mask_tm, tf.convert_to_tensor(self.recurrent_kernel),
-                        tf.convert_to_tensor(self.recurrent_bias), initial_state)
+        states = gru_bptt(inputs_tm, mask_tm, tf.convert_to_tensor(self.recurrent_kernel),
+                          tf.convert_to_tensor(self.recurrent_bias), initial_state)
+        return states, states[-1]
 
     def numpy_step(self, weights, x_t, h):
         x_z, x_r, x_n = np.split(x_t @ weights["kernel"] + weights["bias"], 3, axis=-1)

@@ -63,7 +63,8 @@ class LongShortTermMemoryCell(KerasWeightLayout, FusedBPTTCell):
         return h, (h, c)
 
     def fused_scan(self, inputs_tm, mask_tm, initial_state):
-        return lstm_bptt(inputs_tm, mask_tm, tf.convert_to_tensor(self.recurrent_kernel), *initial_state)
+        hs, c_last = lstm_bptt(inputs_tm, mask_tm, tf.convert_to_tensor(self.recurrent_kernel), *initial_state)
+        return hs, (hs[-1], c_last)
 
     def numpy_step(self, weights, x_t, state):
         h, c = state
@@ -102,6 +103,8 @@ def lstm_bptt(inputs_tm, mask_tm, recurrent_kernel, h0, c0) -> tuple[tf.Tensor, 
     backward loop then needs one small matmul per step:
     ``dc~_t = dc_t + dh_t h2c_t``, ``da_t = [dc~_t, dc~_t, dc~_t, dh_t] * coef_t``,
     ``dh_{t-1} = da_t U^T``, ``dc_{t-1} = dc~_t f_t``; ``dU`` is one large matmul after it.
+    Only ``h`` is stacked over time; ``c`` leaves the kernel as its final value,
+    the only one the cell's callers see (a stack is a sequence-sized copy).
 
     Args:
         inputs_tm: Projected inputs ``[time, batch, 4H]`` in ``[i, f, c, o]`` order.
@@ -109,7 +112,8 @@ def lstm_bptt(inputs_tm, mask_tm, recurrent_kernel, h0, c0) -> tuple[tf.Tensor, 
         recurrent_kernel: ``[H, 4H]`` (a tensor, not a variable); h0, c0: ``[batch, H]``.
 
     Returns:
-        Every ``h`` and every ``c``, each ``[time, batch, H]``.
+        ``(hs, c_last)``: every ``h`` ``[time, batch, H]`` and the final ``c`` ``[batch, H]``
+        (after the last real step).
     """
     units, steps = h0.shape[-1], num_steps(inputs_tm)
 
@@ -124,32 +128,30 @@ def lstm_bptt(inputs_tm, mask_tm, recurrent_kernel, h0, c0) -> tuple[tf.Tensor, 
                 new_h, new_c = tf.where(mask_tm[t], new_h, h), tf.where(mask_tm[t], new_c, c)
                 h_to_c, coef = h_to_c * real, coef * real
                 f = f * real + (1.0 - real)  # a padded step copies c_{t-1}
-            return (new_h, new_c), (new_h, new_c, h_to_c, coef, f)
+            return (new_h, new_c), (new_h, h_to_c, coef, f)
 
-        _, (hs, cs, h_to_c, coef, keep_c) = loop(forward, steps, (h0, c0), [units, units, units, 4 * units, units],
-                                                 h0)
-        hs, cs = hs.stack(), cs.stack()
+        (_, c_last), (hs, h_to_c, coef, keep_c) = loop(forward, steps, (h0, c0), [units, units, 4 * units, units], h0)
+        hs = hs.stack()
 
-        def grad(d_hs, d_cs):
+        def grad(d_hs, d_c_last):
             kernel_t = tf.transpose(recurrent_kernel)  # once, not a transposed matmul per step
 
             def backward(t, dh_next, dc_next):
                 dh = d_hs[t] + dh_next if d_hs is not None else dh_next
                 dc = dc_next + dh * h_to_c.read(t)
-                if d_cs is not None:
-                    dc += d_cs[t]
-                d_pre = tf.concat([tf.tile(dc, [1, 3]), dh], axis=1) * coef.read(t)
+                d_pre = tf.concat([dc, dc, dc, dh], axis=1) * coef.read(t)
                 dh_prev = tf.matmul(d_pre, kernel_t)
                 if mask_tm is not None:
                     dh_prev = tf.where(mask_tm[t], dh_prev, dh)  # a padded step copied h_{t-1}
                 return (dh_prev, dc * keep_c.read(t)), (d_pre,)
 
             zeros = tf.zeros_like(h0)
-            (dh0, dc0), (d_pre,) = loop(backward, steps, (zeros, zeros), [4 * units], h0, backward=True)
+            dc_last = zeros if d_c_last is None else d_c_last  # enters at the last step, as dc_T
+            (dh0, dc0), (d_pre,) = loop(backward, steps, (zeros, dc_last), [4 * units], h0, backward=True)
             d_pre = d_pre.stack()
             return d_pre, over_steps(previous(hs, h0), d_pre), dh0, dc0
 
-        return (hs, cs), grad
+        return (hs, c_last), grad
 
     return scan(inputs_tm, recurrent_kernel, h0, c0)
 
