@@ -72,7 +72,7 @@ def test_installed_plugin_cell_gets_the_registry_driven_tests(plugin_site):
     environ = {**os.environ, "PYTHONPATH": os.pathsep.join([str(plugin_site), str(tests.parent)]),
                "TF_CPP_MIN_LOG_LEVEL": "3"}
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "leaky",
+        [sys.executable, "-m", "pytest", "-q", "-n", "0", "-p", "no:cacheprovider", "-k", "leaky",
          str(tests / "test_cells.py"), str(tests / "test_components.py")],
         capture_output=True, text=True, env=environ, timeout=600, cwd=tests.parent,
     )

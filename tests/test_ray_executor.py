@@ -11,7 +11,6 @@ inside its first evaluation until the test lets it go: nothing depends on timing
 from __future__ import annotations
 
 import json
-import logging
 import os
 import signal
 import subprocess
@@ -24,34 +23,14 @@ from pathlib import Path
 import pytest
 
 from tests.cli_helpers import TINY_RANK, zoo
+from tests.ray_cluster import TIMEOUT_S, cluster  # noqa: F401 (the fixture)
 from zoo_core.results import ResultsDB
 
 ray = pytest.importorskip("ray")
 
 ROOT = Path(__file__).resolve().parent.parent
-TIMEOUT_S = 300
-# Both test plugins, beside the zoo's own components.
-REGISTRY = ('[plugins]\nmodules = ["zoo_core.encoders", "zoo_core.cells", "zoo_core.aggregators", "zoo_core.heads", '
-            '"zoo_plugins.models", "tests.trap_plugin", "tests.failing_plugin"]\n')
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    """A local Ray instance with 2 CPUs for the module; its workers see ``$ZOO_TRAP_DIR``."""
-    home = tmp_path_factory.mktemp("ray")
-    (home / "trap").mkdir()
-    registry = home / "registry.toml"
-    registry.write_text(REGISTRY, encoding="utf-8")
-    with pytest.MonkeyPatch.context() as env:  # workers inherit the environment Ray starts with
-        env.setenv("ZOO_TRAP_DIR", str(home / "trap"))
-        env.setenv("XDG_CACHE_HOME", str(home / "cache"))
-        env.setenv("XDG_DATA_HOME", str(home / "share"))
-        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
-                 logging_level=logging.ERROR)
-    try:
-        yield {"address": ray.get_runtime_context().gcs_address, "trap": home / "trap", "registry": registry}
-    finally:
-        ray.shutdown()
 
 
 def _env(home: Path) -> dict[str, str]:

@@ -8,7 +8,6 @@ per-epoch reports reach the study's pruner through an actor on this node.
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import threading
@@ -18,6 +17,7 @@ import pytest
 
 from tests.cli_helpers import zoo
 from tests.isolation import home_env
+from tests.ray_cluster import TIMEOUT_S, cluster  # noqa: F401 (the fixture)
 from zoo_core import tuning
 from zoo_core.results import ResultsDB
 
@@ -27,10 +27,6 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 SETTINGS = ["--limit", "40", "--epochs", "1", "--maxlen", "20", "--set", "encoder.dim=4"]
 SPACE = ["--param", "lr=1e-3:1e-1:log", "--param", "cell.units=3,4"]
-TIMEOUT_S = 300
-# Both test plugins (tests/failing_plugin.py, tests/trap_plugin.py), beside the zoo's own components.
-REGISTRY = ('[plugins]\nmodules = ["zoo_core.encoders", "zoo_core.cells", "zoo_core.aggregators", "zoo_core.heads", '
-            '"zoo_plugins.models", "tests.trap_plugin", "tests.failing_plugin"]\n')
 
 
 def _study(storage_file):
@@ -39,23 +35,6 @@ def _study(storage_file):
     return optuna.load_study(study_name=name, storage=storage)
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    """A local Ray instance with 2 CPUs for the module; its workers see ``$ZOO_TRAP_DIR``."""
-    home = tmp_path_factory.mktemp("ray")
-    (home / "trap").mkdir()
-    registry = home / "registry.toml"
-    registry.write_text(REGISTRY, encoding="utf-8")
-    with pytest.MonkeyPatch.context() as env:  # workers inherit the environment Ray starts with
-        env.setenv("ZOO_TRAP_DIR", str(home / "trap"))
-        env.setenv("XDG_CACHE_HOME", str(home / "cache"))
-        env.setenv("XDG_DATA_HOME", str(home / "share"))
-        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
-                 logging_level=logging.ERROR)
-    try:
-        yield {"trap": home / "trap", "registry": registry}
-    finally:
-        ray.shutdown()
 
 
 @pytest.fixture(scope="module")

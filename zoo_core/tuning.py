@@ -538,6 +538,19 @@ def end_trial(optuna, study, trial, status: str, message: str = "", value: float
     return TrialResult(trial.number, status, value, run_id, message)
 
 
+def _start(study, storage, db, n_trials: int, echo):
+    """What both tuning loops begin with: Optuna, this process as the trials' owner, the echo, the outcome
+    (with the trials of dead processes abandoned first)."""
+    from zoo_core.results import process_start, provenance
+
+    optuna = import_optuna()
+    owner = {"host": provenance()["host"], "pid": os.getpid(), "proc_start": process_start(os.getpid())}
+    outcome = TuneOutcome(study.study_name, n_trials)
+    if storage is not None:
+        outcome.abandoned = abandon_dead_trials(optuna, study, storage, db)
+    return optuna, owner, echo_or_silent(echo), outcome
+
+
 def tune(study, space: Sequence[Param], base: RunSpec, registry, db, n_trials: int, *, runs_dir,
          load_dataset: Callable[[DataConfig], Any], metric: str = "val_accuracy", storage=None,
          train: Callable | None = None, progress: Progress | None = None, echo: Echo | None = None,
@@ -576,14 +589,8 @@ def tune(study, space: Sequence[Param], base: RunSpec, registry, db, n_trials: i
                              load_dataset=load_dataset, metric=metric, storage=storage, echo=echo,
                              should_stop=should_stop, tensorboard_every=tensorboard_every, trial_hooks=trial_hooks)
     from zoo_core.ranking import format_duration
-    from zoo_core.results import process_start, provenance
 
-    optuna = import_optuna()
-    owner = {"host": provenance()["host"], "pid": os.getpid(), "proc_start": process_start(os.getpid())}
-    echo = echo_or_silent(echo)
-    outcome = TuneOutcome(study.study_name, n_trials)
-    if storage is not None:
-        outcome.abandoned = abandon_dead_trials(optuna, study, storage, db)
+    optuna, owner, echo, outcome = _start(study, storage, db, n_trials, echo)
     datasets: dict[DataConfig, Any] = {}
 
     def data_of(config: DataConfig):
@@ -653,14 +660,8 @@ def tune_parallel(study, space: Sequence[Param], base: RunSpec, registry, db, n_
     """
     from zoo_core.ranking import (FAILED, INTERRUPTED, INTERRUPTED_MESSAGE, _load, format_duration, new_job,
                                   record_trained)
-    from zoo_core.results import process_start, provenance
 
-    optuna = import_optuna()
-    owner = {"host": provenance()["host"], "pid": os.getpid(), "proc_start": process_start(os.getpid())}
-    echo = echo_or_silent(echo)
-    outcome = TuneOutcome(study.study_name, n_trials)
-    if storage is not None:
-        outcome.abandoned = abandon_dead_trials(optuna, study, storage, db)
+    optuna, owner, echo, outcome = _start(study, storage, db, n_trials, echo)
     datasets: dict[DataConfig, Any] = {}
     distributions = {p.key: p.distribution(optuna) for p in space}
     running: dict[str, tuple[Any, Any]] = {}  # run id -> (trial, its dataset)
