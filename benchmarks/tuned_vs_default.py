@@ -77,7 +77,10 @@ def main(argv: list[str] | None = None) -> int:
         settings = ", ".join(f"{v:.3g}" if isinstance(v, float) else str(v) for v in values)
         p = (stats.ttest_ind(t_stat.values, d_stat.values, equal_var=False).pvalue
              if len(t_stat.values) > 1 and len(d_stat.values) > 1 else float("nan"))
-        rows.append(f"| {model} | {settings} | {d_rank} | {d_stat.text()} | {t_rank} | {t_stat.text()} | "
+        parts = t_group.spec.model
+        spelled = f"{parts.encoder}/{parts.cell}/{parts.aggregator}/{parts.head}"
+        name = spelled if model == spelled else f"{spelled} ({model})"
+        rows.append(f"| {name} | {settings} | {d_rank} | {d_stat.text()} | {t_rank} | {t_stat.text()} | "
                     f"{100 * (t_stat.mean - d_stat.mean):+.2f} | {p:.3f} |")
         default_ranks.append(d_rank)
         tuned_ranks.append(t_rank)
