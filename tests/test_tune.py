@@ -105,7 +105,7 @@ def test_rank_tuned_trains_each_model_at_its_best_settings_and_scores_test(tuned
     assert ranked.test_accuracy is not None and ranked.seed == 0  # a fresh run, scored on test
     assert ranked.id not in {t.user_attrs["run_id"] for t in study.trials}
     # The leaderboard says which settings the row used (its learning rate is not the default).
-    assert f"lr={best['train.lr']}" in result.output
+    assert f"lr={best['train.lr']:.4g}" in result.output
 
 
 def test_rank_tuned_names_a_model_without_a_study(tuned, tmp_path):
@@ -129,7 +129,7 @@ def test_rank_tuned_limit_ranks_all_the_data_at_the_settings_tuned_on_a_subset(t
     assert ranked.spec.tuned == ("train.lr",)
     assert "lr=tuned" in result.output  # the setup says the learning rate is each model's own
     board = json.loads(zoo("leaderboard", "--results", str(tmp_path / "results.sqlite"), "--format", "json").stdout)
-    assert f"lr={best['train.lr']}" in board[0]["hyperparameters"] and "lr=tuned" in board[0]["setup"]
+    assert f"lr={best['train.lr']:.4g}" in board[0]["hyperparameters"] and "lr=tuned" in board[0]["setup"]
     # Beside the same model at the default settings: the benchmark's comparison table.
     zoo("rank", "elman-last", *common)
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))

@@ -281,7 +281,8 @@ def _flatten_params(spec: RunSpec) -> dict[str, Any]:
               for name, value in values.items()}
     for setting in spec.tuned:
         section, _, name = setting.partition(".")
-        params[name] = getattr(getattr(spec, section), name)
+        value = getattr(getattr(spec, section), name)
+        params[name] = float(f"{value:.4g}") if isinstance(value, float) else value  # as `zoo tune` shows it
     return params
 
 
