@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     agreement = "n/a (one model)"
     if len(models) > 1:
         tau = stats.kendalltau(default_ranks, tuned_ranks)
-        agreement = f"{tau.statistic:.2f} (p {tau.pvalue:.3f})"
+        agreement = f"{tau.statistic:.2f} (p {'< 0.001' if tau.pvalue < 0.001 else f'{tau.pvalue:.3f}'})"
     tuned_label = ", ".join(n.partition(".")[2] for n in sorted(names))
     print(f"_{args.metric.replace('_', ' ')}, mean ± std over seeds; default setup {default_setups[0].key}, "
           f"tuned setup {tuned_setup.key} ({tuned_label} tuned per model); Kendall's tau between the rankings "
