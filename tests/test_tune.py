@@ -17,20 +17,12 @@ import pytest
 
 from tests.cli_helpers import zoo
 from tests.isolation import home_env
+from tests.tune_helpers import SETTINGS, SPACE, only_study
 from zoo_core import tuning
 from zoo_core.results import ResultsDB
 
 optuna = pytest.importorskip("optuna")  # the dev extra installs it; without it, see test_without_optuna_*
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-
-SETTINGS = ["--limit", "40", "--epochs", "1", "--maxlen", "20", "--set", "encoder.dim=4"]
-SPACE = ["--param", "lr=1e-3:1e-1:log", "--param", "cell.units=3,4"]
-
-
-def _study(storage_file):
-    storage = tuning.open_storage(optuna, storage_file, create=False)
-    (name,) = optuna.study.get_all_study_names(storage)
-    return optuna.load_study(study_name=name, storage=storage)
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +38,7 @@ def tuned(tmp_path_factory, tiny_imdb_archive):
 
 
 def test_a_study_of_3_trials_records_3_runs_scored_on_validation_only(tuned):
-    study = _study(tuned["storage"])  # Optuna's own storage, beside the results database
+    study = only_study(tuned["storage"])  # Optuna's own storage, beside the results database
     assert study.study_name.startswith("elman-last-")
     trials = study.get_trials()
     assert [t.state.name for t in trials] == ["COMPLETE"] * 3
@@ -70,7 +62,7 @@ def test_a_study_of_3_trials_records_3_runs_scored_on_validation_only(tuned):
 
 
 def test_show_prints_the_trials_and_the_best_settings(tuned):
-    study = _study(tuned["storage"])
+    study = only_study(tuned["storage"])
     rows = json.loads(zoo("tune", "elman-last", "--show", *tuned["common"], "--format", "json").stdout)
     assert [r["trial"] for r in rows] == [t.number for t in study.trials]
     assert [r["best"] for r in rows].count(True) == 1
@@ -87,7 +79,7 @@ def test_rerunning_with_more_trials_runs_only_the_missing_ones(tuned):
     before = {r.id: r.finished_at for r in db.runs()}
     result = zoo("tune", "elman-last", *SPACE, "--trials", "4", *tuned["common"])
     assert "1 trial run now; 4 of 4 in study" in result.output
-    assert [t.state.name for t in _study(tuned["storage"]).trials] == ["COMPLETE"] * 4
+    assert [t.state.name for t in only_study(tuned["storage"]).trials] == ["COMPLETE"] * 4
     after = {r.id: r.finished_at for r in ResultsDB(tuned["db"]).runs()}
     assert len(after) == 4 and all(after[i] == t for i, t in before.items())  # finished trials left alone
     again = zoo("tune", "elman-last", *SPACE, "--trials", "4", *tuned["common"])
@@ -95,7 +87,7 @@ def test_rerunning_with_more_trials_runs_only_the_missing_ones(tuned):
 
 
 def test_rank_tuned_trains_each_model_at_its_best_settings_and_scores_test(tuned):
-    study = _study(tuned["storage"])
+    study = only_study(tuned["storage"])
     best = study.best_params
     result = zoo("rank", "elman-last", "--tuned", *tuned["common"])
     assert "elman-last: tuned settings" in result.output and f"trial {study.best_trial.number}" in result.output
@@ -122,7 +114,7 @@ def test_rank_tuned_limit_ranks_all_the_data_at_the_settings_tuned_on_a_subset(t
     shutil.copy(tuned["storage"], tmp_path / "optuna.sqlite")  # the study; a results database of its own
     common = [*tuned["common"][:-1], str(tmp_path / "results.sqlite")]
     common[common.index("--limit") + 1] = "0"  # all of the tiny data
-    best = _study(tuned["storage"]).best_params
+    best = only_study(tuned["storage"]).best_params
     result = zoo("rank", "elman-last", "--tuned", "--tuned-limit", "40", *common)
     (ranked,) = ResultsDB(tmp_path / "results.sqlite").finished()
     assert ranked.spec.data.limit == 0 and ranked.spec.train.lr == best["train.lr"]

@@ -329,3 +329,36 @@ def gather_reviews(texts: Iterable[str], file_path: str | None, verb: str) -> li
     if not reviews:
         raise ZooError(f"nothing to {verb}: give review texts or --file FILE")
     return reviews
+
+
+#: Resources of one Ray task (`zoo rank` and `zoo tune` with --executor ray), checked as declared.
+CPUS_PER_RUN = HParam("cpus_per_run", float, 1.0, "CPUs each Ray task holds", low=0.0, low_open=True)
+GPUS_PER_RUN = HParam("gpus_per_run", float, 0.0, "GPUs each Ray task holds", low=0.0)
+
+
+def executor_options(unit: str, stays_here: str = ""):
+    """``--executor``, ``--address``, ``--cpus-per-run`` and ``--gpus-per-run``, as ``zoo rank`` and ``zoo tune``
+    share them; ``unit`` is what one Ray task trains (``run``, ``trial``), ``stays_here`` what the help adds
+    about the driver."""
+    from zoo_core.executors import EXECUTORS
+
+    options = [
+        click.option("--executor", type=click.Choice(EXECUTORS), default="local", show_default=True,
+                     help=f"Where the {unit}s train: local (one after another, in this process) or ray (as Ray "
+                          f"tasks, several at once, on this machine or a cluster{stays_here}: docs/CLUSTER.md; "
+                          "pip install -e '.[ray]')."),
+        click.option("--address", metavar="ADDRESS",
+                     help="With --executor ray: the Ray cluster to run on (auto, or HEAD:6379 as `ray start "
+                          "--head` prints); default: a local Ray instance on this machine's CPUs."),
+        click.option("--cpus-per-run", type=Declared(CPUS_PER_RUN), default=None, metavar="N",
+                     help=f"With --executor ray: CPUs each {unit} holds (fractions allowed) [default 1]."),
+        click.option("--gpus-per-run", type=Declared(GPUS_PER_RUN), default=None, metavar="N",
+                     help=f"With --executor ray: GPUs each {unit} holds [default 0]."),
+    ]
+
+    def decorate(func):
+        for option in reversed(options):
+            func = option(func)
+        return func
+
+    return decorate

@@ -5,18 +5,14 @@ from __future__ import annotations
 import click
 
 from zoo_core.cli import cli, pass_state, signals
-from zoo_core.cli.options import (Declared, data_options, data_origin, emit, flag_overrides, format_option,
-                                  results_option, runs_folder, runs_option, train_options)
+from zoo_core.cli.options import (CPUS_PER_RUN, GPUS_PER_RUN, data_options, data_origin, emit, executor_options,
+                                  flag_overrides, format_option, results_option, runs_folder, runs_option,
+                                  train_options)
 from zoo_core.cli.progress import DATA_BARS, EPOCH_BAR_WIDTH, TerminalProgress, echo_err, warn
 from zoo_core.config import SEED
 from zoo_core.errors import ZooError
-from zoo_core.executors import EXECUTORS
-from zoo_core.params import HParam
 from zoo_core.specs import deterministic_ops
 from zoo_core.tables import render
-
-CPUS_PER_RUN = HParam("cpus_per_run", float, 1.0, "CPUs each Ray task holds", low=0.0, low_open=True)
-GPUS_PER_RUN = HParam("gpus_per_run", float, 0.0, "GPUs each Ray task holds", low=0.0)
 
 
 @cli.command()
@@ -34,16 +30,7 @@ GPUS_PER_RUN = HParam("gpus_per_run", float, 0.0, "GPUs each Ray task holds", lo
 @click.option("--tuned-limit", type=click.IntRange(0), default=None, metavar="N",
               help="With --tuned: take the settings from the studies tuned with --limit N (tune on a subset, "
                    "rank on all the data); the other data and training settings must still match.")
-@click.option("--executor", type=click.Choice(EXECUTORS), default="local", show_default=True,
-              help="Where the runs train: local (one after another, in this process) or ray (as Ray tasks, several "
-                   "at once, on this machine or a cluster: docs/CLUSTER.md; pip install -e '.[ray]').")
-@click.option("--address", metavar="ADDRESS",
-              help="With --executor ray: the Ray cluster to run on (auto, or HEAD:6379 as `ray start --head` "
-                   "prints); default: a local Ray instance on this machine's CPUs.")
-@click.option("--cpus-per-run", type=Declared(CPUS_PER_RUN), default=None, metavar="N",
-              help="With --executor ray: CPUs each run holds (fractions allowed) [default 1].")
-@click.option("--gpus-per-run", type=Declared(GPUS_PER_RUN), default=None, metavar="N",
-              help="With --executor ray: GPUs each run holds [default 0].")
+@executor_options("run")
 @click.option("--dry-run", is_flag=True, help="List the runs it would train, and which already finished.")
 @format_option()
 @pass_state

@@ -5,16 +5,13 @@ from __future__ import annotations
 import click
 
 from zoo_core.cli import cli, pass_state, signals
-from zoo_core.cli.options import (Declared, data_options, data_origin, flag_overrides, format_option,
-                                  results_option, runs_folder, runs_option, train_options)
+from zoo_core.cli.options import (CPUS_PER_RUN, GPUS_PER_RUN, data_options, data_origin, executor_options,
+                                  flag_overrides, format_option, results_option, runs_folder, runs_option,
+                                  train_options)
 from zoo_core.cli.progress import DATA_BARS, EPOCH_BAR_WIDTH, TerminalProgress, echo_err, warn
-from zoo_core.cli.rank import CPUS_PER_RUN, GPUS_PER_RUN
 from zoo_core.errors import ZooError
 from zoo_core.tables import MACHINE_FORMATS, render
 from zoo_core.tuning import METRICS, PRUNERS, SAMPLERS
-
-#: Where trials run: one after another in this process, or as Ray tasks (zoo_core.tuning.tune_parallel).
-EXECUTORS = ("local", "ray")
 
 
 @cli.command()
@@ -32,16 +29,7 @@ EXECUTORS = ("local", "ray")
 @click.option("--pruner", type=click.Choice(PRUNERS), default="median", show_default=True,
               help="Stop a trial after an epoch whose validation metric is worse than the median of earlier "
                    "trials' at that epoch (Optuna's MedianPruner, from the 6th trial on), or never.")
-@click.option("--executor", type=click.Choice(EXECUTORS), default="local", show_default=True,
-              help="Where trials run: local (one after another, in this process) or ray (as Ray tasks, several at "
-                   "once, on this machine or a cluster; the study and results stay here; pip install -e '.[ray]').")
-@click.option("--address", metavar="ADDRESS",
-              help="With --executor ray: the Ray cluster to run on (auto, or HEAD:6379 as `ray start --head` "
-                   "prints); default: a local Ray instance on this machine's CPUs.")
-@click.option("--cpus-per-run", type=Declared(CPUS_PER_RUN), default=None, metavar="N",
-              help="With --executor ray: CPUs each trial holds (fractions allowed) [default 1].")
-@click.option("--gpus-per-run", type=Declared(GPUS_PER_RUN), default=None, metavar="N",
-              help="With --executor ray: GPUs each trial holds [default 0].")
+@executor_options("trial", stays_here="; the study and results stay here")
 @click.option("--show", is_flag=True,
               help="Print the study's trials and best settings instead of tuning (without --param: the "
                    "latest study of MODEL with these settings).")
