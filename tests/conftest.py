@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -48,3 +49,17 @@ def tiny_imdb_archive(tmp_path_factory):
 def tiny_imdb_tree(tmp_path_factory):
     """The same layout as an extracted ``aclImdb/`` folder."""
     return make_imdb_tree(tmp_path_factory.mktemp("imdb_tree"), n_per_class=20)
+
+
+@pytest.fixture
+def signals_enabled():
+    """SIGINT and SIGTERM at Python's defaults for an in-process test.
+
+    A shell starts background jobs with SIGINT ignored (CI scripts, `cmd &`), and zoo rightly keeps
+    an ignored signal ignored; these tests are about what zoo does with a signal it may handle.
+    """
+    previous = {s: signal.signal(s, h) for s, h in ((signal.SIGINT, signal.default_int_handler),
+                                                     (signal.SIGTERM, signal.SIG_DFL))}
+    yield
+    for signum, handler in previous.items():
+        signal.signal(signum, handler)

@@ -150,7 +150,8 @@ def test_a_task_that_raises_once_is_retried_and_one_that_always_raises_is_record
 
 
 # -- Ctrl-C and resume ----------------------------------------------------------------------------------
-def test_ctrl_c_cancels_the_runs_in_flight_and_a_rerun_trains_only_those(cluster, tiny_imdb_archive, tmp_path):
+def test_ctrl_c_cancels_the_runs_in_flight_and_a_rerun_trains_only_those(cluster, tiny_imdb_archive, tmp_path,
+                                                                        signals_enabled):
     db_path, trap = tmp_path / "results.sqlite", cluster["trap"]
     for name in ("go", "waiting"):  # the module's trap is shared: an earlier Ctrl-C test left its files there
         (trap / name).unlink(missing_ok=True)
@@ -349,7 +350,8 @@ def test_a_trial_raising_once_is_retried_and_one_always_raising_is_recorded_fail
 
 # Last in the module: cancelling kills the held worker. The trial holds both CPUs (one slot), so the other
 # worker the earlier tests warmed stays idle and takes the rerun's trial without a cold start.
-def test_ctrl_c_cancels_the_trial_in_flight_and_a_rerun_replaces_it(cluster, tiny_imdb_archive, tmp_path):
+def test_ctrl_c_cancels_the_trial_in_flight_and_a_rerun_replaces_it(cluster, tiny_imdb_archive, tmp_path,
+                                                                   signals_enabled):
     db_path, trap = tmp_path / "results.sqlite", cluster["trap"]
     for name in ("go", "waiting"):  # the module's trap is shared: an earlier Ctrl-C test left its files there
         (trap / name).unlink(missing_ok=True)

@@ -271,20 +271,6 @@ def test_a_signal_stops_zoo_rank_keeping_finished_runs(trap_data, tmp_path, sign
 
 # -- the stop request itself ----------------------------------------------------
 
-@pytest.fixture
-def signals_enabled():
-    """SIGINT and SIGTERM at Python's defaults for an in-process test.
-
-    A shell starts background jobs with SIGINT ignored (CI scripts, `cmd &`), and zoo rightly keeps
-    an ignored signal ignored; these tests are about what zoo does with a signal it may handle.
-    """
-    previous = {s: signal.signal(s, h) for s, h in ((signal.SIGINT, signal.default_int_handler),
-                                                     (signal.SIGTERM, signal.SIG_DFL))}
-    yield
-    for signum, handler in previous.items():
-        signal.signal(signum, handler)
-
-
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=lambda s: s.name)
 def test_the_first_signal_is_recorded_and_the_second_stops_at_once(signum, signals_enabled):
     before = signal.getsignal(signum)
