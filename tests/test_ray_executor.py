@@ -150,6 +150,30 @@ def test_a_task_that_raises_once_is_retried_and_one_that_always_raises_is_record
 
 
 # -- Ctrl-C and resume ----------------------------------------------------------------------------------
+def _ctrl_c_once_held(args, trap, ready):
+    """``zoo ARGS`` (expecting exit 130), Ctrl-C'd once the trap holds a run and ``ready()``; then the trap is let go.
+
+    The signal is sent to this process (the driver), so that it reaches zoo's handler as a terminal's Ctrl-C
+    would. A trap never held within TIMEOUT_S is released, so the test fails on the exit code instead of hanging.
+    """
+    def send():
+        deadline = time.monotonic() + TIMEOUT_S
+        while time.monotonic() < deadline:
+            if (trap / "waiting").exists() and ready():
+                os.kill(os.getpid(), signal.SIGINT)  # zoo's own handler holds it while it works
+                return
+            time.sleep(0.1)
+        (trap / "go").touch()
+
+    sender = threading.Thread(target=send, daemon=True)
+    sender.start()
+    try:
+        return zoo(*args, expect=130)
+    finally:
+        sender.join()  # before `go`: the held run must not finish before the Ctrl-C is seen
+        (trap / "go").touch()
+
+
 def test_ctrl_c_cancels_the_runs_in_flight_and_a_rerun_trains_only_those(cluster, tiny_imdb_archive, tmp_path,
                                                                         signals_enabled):
     db_path, trap = tmp_path / "results.sqlite", cluster["trap"]
@@ -162,23 +186,8 @@ def test_ctrl_c_cancels_the_runs_in_flight_and_a_rerun_trains_only_those(cluster
             "trap-embedding/tanh/last/sigmoid1", *TINY_RANK, "--truncating", "post", "--set", "encoder.wait_id=1",
             "--data", tiny_imdb_archive, "--results", db_path, "--executor", "ray"]
 
-    def ctrl_c_once_one_run_finished_and_the_other_is_held():
-        deadline = time.monotonic() + TIMEOUT_S
-        while time.monotonic() < deadline:
-            if (trap / "waiting").exists() and db_path.exists() and len(ResultsDB(db_path).finished()) == 1:
-                os.kill(os.getpid(), signal.SIGINT)  # zoo's own handler holds it while it ranks
-                return
-            time.sleep(0.1)
-        (trap / "go").touch()  # never held: release the trap, so the test fails on the exit code instead of hanging
-
-    # In this process (the driver), so that the signal reaches zoo's handler as a terminal's Ctrl-C would.
-    sender = threading.Thread(target=ctrl_c_once_one_run_finished_and_the_other_is_held, daemon=True)
-    sender.start()
-    try:
-        interrupted = zoo(*args, expect=130)
-    finally:
-        sender.join()
-        (trap / "go").touch()  # only now: the held run must not finish before the Ctrl-C is seen
+    held = lambda: db_path.exists() and len(ResultsDB(db_path).finished()) == 1  # noqa: E731
+    interrupted = _ctrl_c_once_held(args, trap, held)
     assert "interrupted: 1 trained, 0 skipped" in interrupted.output
     runs = {r.encoder: r for r in ResultsDB(db_path).runs()}
     assert runs["embedding"].status == "finished"
@@ -362,22 +371,7 @@ def test_ctrl_c_cancels_the_trial_in_flight_and_a_rerun_replaces_it(cluster, tin
             "--set", "encoder.wait_id=0", "--data", tiny_imdb_archive, "--results", db_path, "--executor", "ray",
             "--cpus-per-run", "2"]
 
-    def ctrl_c_once_the_trial_is_held():
-        deadline = time.monotonic() + TIMEOUT_S
-        while time.monotonic() < deadline:
-            if (trap / "waiting").exists():
-                os.kill(os.getpid(), signal.SIGINT)  # zoo's own handler holds it while it tunes
-                return
-            time.sleep(0.1)
-        (trap / "go").touch()  # never held: release the trap, so the test fails on the exit code instead of hanging
-
-    sender = threading.Thread(target=ctrl_c_once_the_trial_is_held, daemon=True)
-    sender.start()
-    try:
-        interrupted = zoo(*args, expect=130)
-    finally:
-        (trap / "go").touch()  # only now: the held trial must not finish before the Ctrl-C is seen
-        sender.join()
+    interrupted = _ctrl_c_once_held(args, trap, lambda: True)
     assert "interrupted: 1 trial run now (1 interrupted); 0 of 1 in study" in interrupted.output
     (run,) = ResultsDB(db_path).runs()
     assert run.status == "interrupted" and "Ctrl-C" in run.message
