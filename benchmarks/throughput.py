@@ -42,6 +42,7 @@ Reproduce (from the checkout; minutes on 2 shared cores)::
     python benchmarks/throughput.py --jit              # the six ratios
     python benchmarks/throughput.py --quick --jit      # fewer rounds and steps
     python benchmarks/throughput.py --cells gru --units 64 --bptt autodiff --rounds 3
+    python benchmarks/throughput.py --quick --optimizer zoo  # the zoo side with zoo train's one-kernel Adam
     python benchmarks/throughput.py --quick --lengths imdb                  # masked, IMDB lengths
     python benchmarks/throughput.py --quick --lengths imdb --batching bucket
     python benchmarks/throughput.py --quick --xla-too --no-floor            # where --jit pays
@@ -70,6 +71,7 @@ from zoo_core.model import Classifier  # noqa: E402
 from zoo_core.registry import build_registry  # noqa: E402
 from zoo_core.cli.options import format_option  # noqa: E402
 from zoo_core.tables import render  # noqa: E402
+from zoo_core.training import FusedAdam  # noqa: E402
 
 KERAS_LAYERS = {"tanh": keras.layers.SimpleRNN, "gru": keras.layers.GRU, "lstm": keras.layers.LSTM}
 
@@ -83,7 +85,7 @@ class Contender:
     tokens_per_sec: list[float] = field(default_factory=list)
 
 
-def make_train_step(model, variables, loss_fn, jit: bool):
+def make_train_step(model, variables, loss_fn, jit: bool, optimizer: str = "keras"):
     """A ``tf.function`` training step: logits, loss, gradients, one Adam update.
 
     Args:
@@ -91,8 +93,10 @@ def make_train_step(model, variables, loss_fn, jit: bool):
         variables: What the optimizer updates.
         loss_fn: ``(labels [batch], logits) -> scalar``.
         jit: Compile the step with XLA.
+        optimizer: ``"keras"``: ``keras.optimizers.Adam``; ``"zoo"``: the Adam ``zoo train`` uses
+            (:class:`zoo_core.training.FusedAdam`, the same update in one kernel).
     """
-    optimizer = keras.optimizers.Adam(1e-3)
+    optimizer = FusedAdam(1e-3) if optimizer == "zoo" else keras.optimizers.Adam(1e-3)
     optimizer.build(variables)
 
     @tf.function(jit_compile=jit, reduce_retracing=True)
@@ -242,7 +246,7 @@ def contenders(registry, cell: str, units: int, args) -> tuple[Contender, ...]:
     bce = keras.losses.BinaryCrossentropy(from_logits=True)
     pair = (
         Contender("zoo", make_train_step(lambda ids, mask: zoo(ids, mask, training=True), zoo.trainable_variables,
-                                         zoo.loss, args["jit"])),
+                                         zoo.loss, args["jit"], args["optimizer"])),
         Contender("keras", make_train_step(lambda ids, mask: reference(ids, training=True),
                                            reference.trainable_variables,
                                            lambda labels, logits: bce(tf.cast(labels, tf.float32)[:, None], logits),
@@ -252,13 +256,14 @@ def contenders(registry, cell: str, units: int, args) -> tuple[Contender, ...]:
         compiled = build_zoo_model(registry, cell, units, args)
         copy_keras_weights(reference, compiled)
         pair += (Contender("zoo-xla", make_train_step(lambda ids, mask: compiled(ids, mask, training=True),
-                                                      compiled.trainable_variables, compiled.loss, True)),)
+                                                      compiled.trainable_variables, compiled.loss, True,
+                                                      args["optimizer"])),)
     if not args["floor"]:
         return pair
     floor_zoo = build_zoo_model(registry, cell, units, args)
     floor = NoRecurrence(floor_zoo)
     return pair + (Contender("floor", make_train_step(floor, floor_zoo.trainable_variables, floor_zoo.loss,
-                                                      args["jit"])),)
+                                                      args["jit"], args["optimizer"])),)
 
 
 IMDB_MEDIAN, IMDB_P90 = 174, 450  # tokens per review in IMDB's training split
@@ -349,6 +354,10 @@ def time_steps(contender: Contender, batches, steps: int) -> float:
 @click.option("--jit/--no-jit", default=False, show_default=True, help="Compile the zoo step with XLA.")
 @click.option("--keras-jit/--no-keras-jit", default=False, show_default=True,
               help="Compile the Keras step with XLA too (Keras' CPU default is off).")
+@click.option("--optimizer", type=click.Choice(["keras", "zoo"]), default="keras", show_default=True,
+              help="The zoo side's Adam (and the floor's): 'keras' is keras.optimizers.Adam, as on the Keras side, "
+                   "so the ratio compares the layers alone; 'zoo' is the one-kernel Adam zoo train uses, so the "
+                   "ratio compares the steps as users run them. The Keras side always uses Keras' Adam.")
 @click.option("--bptt", type=click.Choice(["fused", "autodiff"]), default="fused", show_default=True,
               help="The zoo cells' gradient: hand-written BPTT or autodiff through the loop.")
 @click.option("--mask/--no-mask", default=False, show_default=True,
@@ -432,7 +441,8 @@ def main(cells, units, quick, seed, fmt, **args):
                     round(best, 2)]
         rows.append(row)
     setup = (f"batch {args['batch']}, length {args['length']}, vocab {args['vocab']}, embedding {args['embed']}, "
-             f"Adam; zoo: bptt={args['bptt']}, jit={args['jit']}; keras: jit={args['keras_jit']}; "
+             f"Adam; zoo: bptt={args['bptt']}, jit={args['jit']}, optimizer={args['optimizer']}; "
+             f"keras: jit={args['keras_jit']}, optimizer=keras; "
              f"mask={args['mask']}, lengths={args['lengths'] if args['mask'] else 'full'}, "
              f"batching={args['batching']} (padded widths {min(widths)}-{max(widths)}, "
              f"{statistics.mean(real for *_, real in batches) / args['batch']:.0f} real tokens per review); "

@@ -15,7 +15,7 @@ import tensorflow as tf
 from tests.test_metrics import pairwise_auc
 from zoo_core.config import DataConfig, ModelSpec, RunSpec, TrainConfig
 from zoo_core.model import Classifier
-from zoo_core.training import (TrainObserver, TrainResult, TrainStep, evaluate, make_optimizer, predict,
+from zoo_core.training import (TrainObserver, TrainResult, TrainStep, evaluate, learning_rate, make_optimizer, predict,
                                train)
 
 VOCAB = 24
@@ -367,6 +367,39 @@ def test_optimizers_and_weight_decay():
     assert isinstance(sgd, keras.optimizers.SGD) and sgd.weight_decay == pytest.approx(0.1)
     assert float(sgd.learning_rate) == pytest.approx(0.5)
     assert isinstance(make_optimizer(TrainConfig(optimizer="rmsprop")), keras.optimizers.RMSprop)
+
+
+@pytest.mark.parametrize("jit", [False, True], ids=["graph", "xla"])
+@pytest.mark.parametrize("config", [TrainConfig(lr=0.01), TrainConfig(lr=0.01, weight_decay=0.05),
+                                    TrainConfig(lr=0.01, lr_schedule="cosine")], ids=["adam", "adamw", "cosine"])
+def test_the_fused_adam_update_equals_keras_own(config, jit):
+    """Five steps of zoo's Adam (one fused kernel) and of Keras' own, from the same weights and gradients:
+    a dense kernel and an embedding's sparse gradient (rows unique, as the training step deduplicates them)."""
+    rng = np.random.default_rng(0)
+    start = [rng.normal(size=(6, 4)).astype("float32"), rng.normal(size=(9, 3)).astype("float32")]
+    keras_class = keras.optimizers.AdamW if config.weight_decay else keras.optimizers.Adam
+    fused = make_optimizer(config, total_steps=5)
+    reference = keras_class(learning_rate=learning_rate(config, 5),
+                            **({"weight_decay": config.weight_decay} if config.weight_decay else {}))
+    assert type(fused) is not keras_class and isinstance(fused, keras_class)
+    weights = []
+    for optimizer in (fused, reference):
+        variables = [tf.Variable(w) for w in start]
+        optimizer.build(variables)
+
+        @tf.function(jit_compile=jit)
+        def step(dense, rows, values):
+            sparse = tf.IndexedSlices(values, rows, tf.constant([9, 3], tf.int64))
+            optimizer.apply_gradients([(dense, variables[0]), (sparse, variables[1])])
+
+        for t in range(5):
+            grads = np.random.default_rng(t)
+            step(grads.normal(size=(6, 4)).astype("float32"), tf.constant([2, 7, 4], tf.int64),
+                 grads.normal(size=(3, 3)).astype("float32"))
+        weights.append([v.numpy() for v in variables])
+    for ours, theirs, before in zip(*weights, start):
+        assert not np.allclose(ours, before)
+        np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("schedule", ["cosine", "linear"])

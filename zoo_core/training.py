@@ -208,6 +208,47 @@ def learning_rate(config: TrainConfig, total_steps: int | None = None):
     return keras.optimizers.schedules.PolynomialDecay(config.lr, decay_steps=total_steps, end_learning_rate=0.0)
 
 
+class FusedAdamUpdate:
+    """Adam's update as TensorFlow's one fused kernel, ``ResourceApplyAdam``, for a Keras Adam or AdamW.
+
+    The maths is Keras' own (Kingma & Ba 2015, Algorithm 1, bias corrections
+    folded into the step size), per variable ``w`` with gradient ``g`` at step ``t``::
+
+        m <- m + (1 - beta_1) (g - m)
+        v <- v + (1 - beta_2) (g^2 - v)
+        w <- w - lr sqrt(1 - beta_2^t) / (1 - beta_1^t) * m / (sqrt(v) + epsilon)
+
+    Keras runs it as about ten whole-table elementwise ops and, for an
+    embedding's sparse gradient, makes ``g`` dense twice. Here ``g`` is made dense
+    once and the rest is one pass over the table: 1.8x faster on a 20,000 x 64
+    embedding and 4x on a 1,000,003 x 64 n-gram table on this CPU
+    (``benchmarks/adam_update.py``), equal to Keras' update within
+    float32 rounding (tests/test_training.py). AMSGrad, and backends other than
+    TensorFlow, keep Keras' own update.
+    """
+
+    def update_step(self, gradient, variable, learning_rate):
+        if self.amsgrad or keras.backend.backend() != "tensorflow":
+            return super().update_step(gradient, variable, learning_rate)
+        dtype = variable.dtype
+        step = tf.cast(self.iterations + 1, dtype)
+        index = self._get_variable_index(variable)
+        tf.raw_ops.ResourceApplyAdam(
+            var=variable.handle, m=self._momentums[index].handle, v=self._velocities[index].handle,
+            beta1_power=tf.pow(tf.cast(self.beta_1, dtype), step),
+            beta2_power=tf.pow(tf.cast(self.beta_2, dtype), step),
+            lr=tf.cast(learning_rate, dtype), beta1=tf.cast(self.beta_1, dtype), beta2=tf.cast(self.beta_2, dtype),
+            epsilon=tf.cast(self.epsilon, dtype), grad=tf.cast(tf.convert_to_tensor(gradient), dtype))
+
+
+class FusedAdam(FusedAdamUpdate, keras.optimizers.Adam):
+    """``keras.optimizers.Adam`` with :class:`FusedAdamUpdate`'s one-kernel update."""
+
+
+class FusedAdamW(FusedAdamUpdate, keras.optimizers.AdamW):
+    """``keras.optimizers.AdamW`` (decoupled weight decay, Loshchilov & Hutter 2019) with the one-kernel update."""
+
+
 def make_optimizer(config: TrainConfig, total_steps: int | None = None) -> keras.optimizers.Optimizer:
     """The Keras optimizer ``config`` names, with decoupled weight decay when asked for.
 
@@ -223,8 +264,8 @@ def make_optimizer(config: TrainConfig, total_steps: int | None = None) -> keras
     lr = learning_rate(config, total_steps)
     if config.optimizer == "adam":
         if decay:
-            return keras.optimizers.AdamW(learning_rate=lr, weight_decay=decay)
-        return keras.optimizers.Adam(learning_rate=lr)
+            return FusedAdamW(learning_rate=lr, weight_decay=decay)
+        return FusedAdam(learning_rate=lr)
     if config.optimizer == "sgd":
         return keras.optimizers.SGD(learning_rate=lr, weight_decay=decay)
     if config.optimizer == "rmsprop":
