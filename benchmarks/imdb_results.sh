@@ -2,7 +2,7 @@
 # Full-IMDB experiments behind docs/RESULTS.md. Every step is a `zoo` command,
 # resumable (zoo rank skips finished runs), writing into $OUT (default results/).
 #
-#   bash benchmarks/imdb_results.sh [STEP ...]     # steps: grid questions quality ngrams grid-seeds best memory diagnose tuned tables
+#   bash benchmarks/imdb_results.sh [STEP ...]     # steps: grid questions quality ngrams baselines grid-seeds best memory diagnose tuned tables
 #
 # Each results database is a separate file, so each table compares like with like.
 set -euo pipefail
@@ -71,6 +71,19 @@ ngrams() {
     --seeds 3
 }
 
+# Issue 16: the fastText baseline (identity cell) beside the recurrent skip recipes at the same settings (40k
+# words, maxlen 1000, bucketed, up to 8 epochs with early stopping), the tanh recipes, and ensembles of seeds.
+baselines() {
+  local q="$OUT/baselines.sqlite" wide=(--num-words 40000 --maxlen 1000 --batching bucket --epochs 8)
+  log "baselines: fastText (identity) and the GRU skip recipe, seeds 0-2"
+  zoo rank ngram-fasttext ngram-skip-bigru "${wide[@]}" --seeds 3 --results "$q"
+  log "baselines: the tanh recipes (preset best-tanh), seeds 0-2"
+  zoo rank --preset best-tanh --seeds 3 --results "$q"
+  zoo rank ngram-skip-bitanh "${wide[@]}" --set encoder.dropout=0.25 --set encoder.word_dropout=0 --seeds 3 --results "$q"
+  log "baselines: each model's seeds as one ensemble"
+  for model in ngram-fasttext ngram-skip-bigru ngram-skip-bitanh; do zoo ensemble --model "$model" --results "$q"; done
+}
+
 # The seed grid again at better settings.
 best() { log best grid; zoo rank --preset seed-grid --maxlen 500 --batching bucket --results "$OUT/best-grid.sqlite"; }
 
@@ -105,7 +118,7 @@ tuned() {
 }
 
 tables() {
-  for db in seed-grid questions quality ngrams best-grid; do
+  for db in seed-grid questions quality ngrams baselines best-grid; do
     [ -f "$OUT/$db.sqlite" ] || continue
     zoo leaderboard --results "$OUT/$db.sqlite" --format github > "$OUT/$db.md"
     for kind in encoder aggregator head; do
@@ -116,5 +129,5 @@ tables() {
 }
 
 steps=("$@")
-[ ${#steps[@]} -gt 0 ] || steps=(grid questions quality ngrams grid-seeds best memory diagnose tuned tables)
+[ ${#steps[@]} -gt 0 ] || steps=(grid questions quality ngrams baselines grid-seeds best memory diagnose tuned tables)
 for step in "${steps[@]}"; do "${step//-/_}"; done
