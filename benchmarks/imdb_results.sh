@@ -80,7 +80,7 @@ baselines() {
   log "baselines: the tanh recipes (preset best-tanh), seeds 0-2"
   zoo rank --preset best-tanh --seeds 3 --results "$q"
   zoo rank ngram-skip-bitanh "${wide[@]}" --set encoder.dropout=0.25 --set encoder.word_dropout=0 --seeds 3 --results "$q"
-  log "baselines: each model's seeds as one ensemble"
+  log "baselines: each model's finished runs in the setup as one ensemble (ngram-skip-bitanh: both dropout settings, 6 runs)"
   for model in ngram-fasttext ngram-skip-bigru ngram-skip-bitanh; do zoo ensemble --model "$model" --results "$q"; done
 }
 
