@@ -32,7 +32,8 @@ import pytest
 from tests.cli_helpers import TINY_RANK, zoo
 from tests.isolation import home_env
 from tests.ray_cluster import TIMEOUT_S, cluster  # noqa: F401 (the fixture)
-from tests.tune_helpers import SETTINGS, SPACE, only_study
+from tests.tune_helpers import (SETTINGS, SPACE, add_a_trial_no_run_can_beat, assert_pruned_after_epoch_1,
+                                only_study)
 from zoo_core import tuning
 from zoo_core.results import ResultsDB
 
@@ -155,7 +156,11 @@ def _ctrl_c_once_held(args, trap, ready):
 
     The signal is sent to this process (the driver), so that it reaches zoo's handler as a terminal's Ctrl-C
     would. A trap never held within TIMEOUT_S is released, so the test fails on the exit code instead of hanging.
+    The trap is cleared first: the module shares it, and an earlier Ctrl-C test left its files there.
     """
+    for name in ("go", "waiting"):
+        (trap / name).unlink(missing_ok=True)
+
     def send():
         deadline = time.monotonic() + TIMEOUT_S
         while time.monotonic() < deadline:
@@ -177,8 +182,6 @@ def _ctrl_c_once_held(args, trap, ready):
 def test_ctrl_c_cancels_the_runs_in_flight_and_a_rerun_trains_only_those(cluster, tiny_imdb_archive, tmp_path,
                                                                         signals_enabled):
     db_path, trap = tmp_path / "results.sqlite", cluster["trap"]
-    for name in ("go", "waiting"):  # the module's trap is shared: an earlier Ctrl-C test left its files there
-        (trap / name).unlink(missing_ok=True)
     # The trapped run waits inside its first evaluation for `go`: cut at its end (--truncating post), every
     # review keeps its start token (id 1), so every batch there holds it. (Padding, id 0, is there only when
     # a review is shorter than maxlen, which the tiny data does not promise.)
@@ -301,23 +304,15 @@ def test_a_trial_worse_than_the_median_is_pruned_over_ray(cluster, registry, tin
     space = tuning.parse_space(registry, base, ["lr=1e-3:1e-1:log"])
     study = tuning.open_study(optuna, storage, base, space, "val_accuracy",
                               pruner=optuna.pruners.MedianPruner(n_startup_trials=1))
-    # An earlier trial whose validation accuracy after epoch 1 no run can reach: the next one must be pruned there.
-    distribution = optuna.distributions.FloatDistribution(1e-3, 1e-1, log=True)
-    study.add_trial(optuna.trial.create_trial(params={"train.lr": 1e-2}, distributions={"train.lr": distribution},
-                                              value=1.01, intermediate_values={1: 1.01}))
+    add_a_trial_no_run_can_beat(study)
     lines: list[str] = []
     with RayExecutor(registry) as pool, RayPruning(pool, storage_file, study, "val_accuracy") as hooks:
         outcome = tuning.tune(study, space, base, registry, db, 2, runs_dir=tmp_path / "runs", storage=storage,
                               load_dataset=lambda config: load_dataset(config, registry.settings, seed=0),
                               echo=lines.append, executor=pool, trial_hooks=hooks)
-    assert [t.status for t in outcome.ran] == ["pruned"] and not outcome.interrupted
-    trial = study.trials[1]
-    assert trial.state.name == "PRUNED" and list(trial.intermediate_values) == [1]
-    (record,) = db.runs()
-    assert record.status == "pruned" and record.train_status == "pruned" and record.epochs_run == 1
-    assert record.test_accuracy is None and "pruned after epoch 1" in record.message
-    assert trial.user_attrs["run_id"] == record.id and tuning.counted(study) == 2
-    assert any(line.startswith(f"[trial {trial.number}] pruned:") for line in lines)
+    assert not outcome.interrupted
+    assert_pruned_after_epoch_1(outcome, study, db)
+    assert any(line.startswith(f"[trial {study.trials[1].number}] pruned:") for line in lines)
 
 
 def test_ray_flags_are_checked_in_one_line(cluster, tiny_imdb_archive, tmp_path):
@@ -362,8 +357,6 @@ def test_a_trial_raising_once_is_retried_and_one_always_raising_is_recorded_fail
 def test_ctrl_c_cancels_the_trial_in_flight_and_a_rerun_replaces_it(cluster, tiny_imdb_archive, tmp_path,
                                                                    signals_enabled):
     db_path, trap = tmp_path / "results.sqlite", cluster["trap"]
-    for name in ("go", "waiting"):  # the module's trap is shared: an earlier Ctrl-C test left its files there
-        (trap / name).unlink(missing_ok=True)
     # The trial waits inside its first evaluation for `go`: at --maxlen 100 every review of 40 words or fewer
     # is padded, so every batch there holds padding, id 0.
     args = ["--registry", cluster["registry"], "tune", "trap-embedding/tanh/last/sigmoid1",

@@ -17,7 +17,8 @@ import pytest
 
 from tests.cli_helpers import zoo
 from tests.isolation import home_env
-from tests.tune_helpers import SETTINGS, SPACE, only_study
+from tests.tune_helpers import (SETTINGS, SPACE, add_a_trial_no_run_can_beat, assert_pruned_after_epoch_1,
+                                only_study)
 from zoo_core import tuning
 from zoo_core.results import ResultsDB
 
@@ -210,19 +211,10 @@ def test_a_trial_worse_than_the_median_is_pruned_and_recorded_pruned(registry, t
     base = _base(registry, tiny_imdb_archive, epochs=3)
     pruner = optuna.pruners.MedianPruner(n_startup_trials=1)
     db, storage, study = _open(registry, base, tmp_path, pruner=pruner)
-    # An earlier trial whose validation accuracy after epoch 1 no run can reach: the next one must be pruned there.
-    distribution = optuna.distributions.FloatDistribution(1e-3, 1e-1, log=True)
-    study.add_trial(optuna.trial.create_trial(params={"train.lr": 1e-2}, distributions={"train.lr": distribution},
-                                              value=1.01, intermediate_values={1: 1.01}))
+    add_a_trial_no_run_can_beat(study)
     lines: list[str] = []
     outcome = _tune(registry, base, db, study, storage, 2, tmp_path, echo=lines.append)
-    assert [t.status for t in outcome.ran] == ["pruned"]
-    trial = study.trials[1]
-    assert trial.state.name == "PRUNED" and list(trial.intermediate_values) == [1]
-    (record,) = db.runs()
-    assert record.status == "pruned" and record.train_status == "pruned" and record.epochs_run == 1
-    assert record.test_accuracy is None and "pruned after epoch 1" in record.message
-    assert trial.user_attrs["run_id"] == record.id and tuning.counted(study) == 2
+    assert_pruned_after_epoch_1(outcome, study, db)
 
 
 def test_a_trial_of_a_dead_process_is_failed_and_its_run_abandoned(registry, tmp_path):
