@@ -225,9 +225,11 @@ def test_a_diverging_run_stops_with_status_nan_and_keeps_finite_weights(trap_reg
     assert math.isfinite(evaluate(model, tiny_dataset().train, run)["loss"])  # the kept weights still work
 
 
-def test_an_update_that_overflows_the_weights_is_undone(registry):
-    # lr beyond float32's range: the first update turns the weights infinite.
-    run = tiny_run(optimizer="sgd", lr=1e39, clip_norm=0.0)
+@pytest.mark.parametrize("optimizer", ["sgd", "lazy-adam"])
+def test_an_update_that_overflows_the_weights_is_undone(registry, optimizer):
+    # lr beyond float32's range: the first update turns the weights infinite. Lazy Adam saves and restores
+    # only the embedding rows it updates.
+    run = tiny_run(optimizer=optimizer, lr=1e39, clip_norm=0.0)
     keras.utils.set_random_seed(run.seed)
     initial = weights_of(Classifier(run.model, registry, VOCAB))
     model, result = train(run, registry, tiny_dataset())
@@ -367,6 +369,10 @@ def test_optimizers_and_weight_decay():
     assert isinstance(sgd, keras.optimizers.SGD) and sgd.weight_decay == pytest.approx(0.1)
     assert float(sgd.learning_rate) == pytest.approx(0.5)
     assert isinstance(make_optimizer(TrainConfig(optimizer="rmsprop")), keras.optimizers.RMSprop)
+    lazy = make_optimizer(TrainConfig(optimizer="lazy-adam"))
+    assert isinstance(lazy, keras.optimizers.Adam) and lazy.lazy
+    lazy_decayed = make_optimizer(TrainConfig(optimizer="lazy-adam", weight_decay=0.01))
+    assert isinstance(lazy_decayed, keras.optimizers.AdamW) and lazy_decayed.lazy
 
 
 @pytest.mark.parametrize("jit", [False, True], ids=["graph", "xla"])
@@ -400,6 +406,44 @@ def test_the_fused_adam_update_equals_keras_own(config, jit):
     for ours, theirs, before in zip(*weights, start):
         assert not np.allclose(ours, before)
         np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("jit", [False, True], ids=["graph", "xla"])
+def test_lazy_adam_updates_a_sparse_gradients_rows_as_adam_and_leaves_the_others(jit):
+    """Five steps of lazy Adam against a NumPy reference of Kingma & Ba's Algorithm 1 applied row by row:
+    a row is updated (with the global step t) only at the steps whose sparse gradient holds it; a dense
+    kernel is updated at every step, as by Keras' own Adam."""
+    rng = np.random.default_rng(0)
+    start = [rng.normal(size=(6, 4)).astype("float32"), rng.normal(size=(9, 3)).astype("float32")]
+    lazy = make_optimizer(TrainConfig(optimizer="lazy-adam", lr=0.01))
+    assert lazy.updates_only_gradient_rows
+    assert not make_optimizer(TrainConfig(optimizer="lazy-adam", weight_decay=0.1)).updates_only_gradient_rows
+    variables = [tf.Variable(w) for w in start]
+    lazy.build(variables)
+    dense_reference = keras.optimizers.Adam(learning_rate=0.01)
+    dense_copy = tf.Variable(start[0])
+    dense_reference.build([dense_copy])
+
+    @tf.function(jit_compile=jit)
+    def step(dense, rows, values):
+        lazy.apply_gradients([(dense, variables[0]), (tf.IndexedSlices(values, rows, tf.constant([9, 3], tf.int64)),
+                                                      variables[1])])
+
+    table, m, v = start[1].astype(np.float64), np.zeros((9, 3)), np.zeros((9, 3))
+    beta_1, beta_2, epsilon = 0.9, 0.999, 1e-7  # Keras' defaults
+    row_sets = [[2, 7, 4], [7, 0], [2, 7, 4], [5], [0, 2]]  # rows 1, 3, 6 and 8 are never touched
+    for t, rows in enumerate(row_sets, start=1):
+        grads = np.random.default_rng(t)
+        dense, values = grads.normal(size=(6, 4)).astype("float32"), grads.normal(size=(len(rows), 3)).astype("float32")
+        step(dense, tf.constant(rows, tf.int64), values)
+        dense_reference.apply_gradients([(dense, dense_copy)])
+        m[rows] = beta_1 * m[rows] + (1 - beta_1) * values
+        v[rows] = beta_2 * v[rows] + (1 - beta_2) * values.astype(np.float64) ** 2
+        step_size = 0.01 * np.sqrt(1 - beta_2**t) / (1 - beta_1**t)
+        table[rows] -= step_size * m[rows] / (np.sqrt(v[rows]) + epsilon)
+    np.testing.assert_allclose(variables[1].numpy(), table, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(variables[1].numpy()[[1, 3, 6, 8]], start[1][[1, 3, 6, 8]])
+    np.testing.assert_allclose(variables[0].numpy(), dense_copy.numpy(), rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("schedule", ["cosine", "linear"])
@@ -448,8 +492,9 @@ def test_weight_decay_is_decoupled(registry):
         np.testing.assert_allclose(plain - decayed, 0.1 * 0.5 * initial, rtol=1e-4, atol=1e-7)
 
 
-def test_xla_compiled_training_runs(registry):
-    run = tiny_run(epochs=1, jit=True)
+@pytest.mark.parametrize("optimizer", ["adam", "lazy-adam"])
+def test_xla_compiled_training_runs(registry, optimizer):
+    run = tiny_run(epochs=1, jit=True, optimizer=optimizer)
     _, result = train(run, registry, tiny_dataset())
     assert result.status == "completed" and math.isfinite(result.history[0]["train_loss"])
 

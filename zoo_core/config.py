@@ -75,7 +75,9 @@ class TrainConfig:
     lr: float = setting(1e-3, "learning rate", low=0.0, low_open=True, high=100.0)
     lr_schedule: str = setting("constant", "learning rate over the run: constant, or decayed to 0 by its last step "
                                            "(cosine or linear)", choices=("constant", "cosine", "linear"))
-    optimizer: str = setting("adam", "Keras optimizer", choices=("adam", "sgd", "rmsprop"))
+    optimizer: str = setting("adam", "optimizer: Keras' Adam, SGD or RMSprop, or lazy-adam (Adam whose embedding "
+                                     "updates touch only the batch's rows)",
+                             choices=("adam", "lazy-adam", "sgd", "rmsprop"))
     clip_norm: float = setting(5.0, "clip gradients by global norm (0: off)", low=0.0, high=1e9)
     weight_decay: float = setting(0.0, "decoupled weight decay", low=0.0, high=1.0)
     patience: int = setting(2, "early stopping: epochs without improvement (0: off)", low=0, high=10_000)

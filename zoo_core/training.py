@@ -225,7 +225,24 @@ class FusedAdamUpdate:
     one on a 2-core CPU (``benchmarks/adam_update.py``), equal to Keras' update within
     float32 rounding (tests/test_training.py). AMSGrad, and backends other than
     TensorFlow, keep Keras' own update.
+
+    With ``lazy = True`` (LazyAdam, as in TensorFlow Addons and PyTorch's
+    ``SparseAdam``), a sparse gradient ``[rows, dim]`` updates only its rows of
+    ``w``, ``m`` and ``v``, by the same three lines: the cost follows the batch's
+    distinct tokens, not the table's size. Rows absent from a batch keep their
+    moments instead of decaying them, so this is a different optimiser from Adam
+    for those rows (dense gradients are updated exactly as Adam).
     """
+
+    lazy = False
+
+    @property
+    def updates_only_gradient_rows(self) -> bool:
+        """Whether an update leaves every row outside a sparse gradient's ``indices`` unchanged.
+
+        True for the lazy update without weight decay (decay shrinks every row).
+        """
+        return self.lazy and not self.weight_decay
 
     def update_step(self, gradient, variable, learning_rate):
         if self.amsgrad or keras.backend.backend() != "tensorflow":
@@ -233,12 +250,39 @@ class FusedAdamUpdate:
         dtype = variable.dtype
         step = tf.cast(self.iterations + 1, dtype)
         beta_1, beta_2 = tf.cast(self.beta_1, dtype), tf.cast(self.beta_2, dtype)
+        beta_1_power, beta_2_power = tf.pow(beta_1, step), tf.pow(beta_2, step)
+        learning_rate, epsilon = tf.cast(learning_rate, dtype), tf.cast(self.epsilon, dtype)
         index = self._get_variable_index(variable)
+        momentum, velocity = self._momentums[index], self._velocities[index]
+        if self.lazy and isinstance(gradient, tf.IndexedSlices):
+            # Resource ops on the handles: reading a whole variable to gather from it would make the
+            # scatters copy the whole table (copy-on-write), which costs what the lazy update saves.
+            rows, grad = gradient.indices, tf.cast(gradient.values, dtype)
+            first_moment = beta_1 * gather_rows(momentum, rows) + (1 - beta_1) * grad
+            second_moment = beta_2 * gather_rows(velocity, rows) + (1 - beta_2) * tf.square(grad)
+            step_size = learning_rate * tf.sqrt(1 - beta_2_power) / (1 - beta_1_power)
+            tf.raw_ops.ResourceScatterUpdate(resource=momentum.handle, indices=rows, updates=first_moment)
+            tf.raw_ops.ResourceScatterUpdate(resource=velocity.handle, indices=rows, updates=second_moment)
+            tf.raw_ops.ResourceScatterSub(resource=variable.handle, indices=rows,
+                                          updates=step_size * first_moment / (tf.sqrt(second_moment) + epsilon))
+            return
         tf.raw_ops.ResourceApplyAdam(
-            var=variable.handle, m=self._momentums[index].handle, v=self._velocities[index].handle,
-            beta1_power=tf.pow(beta_1, step), beta2_power=tf.pow(beta_2, step), lr=tf.cast(learning_rate, dtype),
-            beta1=beta_1, beta2=beta_2, epsilon=tf.cast(self.epsilon, dtype),
-            grad=tf.cast(tf.convert_to_tensor(gradient), dtype))
+            var=variable.handle, m=momentum.handle, v=velocity.handle,
+            beta1_power=beta_1_power, beta2_power=beta_2_power, lr=learning_rate,
+            beta1=beta_1, beta2=beta_2, epsilon=epsilon, grad=tf.cast(tf.convert_to_tensor(gradient), dtype))
+
+
+def gather_rows(variable, rows: tf.Tensor) -> tf.Tensor:
+    """``variable[rows]`` read through the resource handle, without reading the whole variable.
+
+    Args:
+        variable: A TensorFlow resource variable (or a Keras variable over one), ``[n, ...]``.
+        rows: int32 or int64 ``[k]``.
+
+    Returns:
+        ``[k, ...]``, in ``variable``'s dtype.
+    """
+    return tf.raw_ops.ResourceGather(resource=variable.handle, indices=rows, dtype=variable.dtype)
 
 
 class FusedAdam(FusedAdamUpdate, keras.optimizers.Adam):
@@ -247,6 +291,18 @@ class FusedAdam(FusedAdamUpdate, keras.optimizers.Adam):
 
 class FusedAdamW(FusedAdamUpdate, keras.optimizers.AdamW):
     """``keras.optimizers.AdamW`` (decoupled weight decay, Loshchilov & Hutter 2019) with the one-kernel update."""
+
+
+class LazyAdam(FusedAdam):
+    """:class:`FusedAdam` whose sparse (embedding) gradients update only their own rows (see :class:`FusedAdamUpdate`)."""
+
+    lazy = True
+
+
+class LazyAdamW(FusedAdamW):
+    """:class:`FusedAdamW` with the lazy sparse update; the decay still shrinks every row."""
+
+    lazy = True
 
 
 def make_optimizer(config: TrainConfig, total_steps: int | None = None) -> keras.optimizers.Optimizer:
@@ -262,10 +318,11 @@ def make_optimizer(config: TrainConfig, total_steps: int | None = None) -> keras
     """
     decay = config.weight_decay or None
     lr = learning_rate(config, total_steps)
-    if config.optimizer == "adam":
+    if config.optimizer in ("adam", "lazy-adam"):
+        lazy = config.optimizer == "lazy-adam"
         if decay:
-            return FusedAdamW(learning_rate=lr, weight_decay=decay)
-        return FusedAdam(learning_rate=lr)
+            return (LazyAdamW if lazy else FusedAdamW)(learning_rate=lr, weight_decay=decay)
+        return (LazyAdam if lazy else FusedAdam)(learning_rate=lr)
     if config.optimizer == "sgd":
         return keras.optimizers.SGD(learning_rate=lr, weight_decay=decay)
     if config.optimizer == "rmsprop":
@@ -289,8 +346,15 @@ class TrainStep:
 
     def __init__(self, model: Classifier, optimizer: keras.optimizers.Optimizer, run: RunSpec):
         self.variables = model.trainable_variables
-        # The weights before the latest update, to undo one that overflows.
-        self.backup = [tf.Variable(v, trainable=False, name="backup") for v in self.variables]
+        # The weights before the latest update, to undo one that overflows. When the optimiser leaves the rows
+        # outside a sparse gradient unchanged (lazy Adam), only the updated rows are saved and checked: copying a
+        # 1,000,003 x 64 n-gram table every step would cost more than the update.
+        self.backup = [tf.Variable(v, trainable=False, name="backup", shape=tf.TensorShape(None)) for v in self.variables]
+        self.backup_rows = [tf.Variable(tf.zeros([0], tf.int64), trainable=False, name="backup_rows",
+                                        shape=tf.TensorShape([None])) for _ in self.variables]
+        self.row_backed = [False] * len(self.variables)  # which backups hold rows only, fixed when traced
+        # XLA cannot resize a variable, so a compiled step backs up whole variables.
+        rows_only = getattr(optimizer, "updates_only_gradient_rows", False) and not run.train.jit
         use_mask = run.data.mask
         clip_norm = run.train.clip_norm
 
@@ -306,10 +370,20 @@ class TrainStep:
                 norm = tf.linalg.global_norm(grads)
             applied = tf.logical_and(tf.math.is_finite(loss), tf.math.is_finite(norm))
             if applied:
-                for saved, variable in zip(self.backup, self.variables):
-                    saved.assign(variable)
+                changed = []  # what the update can change: whole variables, or the gathered rows
+                for i, (grad, variable) in enumerate(zip(grads, self.variables)):
+                    self.row_backed[i] = rows_only and isinstance(grad, tf.IndexedSlices)
+                    if self.row_backed[i]:
+                        rows = tf.cast(grad.indices, tf.int64)
+                        self.backup_rows[i].assign(rows)
+                        self.backup[i].assign(gather_rows(variable, rows))
+                        changed.append(rows)
+                    else:
+                        self.backup[i].assign(variable)
+                        changed.append(None)
                 optimizer.apply_gradients(zip(grads, self.variables))
-                applied = all_finite(self.variables)
+                applied = all_finite(variable if rows is None else gather_rows(variable, rows)
+                                     for variable, rows in zip(self.variables, changed))
                 if not applied:
                     self.undo_last_update()
             return loss, model.head.prob_positive(logits), norm, applied
@@ -325,8 +399,11 @@ class TrainStep:
         After a non-finite loss, those are the last weights known to give a
         finite loss (the latest update's inputs).
         """
-        for saved, variable in zip(self.backup, self.variables):
-            variable.assign(saved)
+        for saved, rows, row_backed, variable in zip(self.backup, self.backup_rows, self.row_backed, self.variables):
+            if row_backed:
+                variable.scatter_update(tf.IndexedSlices(saved, rows))
+            else:
+                variable.assign(saved)
 
 
 def deduplicate(grad):
