@@ -333,6 +333,20 @@ def test_every_aggregator_matches_its_numpy_reference(registry, aggregator, head
                                rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("aggregator", ["mean-states", "max-states", "mean-max-states"])
+def test_pooling_aggregators_drop_pooled_features_only_in_training(registry, aggregator):
+    agg = create(registry, "aggregator", aggregator, 8, dropout=0.5)
+    outputs = tf.constant(np.random.default_rng(3).uniform(0.5, 1.5, size=(60, 4, 8)), tf.float32)
+    result, mask = UnrollResult(outputs, outputs[:, -1], outputs[:, -1]), tf.ones([60, 4], tf.bool)
+    pooled_features = lambda features: features  # a "head" that hands back what it is given  # noqa: E731
+    clean = agg(result, mask, pooled_features).numpy()
+    dropped = agg(result, mask, pooled_features, training=True).numpy()
+    kept = dropped != 0
+    assert 0.4 < 1 - kept.mean() < 0.6
+    np.testing.assert_allclose(dropped[kept], 2 * clean[kept], rtol=1e-6)  # scaled by 1 / (1 - rate)
+    np.testing.assert_allclose(agg(result, mask, pooled_features).numpy(), clean)  # not in inference
+
+
 @pytest.mark.parametrize("aggregator", ["max-states", "mean-max-states", "attention", "mean-states", "mean-probs"])
 def test_pooling_aggregators_stay_finite_on_an_all_padding_row(registry, aggregator):
     agg = registry.create("aggregator", aggregator, 3)

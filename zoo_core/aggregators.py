@@ -17,7 +17,17 @@ from zoo_core.component import Component
 from zoo_core.heads import Head
 from zoo_core.hookspecs import hookimpl
 from zoo_core.lazy import np, tf
+from zoo_core.params import HParam
 from zoo_core.unroll import UnrollResult
+
+# Dropout on what a pooling aggregator hands the head (Johnson & Zhang 2016 drop the pooled LSTM features).
+POOLED_DROPOUT = HParam("dropout", float, 0.0, "dropout rate on the pooled features before the head (training only)",
+                        low=0.0, high=0.95)
+
+
+def pooled_dropout(features: tf.Tensor, rate: float, training: bool) -> tf.Tensor:
+    """Inverted dropout of pooled features ``[batch, F]`` at ``rate`` while training; ``features`` otherwise."""
+    return tf.nn.dropout(features, rate=rate) if training and rate > 0 else features
 
 
 def masked_mean(values: tf.Tensor, mask: tf.Tensor | None) -> tf.Tensor:
@@ -125,9 +135,10 @@ class MeanStates(Aggregator):
 
     name = "mean-states"
     description = "masked mean of the per-step outputs, then the head"
+    hparams = (POOLED_DROPOUT,)
 
     def __call__(self, result, mask, head, training=False):
-        return head(masked_mean(result.outputs, mask))
+        return head(pooled_dropout(masked_mean(result.outputs, mask), self.params["dropout"], training))
 
     def numpy_reference(self, outputs, last_output, mask, head):
         return head.numpy_logits(_np_masked_mean(outputs, mask))
@@ -151,9 +162,10 @@ class MaxStates(Aggregator):
 
     name = "max-states"
     description = "masked max over time of each output unit, then the head"
+    hparams = (POOLED_DROPOUT,)
 
     def __call__(self, result, mask, head, training=False):
-        return head(masked_max(result.outputs, mask))
+        return head(pooled_dropout(masked_max(result.outputs, mask), self.params["dropout"], training))
 
     def numpy_reference(self, outputs, last_output, mask, head):
         return head.numpy_logits(np.where(mask[..., None], outputs, -np.inf).max(axis=1))
@@ -175,8 +187,11 @@ class MeanMaxStates(Aggregator):
     def head_input_dim(cls, feature_dim: int) -> int:
         return 2 * feature_dim
 
+    hparams = (POOLED_DROPOUT,)
+
     def __call__(self, result, mask, head, training=False):
-        return head(tf.concat([masked_mean(result.outputs, mask), masked_max(result.outputs, mask)], axis=-1))
+        pooled = tf.concat([masked_mean(result.outputs, mask), masked_max(result.outputs, mask)], axis=-1)
+        return head(pooled_dropout(pooled, self.params["dropout"], training))
 
     def numpy_reference(self, outputs, last_output, mask, head):
         pooled_max = np.where(mask[..., None], outputs, -np.inf).max(axis=1)
