@@ -381,6 +381,27 @@ def test_bidirectional_last_output_is_forward_final_and_backward_first(registry)
     np.testing.assert_allclose(result.last_output[:, UNITS:], backward.outputs.numpy()[np.arange(BATCH), first_real])
 
 
+@pytest.mark.parametrize("inner", ["gru", "tanh"])
+def test_skip_with_stop_gradient_trains_the_encoder_through_the_skip_path_only(registry, inner):
+    """The same outputs; the input's gradient no longer depends on the inner cells' weights, which still learn."""
+    inputs, mask = tf.constant(random_inputs()), tf.constant(MASK)
+
+    def outputs_and_gradients(stop_gradient, seed):
+        cell = make_cell(registry, "skip", cell=inner, directions=2, stop_gradient=stop_gradient, seed=seed)
+        with tf.GradientTape() as tape:
+            tape.watch(inputs)
+            loss = unroll_loss(cell, inputs, mask)
+        input_grad, *weight_grads = tape.gradient(loss, [inputs, *cell.trainable_variables])
+        outputs = cell.unroll(DenseSequence(inputs), mask, keep_outputs=True).outputs
+        assert all(np.any(g.numpy() != 0) for g in weight_grads)  # the inner cells still learn
+        return outputs.numpy(), input_grad.numpy()
+
+    for seed in (0, 1):
+        np.testing.assert_array_equal(outputs_and_gradients(True, seed)[0], outputs_and_gradients(False, seed)[0])
+    np.testing.assert_allclose(outputs_and_gradients(True, 0)[1], outputs_and_gradients(True, 1)[1], atol=1e-12)
+    assert not np.allclose(outputs_and_gradients(False, 0)[1], outputs_and_gradients(False, 1)[1])
+
+
 # -- the throughput benchmark compares like with like ----------------------------
 def load_benchmark():
     """``benchmarks/throughput.py`` as a module (benchmarks/ is not a package)."""

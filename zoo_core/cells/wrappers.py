@@ -153,7 +153,10 @@ class SkipCell(WrapperCell):
     so the classifier contains the baseline and the recurrence can only add.
     The final state is the tuple of the parts' states; the last output
     concatenates the parts' last outputs (the backward cell's is at the first
-    real token).
+    real token). With ``stop_gradient=True`` the inner cells read
+    ``stop_gradient(x_t)``: the outputs are the same, but the encoder learns
+    only from the skip path, as fastText's embeddings do, while the cells learn
+    on top of it.
 
     Raises:
         ZooError: an input wider than :attr:`IdentityCell.MAX_INPUT_DIM` (a one-hot encoder).
@@ -162,7 +165,9 @@ class SkipCell(WrapperCell):
     name = "skip"
     description = "the input beside `cell`'s outputs, [x_t ; h_t] (skip connection); directions=2 adds a backward cell"
     hparams = (INNER_CELL, UNITS, HParam("directions", int, 1, "1: a forward cell; 2: forward and backward cells",
-                                         low=1, high=2), INNER_KERNEL_INIT, INNER_RECURRENT_INIT)
+                                         low=1, high=2), INNER_KERNEL_INIT, INNER_RECURRENT_INIT,
+               HParam("stop_gradient", bool, False, "the inner cells read x_t through a stop-gradient, so only the "
+                                                    "skip path (the bag of inputs) trains the encoder"))
 
     def __init__(self, input_dim: int, **params):
         super().__init__(input_dim, **params)
@@ -187,7 +192,11 @@ class SkipCell(WrapperCell):
     def unroll(self, inputs, mask, keep_outputs, *, reverse=False, probe=None):
         sizes = [part.output_size for part, _ in self.parts]
         probes = [None] * len(sizes) if probe is None else tf.split(probe, sizes, axis=-1)
-        results = [part.unroll(inputs, mask, keep_outputs, reverse=reverse != backwards, probe=part_probe)
+        inner_inputs = inputs
+        if self.params["stop_gradient"] and isinstance(inputs, DenseSequence):  # one-hot ids carry no gradient
+            inner_inputs = DenseSequence(tf.stop_gradient(inputs.values))
+        results = [part.unroll(inputs if part is self.identity else inner_inputs, mask, keep_outputs,
+                               reverse=reverse != backwards, probe=part_probe)
                    for (part, backwards), part_probe in zip(self.parts, probes)]
         outputs = tf.concat([r.outputs for r in results], axis=-1) if keep_outputs else None
         return UnrollResult(outputs, tf.concat([r.last_output for r in results], axis=-1),
