@@ -75,13 +75,29 @@ ngrams() {
 # words, maxlen 1000, bucketed, up to 8 epochs with early stopping), the tanh recipes, and ensembles of seeds.
 baselines() {
   local q="$OUT/baselines.sqlite" wide=(--num-words 40000 --maxlen 1000 --batching bucket --epochs 8)
-  log "baselines: fastText (identity) and the GRU skip recipe, seeds 0-2"
-  zoo rank ngram-fasttext ngram-skip-bigru "${wide[@]}" --seeds 3 --results "$q"
+  log "baselines: fastText (identity) and the GRU skip recipe (preset baseline), seeds 0-2"
+  zoo rank --preset baseline --seeds 3 --results "$q"
   log "baselines: the tanh recipes (preset best-tanh), seeds 0-2"
   zoo rank --preset best-tanh --seeds 3 --results "$q"
   zoo rank ngram-skip-bitanh "${wide[@]}" --set encoder.dropout=0.25 --set encoder.word_dropout=0 --seeds 3 --results "$q"
   log "baselines: each model's finished runs in the setup as one ensemble (ngram-skip-bitanh: both dropout settings, 6 runs)"
   for model in ngram-fasttext ngram-skip-bigru ngram-skip-bitanh; do zoo ensemble --model "$model" --results "$q"; done
+  log "baselines: what was tried against the GRU skip recipe's overfitting, seed 0"
+  local gru=(ngram-skip-bigru "${wide[@]}" --results "$q")
+  zoo rank "${gru[@]}" --set encoder.dropout=0.5 --set encoder.word_dropout=0.25
+  zoo rank "${gru[@]}" --set encoder.dropout=0.5 --set encoder.word_dropout=0.25 --set aggregator.dropout=0.5
+  zoo rank "${gru[@]}" --set encoder.dropout=0.5 --set encoder.word_dropout=0.5
+  zoo rank "${gru[@]}" --set cell.stop_gradient=true
+  zoo rank ngram-skip-bigru --num-words 40000 --maxlen 1000 --batching bucket --epochs 3 --set train.lr_schedule=linear \
+    --set encoder.dropout=0.5 --set encoder.word_dropout=0.25 --results "$q"
+  zoo rank ngram-embedding/skip/mean-states/sigmoid1 "${wide[@]}" --set encoder.dim=64 --set encoder.buckets=100003 \
+    --set encoder.dropout=0.5 --set encoder.word_dropout=0.25 --set cell.cell=gru --set cell.directions=2 --results "$q"
+  log "baselines: the bag of bigrams at other settings: lazy Adam, 1,000,003 buckets, 20k words and maxlen 400"
+  zoo rank ngram-fasttext "${wide[@]}" --set train.optimizer=lazy-adam --results "$q"
+  zoo rank ngram-fasttext "${wide[@]}" --set train.optimizer=lazy-adam --set encoder.buckets=1000003 --results "$q"
+  zoo rank ngram-fasttext --num-words 20000 --maxlen 400 --batching bucket --epochs 8 --results "$q"
+  log "baselines: Keras' own fastText on the same prepared data, exact and hashed bigrams"
+  python3 benchmarks/fasttext_reference.py
 }
 
 # The seed grid again at better settings.

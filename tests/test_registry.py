@@ -194,12 +194,15 @@ def test_every_preset_expands_to_valid_specs(registry):
     with pytest.raises(UnknownNameError, match="unknown preset 'seed-gird'; did you mean 'seed-grid'"):
         registry.preset("seed-gird")
     known = ", ".join(sorted(registry.settings.presets))
-    assert {"best", "quick", "seed-grid"} <= set(registry.settings.presets)
+    assert {"best", "quick", "seed-grid", "baseline"} <= set(registry.settings.presets)
     with pytest.raises(UnknownNameError, match=rf"^unknown preset 'nope'; known: {re.escape(known)} \(presets live in"):
         registry.preset("nope")
     best, = registry.expand_preset(registry.preset("best"))
     assert best.name == "ngram-bigru-max" and best.encoder == "ngram-embedding"
     assert registry.preset("best").data == {"num_words": 40000, "maxlen": 1000, "batching": "bucket"}
+    baseline = registry.expand_preset(registry.preset("baseline"))
+    assert [s.name for s in baseline] == ["ngram-fasttext", "ngram-skip-bigru"] and baseline[0].cell == "identity"
+    assert registry.preset("baseline").train == {"epochs": 8}
 
 
 # -- plugins --------------------------------------------------------------------
