@@ -231,7 +231,9 @@ class FusedAdamUpdate:
     ``w``, ``m`` and ``v``, by the same three lines: the cost follows the batch's
     distinct tokens, not the table's size. Rows absent from a batch keep their
     moments instead of decaying them, so this is a different optimiser from Adam
-    for those rows (dense gradients are updated exactly as Adam).
+    for those rows (dense gradients are updated exactly as Adam). The rows must
+    be distinct, as :class:`TrainStep` makes them (:func:`deduplicate`): a
+    scatter with a repeated row keeps only one of its updates.
     """
 
     lazy = False
