@@ -56,6 +56,11 @@ def word_sequences(split) -> list[np.ndarray]:
     return [split.sequence(i).astype(np.int64) for i in range(len(split))]
 
 
+def bigram_pairs(words: np.ndarray) -> list[tuple[int, int]]:
+    """The review's bigrams ``(w_{t-1}, w_t)``, in order."""
+    return list(zip(words[:-1].tolist(), words[1:].tolist()))
+
+
 def exact_bigram_features(splits: dict, num_words: int) -> tuple[dict, int]:
     """Words then bigrams, every training bigram its own id from ``num_words`` on; unseen bigrams dropped.
 
@@ -64,13 +69,12 @@ def exact_bigram_features(splits: dict, num_words: int) -> tuple[dict, int]:
     """
     ids: dict[tuple[int, int], int] = {}
     for words in splits["train"]:
-        for pair in zip(words[:-1].tolist(), words[1:].tolist()):
+        for pair in bigram_pairs(words):
             ids.setdefault(pair, num_words + len(ids))
     out = {}
     for name, reviews in splits.items():
-        out[name] = [np.concatenate([words, np.array(
-            [ids[p] for p in zip(words[:-1].tolist(), words[1:].tolist()) if p in ids], np.int64)]).astype(np.int32)
-            for words in reviews]
+        out[name] = [np.concatenate([words, np.array([ids[p] for p in bigram_pairs(words) if p in ids], np.int64)])
+                     .astype(np.int32) for words in reviews]
     return out, num_words + len(ids)
 
 

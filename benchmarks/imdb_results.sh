@@ -88,8 +88,7 @@ baselines() {
   zoo rank "${gru[@]}" --set encoder.dropout=0.5 --set encoder.word_dropout=0.25 --set aggregator.dropout=0.5
   zoo rank "${gru[@]}" --set encoder.dropout=0.5 --set encoder.word_dropout=0.5
   zoo rank "${gru[@]}" --set cell.stop_gradient=true
-  zoo rank ngram-skip-bigru --num-words 40000 --maxlen 1000 --batching bucket --epochs 3 --set train.lr_schedule=linear \
-    --set encoder.dropout=0.5 --set encoder.word_dropout=0.25 --results "$q"
+  zoo rank "${gru[@]}" --epochs 3 --set train.lr_schedule=linear --set encoder.dropout=0.5 --set encoder.word_dropout=0.25
   zoo rank ngram-embedding/skip/mean-states/sigmoid1 "${wide[@]}" --set encoder.dim=64 --set encoder.buckets=100003 \
     --set encoder.dropout=0.5 --set encoder.word_dropout=0.25 --set cell.cell=gru --set cell.directions=2 --results "$q"
   log "baselines: the bag of bigrams at other settings: lazy Adam, 1,000,003 buckets, 20k words and maxlen 400"

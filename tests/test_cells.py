@@ -396,10 +396,11 @@ def test_skip_with_stop_gradient_trains_the_encoder_through_the_skip_path_only(r
         assert all(np.any(g.numpy() != 0) for g in weight_grads)  # the inner cells still learn
         return outputs.numpy(), input_grad.numpy()
 
+    got = {(stop, seed): outputs_and_gradients(stop, seed) for stop in (True, False) for seed in (0, 1)}
     for seed in (0, 1):
-        np.testing.assert_array_equal(outputs_and_gradients(True, seed)[0], outputs_and_gradients(False, seed)[0])
-    np.testing.assert_allclose(outputs_and_gradients(True, 0)[1], outputs_and_gradients(True, 1)[1], atol=1e-12)
-    assert not np.allclose(outputs_and_gradients(False, 0)[1], outputs_and_gradients(False, 1)[1])
+        np.testing.assert_array_equal(got[True, seed][0], got[False, seed][0])
+    np.testing.assert_allclose(got[True, 0][1], got[True, 1][1], atol=1e-12)
+    assert not np.allclose(got[False, 0][1], got[False, 1][1])
 
 
 # -- the throughput benchmark compares like with like ----------------------------
