@@ -1,16 +1,25 @@
-"""Registers ``ngram-embedding``: word embeddings plus hashed n-gram embeddings.
+"""Registers ``ngram-embedding`` (hashed n-grams) and ``ngram-vocab-embedding`` (an exact n-gram vocabulary).
 
 A plugin like any third party's: it subclasses :class:`zoo_core.encoders.EmbeddingEncoder`
 and registers through the ``zoo_register_encoders`` hook. Bag-of-n-gram
 models are strong on IMDB (NBSVM with bigrams: 91.2%) because phrases such as
 "not good" carry the sentiment; here every step hands the cell its word *and*
 the phrase ending at it, so any cell and aggregator can use them.
+
+The two differ in what an n-gram's row is. Hashing (fastText) maps every
+n-gram, seen in training or not, into a fixed number of buckets, so rare and
+unseen n-grams share rows with frequent ones. A vocabulary (Wang & Manning
+2012; Keras' ``imdb_fasttext`` example) gives each n-gram of the training split
+a row of its own and drops the others, as the word vocabulary turns unknown
+words into UNK. On IMDB the difference is worth about a point (docs/RESULTS.md).
 """
 
 from __future__ import annotations
 
 from zoo_core import hookimpl
+from zoo_core.data.tokens import PAD
 from zoo_core.encoders import EmbeddingEncoder
+from zoo_core.errors import ZooError
 from zoo_core.lazy import keras, np, tf
 from zoo_core.params import HParam
 
@@ -93,6 +102,150 @@ class NgramEmbeddingEncoder(EmbeddingEncoder):
         return values
 
 
+# Marks an n-gram that has no key: its window reaches before the review or holds padding.
+NO_KEY = -1
+# Fills the key list's unused slots; above every real key, so the list stays sorted.
+UNUSED_KEY = 2 ** 63 - 1  # int64 max
+
+
+def ngram_keys(ids: tf.Tensor, n: int, vocab_size: int) -> tf.Tensor:
+    """Exact key of the n-gram ending at every step, unique across orders.
+
+    ``key_t = sum_{k=0..n-1} w_{t-k} * V^k`` (the n ids as digits in base ``V``),
+    or :data:`NO_KEY` where the window holds padding or reaches before the
+    sequence, so a token's key is the same pre-padded, post-padded or unpadded.
+    Windows without padding start with a nonzero digit, so keys of order ``n``
+    lie in ``[V^(n-1), V^n)`` and never meet another order's.
+
+    Args:
+        ids: ``[batch, time]`` token ids in ``[0, vocab_size)``.
+        n: n-gram order, at least 2.
+        vocab_size: ``V``; ``V^n`` must stay below ``2^63``.
+
+    Returns:
+        ``[batch, time]`` int64 keys.
+    """
+    ids = tf.cast(ids, tf.int64)
+    steps = tf.shape(ids)[1]
+    key, real = tf.zeros_like(ids), tf.ones_like(ids, dtype=tf.bool)
+    for back in range(n - 1, -1, -1):  # w_{t-back}, oldest first; 0 (PAD) before the sequence
+        shifted = tf.pad(ids, [[0, 0], [back, 0]])[:, :steps]
+        key, real = key * vocab_size + shifted, real & (shifted != PAD)
+    return tf.where(real, key, NO_KEY)
+
+
+def numpy_ngram_keys(ids: np.ndarray, n: int, vocab_size: int) -> np.ndarray:
+    """NumPy reference of :func:`ngram_keys`: ``[batch, time]`` int64 keys."""
+    ids = np.asarray(ids, np.int64)
+    padded = np.pad(ids, [(0, 0), (n - 1, 0)])
+    windows = [padded[:, n - 1 - back: n - 1 - back + ids.shape[1]] for back in range(n - 1, -1, -1)]
+    key = np.zeros_like(ids)
+    for digit in windows:
+        key = key * vocab_size + digit
+    return np.where(np.all([w != PAD for w in windows], axis=0), key, NO_KEY)
+
+
+def ragged_ngram_keys(ids: np.ndarray, offsets: np.ndarray, n: int, vocab_size: int) -> np.ndarray:
+    """Keys of every order-``n`` n-gram inside the reviews ``ids[offsets[i]:offsets[i + 1]]``.
+
+    Args:
+        ids: Flat token ids of all reviews, concatenated ``[tokens]``.
+        offsets: ``[reviews + 1]`` review boundaries.
+
+    Returns:
+        int64 ``[n-grams]``: one key per window lying wholly inside one review
+        and free of padding, in order.
+    """
+    keys = numpy_ngram_keys(np.asarray(ids)[None], n, vocab_size)[0]
+    lengths = np.diff(offsets)
+    position = np.arange(len(keys)) - np.repeat(np.asarray(offsets[:-1]), lengths)  # within its review
+    return keys[(position >= n - 1) & (keys != NO_KEY)]
+
+
+class NgramVocabEmbeddingEncoder(EmbeddingEncoder):
+    """Word embedding plus embeddings of the training split's n-grams, summed per step.
+
+    ``x_t = E[w_t] + sum_{n=2..N} [g_n(t) in K] B[row(g_n(t))]``, where
+    ``g_n(t) = (w_{t-n+1} .. w_t)``, ``K`` the n-gram vocabulary and ``B``
+    ``[max_ngrams + 1, D]`` one table for all orders; output ``[batch, time, D]``.
+    :meth:`adapt` builds ``K`` from the training split before training: the
+    ``max_ngrams`` most frequent n-grams of orders 2..N seen at least
+    ``min_count`` times (ties broken by key). An n-gram outside ``K`` (unseen in
+    training, too rare, or holding padding) adds nothing, as in Keras'
+    ``imdb_fasttext`` example and Wang & Manning (2012)'s NBSVM features.
+
+    ``K`` is kept as a sorted int64 variable (``ngram_keys``, not trained), so a
+    saved run's checkpoint carries it and a lookup is a binary search
+    (``tf.searchsorted``). Row 0 of ``B`` stands for "absent" and is masked out.
+    The word table, ``dim`` and both dropouts are the ``embedding`` encoder's.
+
+    Raises:
+        ZooError: ``vocab_size ** ngrams`` reaches ``2^63`` (the keys would overflow int64).
+    """
+
+    name = "ngram-vocab-embedding"
+    description = ("learned word embedding + embeddings of the training split's n-grams (exact vocabulary, "
+                   "unseen n-grams dropped), summed per step")
+    hparams = (
+        *EmbeddingEncoder.hparams,
+        HParam("ngrams", int, 2, "longest n-gram N (2: words and bigrams)", low=2, high=4),
+        HParam("max_ngrams", int, 1_000_000, "rows of the n-gram table: the most frequent training n-grams kept",
+               low=1, high=50_000_000, tiny=31),
+        HParam("min_count", int, 1, "occurrences in the training split an n-gram needs to get a row", low=1,
+               high=1_000_000),
+    )
+
+    def __init__(self, vocab_size: int, **params):
+        super().__init__(vocab_size, **params)
+        if self.vocab_size ** self.params["ngrams"] >= 2 ** 63:
+            raise ZooError(f"encoder {self.name!r}: {self.params['ngrams']}-grams of a {self.vocab_size:,}-word "
+                           f"vocabulary do not fit int64 keys; lower ngrams or data.num_words")
+        rows = self.params["max_ngrams"]
+        self.ngram_keys = tf.Variable(tf.fill([rows], tf.constant(UNUSED_KEY, tf.int64)), trainable=False,
+                                      name="ngram_keys")
+        self.ngram_table = tf.Variable(
+            keras.initializers.RandomUniform(-0.05, 0.05)((rows + 1, self.params["dim"])), name="ngram_embeddings")
+
+    def adapt(self, train) -> str:
+        keys = np.concatenate([ragged_ngram_keys(train.ids, train.offsets, n, self.vocab_size)
+                               for n in range(2, self.params["ngrams"] + 1)])
+        distinct, counts = np.unique(keys, return_counts=True)
+        frequent = counts >= self.params["min_count"]
+        kept, kept_counts = distinct[frequent], counts[frequent]
+        if len(kept) > self.params["max_ngrams"]:
+            kept = np.sort(kept[np.lexsort((kept, -kept_counts))[: self.params["max_ngrams"]]])
+        values = np.full(self.params["max_ngrams"], UNUSED_KEY, np.int64)
+        values[: len(kept)] = kept
+        self.ngram_keys.assign(values)
+        return (f"n-gram vocabulary: {len(kept):,} of the training split's {len(distinct):,} distinct n-grams "
+                f"(orders 2-{self.params['ngrams']}, min count {self.params['min_count']}, "
+                f"max_ngrams {self.params['max_ngrams']:,})")
+
+    def rows(self, keys: tf.Tensor) -> tf.Tensor:
+        """Table rows ``[batch, time]`` (int64) of n-gram ``keys`` ``[batch, time]``; 0 where absent from ``K``."""
+        flat = tf.reshape(keys, [-1])
+        slot = tf.minimum(tf.searchsorted(self.ngram_keys, flat, out_type=tf.int64), self.params["max_ngrams"] - 1)
+        found = tf.gather(self.ngram_keys, slot) == flat
+        return tf.reshape(tf.where(found, slot + 1, 0), tf.shape(keys))
+
+    def embed(self, ids):
+        values = super().embed(ids)
+        for n in range(2, self.params["ngrams"] + 1):
+            rows = self.rows(ngram_keys(ids, n, self.vocab_size))
+            values += tf.gather(self.ngram_table, rows) * tf.cast(rows > 0, values.dtype)[..., None]
+        return values
+
+    def numpy_reference(self, ids):
+        values = super().numpy_reference(ids)
+        vocabulary, table = self.ngram_keys.numpy(), self.ngram_table.numpy()
+        for n in range(2, self.params["ngrams"] + 1):
+            keys = numpy_ngram_keys(ids, n, self.vocab_size)
+            slot = np.minimum(np.searchsorted(vocabulary, keys), len(vocabulary) - 1)
+            found = vocabulary[slot] == keys
+            values = values + np.where(found[..., None], table[slot + 1], 0.0)
+        return values
+
+
 @hookimpl
 def zoo_register_encoders():
-    return [NgramEmbeddingEncoder]
+    return [NgramEmbeddingEncoder, NgramVocabEmbeddingEncoder]

@@ -99,6 +99,23 @@ class Encoder(Component):
     def __call__(self, ids: tf.Tensor, training: bool = False) -> EncodedSequence:
         """Encodes ``ids`` ``[batch, time]`` (int32)."""
 
+    def adapt(self, train) -> str | None:
+        """Learns what the encoder needs from the training split, once, before training (Keras' ``adapt``).
+
+        Training calls it on every new classifier; a loaded run skips it, so
+        whatever it learns must live in variables, which checkpoints carry.
+        The default learns nothing.
+
+        Args:
+            train: The training split (:class:`zoo_core.data.batching.Split`):
+                ``ids``, flat int32 ``[tokens]``, and ``offsets``, int64
+                ``[reviews + 1]`` (review ``i`` is ``ids[offsets[i]:offsets[i + 1]]``).
+
+        Returns:
+            One line for the run's log saying what it learned, or None.
+        """
+        return None
+
     def numpy_reference(self, ids: np.ndarray) -> np.ndarray:
         """NumPy reference of :meth:`__call__` at inference (no dropout), from this instance's weights.
 

@@ -627,6 +627,8 @@ def train(run: RunSpec, registry: Registry, dataset, *, progress: Progress | Non
                        "zoo_core.training.enable_determinism() once, before training anything in this process")
     keras.utils.set_random_seed(run.seed)
     model = Classifier(run.model, registry, len(dataset.vocab))
+    if note := model.encoder.adapt(dataset.train):
+        echo(note)
     variables = model.trainable_variables
     # Splits serve every review once a epoch in batches of batch_size, the last maybe smaller.
     steps_per_epoch = -(-len(dataset.train) // run.train.batch_size)

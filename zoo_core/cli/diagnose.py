@@ -116,6 +116,7 @@ def diagnose(state, model, encoder, cell, aggregator, head, set_values, seed, st
         for run in runs:
             keras.utils.set_random_seed(run.seed)  # the same initial weights as `zoo train --seed`
             classifier = Classifier(run.model, registry, len(dataset.vocab))
+            classifier.encoder.adapt(dataset.train)  # what training would learn first (e.g. an n-gram vocabulary)
             label = run.model.combo if len(runs) == 1 else run.model.cell
             profiles.append(diag.profile(classifier, batch, use_mask=data.mask, label=label))
 
