@@ -190,7 +190,7 @@ class NgramVocabEmbeddingEncoder(EmbeddingEncoder):
         *EmbeddingEncoder.hparams,
         HParam("ngrams", int, 2, "longest n-gram N (2: words and bigrams)", low=2, high=4),
         HParam("max_ngrams", int, 1_000_000, "rows of the n-gram table: the most frequent training n-grams kept",
-               low=1, high=50_000_000, tiny=31),
+               low=1, high=50_000_000, tiny=150),
         HParam("min_count", int, 1, "occurrences in the training split an n-gram needs to get a row", low=1,
                high=1_000_000),
     )
