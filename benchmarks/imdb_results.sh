@@ -2,7 +2,7 @@
 # Full-IMDB experiments behind docs/RESULTS.md. Every step is a `zoo` command,
 # resumable (zoo rank skips finished runs), writing into $OUT (default results/).
 #
-#   bash benchmarks/imdb_results.sh [STEP ...]     # steps: grid questions quality ngrams baselines grid-seeds best memory diagnose tuned tables
+#   bash benchmarks/imdb_results.sh [STEP ...]     # steps: grid questions quality ngrams baselines vocab grid-seeds best memory diagnose tuned tables
 #
 # Each results database is a separate file, so each table compares like with like.
 set -euo pipefail
@@ -99,6 +99,17 @@ baselines() {
   python3 benchmarks/fasttext_reference.py
 }
 
+# Issue 16 again: an exact vocabulary of the training split's n-grams (ngram-vocab-embedding) instead of hashed buckets.
+vocab() {
+  local q="$OUT/baselines.sqlite" wide=(--num-words 40000 --maxlen 1000 --batching bucket --epochs 8 --set train.optimizer=lazy-adam)
+  log "vocab: the exact-bigram bag and skip-bigru (preset vocab), seeds 0-2"
+  zoo rank --preset vocab --seeds 3 --results "$q"
+  log "vocab: seed 0 at min count 2 (383,139 bigrams), and with trigrams"
+  zoo rank ngram-vocab-skip-bigru ngram-vocab-fasttext "${wide[@]}" --set encoder.min_count=2 --set encoder.max_ngrams=400000 --results "$q"
+  zoo rank ngram-vocab-fasttext "${wide[@]}" --set encoder.ngrams=3 --set encoder.max_ngrams=4500000 --results "$q"
+  zoo rank ngram-vocab-fasttext "${wide[@]}" --set encoder.ngrams=3 --set encoder.min_count=2 --set encoder.max_ngrams=1000000 --results "$q"
+}
+
 # The seed grid again at better settings.
 best() { log best grid; zoo rank --preset seed-grid --maxlen 500 --batching bucket --results "$OUT/best-grid.sqlite"; }
 
@@ -144,5 +155,5 @@ tables() {
 }
 
 steps=("$@")
-[ ${#steps[@]} -gt 0 ] || steps=(grid questions quality ngrams baselines grid-seeds best memory diagnose tuned tables)
+[ ${#steps[@]} -gt 0 ] || steps=(grid questions quality ngrams baselines vocab grid-seeds best memory diagnose tuned tables)
 for step in "${steps[@]}"; do "${step//-/_}"; done
