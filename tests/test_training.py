@@ -15,8 +15,8 @@ import tensorflow as tf
 from tests.test_metrics import pairwise_auc
 from zoo_core.config import DataConfig, ModelSpec, RunSpec, TrainConfig
 from zoo_core.model import Classifier
-from zoo_core.training import (TrainObserver, TrainResult, TrainStep, evaluate, learning_rate, make_optimizer, predict,
-                               train)
+from zoo_core.training import (TrainObserver, TrainResult, TrainStep, cell_lr_scales, deduplicate, evaluate,
+                               learning_rate, make_optimizer, predict, train)
 
 VOCAB = 24
 GOOD, BAD = 3, 4  # the tokens that decide the label; 5.. are filler
@@ -406,6 +406,60 @@ def test_the_fused_adam_update_equals_keras_own(config, jit):
     for ours, theirs, before in zip(*weights, start):
         assert not np.allclose(ours, before)
         np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "lazy-adam", "sgd", "rmsprop"])
+def test_cell_lr_scale_updates_the_cell_at_the_scaled_rate_and_the_rest_at_lr(registry, optimizer):
+    """Three steps with the cell's rate scaled by 0.25 equal two optimizers of the same kind on the same
+    gradients: one at 0.25 * lr on the cell's variables, one at lr on the encoder's and the head's."""
+    spec = ModelSpec("embedding", "gru", "mean-states", "sigmoid1", params={"encoder": {"dim": 4}, "cell": {"units": 3}})
+    tf.random.set_seed(0)
+    model = Classifier(spec, registry, VOCAB)
+    variables = model.trainable_variables
+    ids = tf.constant(np.random.default_rng(0).integers(3, VOCAB, (4, 6)), tf.int32)
+    with tf.GradientTape() as tape:
+        loss = model.loss(tf.constant([0, 1, 1, 0]), model(ids))
+    grads = [deduplicate(g) for g in tape.gradient(loss, variables)]
+    start = [v.numpy() for v in variables]
+    cell = {id(v) for v in model.cell.trainable_variables}
+    assert 0 < len(cell) < len(variables)
+
+    scaled = make_optimizer(TrainConfig(optimizer=optimizer, lr=0.01))
+    scaled.build(variables)
+    scaled.lr_scales = cell_lr_scales(model, variables, 0.25)
+    assert sorted(set(scaled.lr_scales)) == [0.25, 1.0]
+    for _ in range(3):
+        scaled.apply_gradients(zip(grads, variables))
+    got = [v.numpy() for v in variables]
+
+    expected = [None] * len(variables)
+    for in_cell, lr in ((True, 0.0025), (False, 0.01)):
+        chosen = [i for i, v in enumerate(variables) if (id(v) in cell) == in_cell]
+        copies = [tf.Variable(start[i]) for i in chosen]
+        reference = make_optimizer(TrainConfig(optimizer=optimizer, lr=lr))
+        reference.build(copies)
+        for _ in range(3):
+            reference.apply_gradients(zip([grads[i] for i in chosen], copies))
+        for i, copy in zip(chosen, copies):
+            expected[i] = copy.numpy()
+    for v, ours, theirs, before in zip(variables, got, expected, start):
+        assert not np.allclose(ours, before), v.name
+        np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-7, err_msg=v.name)
+
+
+def test_training_with_a_tiny_cell_lr_scale_leaves_the_cell_almost_untouched(registry):
+    run = tiny_run(cell="gru", epochs=1, lr=0.03, cell_lr_scale=1e-6)
+    tf.random.set_seed(0)
+    keras.utils.set_random_seed(run.seed)
+    start = Classifier(run.model, registry, VOCAB)  # the weights train() starts from, at the same seed
+    model, result = train(run, registry, tiny_dataset())
+    assert result.status == "completed"
+    for before, after in zip(start.trainable_variables, model.trainable_variables):
+        moved = np.abs(after.numpy() - before.numpy()).max()
+        if any(after is v for v in model.cell.trainable_variables):
+            assert moved < 1e-5, after.name  # 12 steps of at most lr * 1e-6 each (Adam's step is about lr)
+        else:
+            assert moved > 1e-3, after.name
 
 
 @pytest.mark.parametrize("jit", [False, True], ids=["graph", "xla"])

@@ -78,6 +78,9 @@ class TrainConfig:
     optimizer: str = setting("adam", "optimizer: Keras' Adam, SGD or RMSprop, or lazy-adam (Adam whose embedding "
                                      "updates touch only the batch's rows)",
                              choices=("adam", "lazy-adam", "sgd", "rmsprop"))
+    cell_lr_scale: float = setting(1.0, "the cell's learning rate as a fraction of lr; below 1 the recurrence learns "
+                                        "slower than the encoder and head (discriminative learning rates, Howard & "
+                                        "Ruder 2018)", low=0.0, low_open=True, high=100.0)
     clip_norm: float = setting(5.0, "clip gradients by global norm (0: off)", low=0.0, high=1e9)
     weight_decay: float = setting(0.0, "decoupled weight decay", low=0.0, high=1.0)
     patience: int = setting(2, "early stopping: epochs without improvement (0: off)", low=0, high=10_000)
@@ -98,7 +101,7 @@ SEED = HParam("seed", int, 0, "random seed: initial weights, batch order, the --
 # Settings added after results were first recorded, with the value that
 # behaves as before. At that value they stay out of RunSpec.key(), so runs
 # recorded earlier keep their keys and `zoo rank` does not redo them.
-SETTINGS_ADDED_LATER = {("train", "lr_schedule"): "constant"}
+SETTINGS_ADDED_LATER = {("train", "lr_schedule"): "constant", ("train", "cell_lr_scale"): 1.0}
 
 
 @dataclasses.dataclass(frozen=True)

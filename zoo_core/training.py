@@ -18,7 +18,7 @@ import math
 import statistics
 import time
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import keras
@@ -208,6 +208,33 @@ def learning_rate(config: TrainConfig, total_steps: int | None = None):
     return keras.optimizers.schedules.PolynomialDecay(config.lr, decay_steps=total_steps, end_learning_rate=0.0)
 
 
+class ScaledLearningRates:
+    """Mixin for a Keras optimizer: variable ``i``'s update uses ``lr * lr_scales[i]``.
+
+    ``lr_scales`` follows the order of the variables the optimizer was built
+    with; empty (the default) scales nothing. Only the update's step size is
+    scaled: decoupled weight decay keeps the unscaled rate. Training sets it
+    from ``train.cell_lr_scale`` (:func:`cell_lr_scales`), so that a recurrence
+    can learn slower than the encoder and the head: discriminative learning
+    rates (Howard & Ruder 2018, "Universal Language Model Fine-tuning", Eq. 2).
+    """
+
+    lr_scales: tuple[float, ...] = ()
+
+    def update_step(self, gradient, variable, learning_rate):
+        if self.lr_scales:
+            scale = self.lr_scales[self._get_variable_index(variable)]
+            if scale != 1.0:  # a Python constant per variable, fixed when the step is traced
+                learning_rate = learning_rate * scale
+        return super().update_step(gradient, variable, learning_rate)
+
+
+def cell_lr_scales(model: Classifier, variables: Sequence[tf.Variable], scale: float) -> tuple[float, ...]:
+    """``scale`` for each of ``variables`` that belongs to ``model.cell``, 1.0 for the others, in order."""
+    in_cell = {id(v) for v in model.cell.trainable_variables}
+    return tuple(scale if id(v) in in_cell else 1.0 for v in variables)
+
+
 class FusedAdamUpdate:
     """Adam's update as TensorFlow's one fused kernel, ``ResourceApplyAdam``, for a Keras Adam or AdamW.
 
@@ -287,11 +314,11 @@ def gather_rows(variable, rows: tf.Tensor) -> tf.Tensor:
     return tf.raw_ops.ResourceGather(resource=variable.handle, indices=rows, dtype=variable.dtype)
 
 
-class FusedAdam(FusedAdamUpdate, keras.optimizers.Adam):
+class FusedAdam(ScaledLearningRates, FusedAdamUpdate, keras.optimizers.Adam):
     """``keras.optimizers.Adam`` with :class:`FusedAdamUpdate`'s one-kernel update."""
 
 
-class FusedAdamW(FusedAdamUpdate, keras.optimizers.AdamW):
+class FusedAdamW(ScaledLearningRates, FusedAdamUpdate, keras.optimizers.AdamW):
     """``keras.optimizers.AdamW`` (decoupled weight decay, Loshchilov & Hutter 2019) with the one-kernel update."""
 
 
@@ -305,6 +332,14 @@ class LazyAdamW(FusedAdamW):
     """:class:`FusedAdamW` with the lazy sparse update; the decay still shrinks every row."""
 
     lazy = True
+
+
+class SGD(ScaledLearningRates, keras.optimizers.SGD):
+    """``keras.optimizers.SGD`` whose learning rate may be scaled per variable (:class:`ScaledLearningRates`)."""
+
+
+class RMSprop(ScaledLearningRates, keras.optimizers.RMSprop):
+    """``keras.optimizers.RMSprop`` whose learning rate may be scaled per variable (:class:`ScaledLearningRates`)."""
 
 
 def make_optimizer(config: TrainConfig, total_steps: int | None = None) -> keras.optimizers.Optimizer:
@@ -326,9 +361,9 @@ def make_optimizer(config: TrainConfig, total_steps: int | None = None) -> keras
             return (LazyAdamW if lazy else FusedAdamW)(learning_rate=lr, weight_decay=decay)
         return (LazyAdam if lazy else FusedAdam)(learning_rate=lr)
     if config.optimizer == "sgd":
-        return keras.optimizers.SGD(learning_rate=lr, weight_decay=decay)
+        return SGD(learning_rate=lr, weight_decay=decay)
     if config.optimizer == "rmsprop":
-        return keras.optimizers.RMSprop(learning_rate=lr, weight_decay=decay)
+        return RMSprop(learning_rate=lr, weight_decay=decay)
     raise ValueError(f"unknown optimizer {config.optimizer!r}")
 
 
@@ -634,6 +669,8 @@ def train(run: RunSpec, registry: Registry, dataset, *, progress: Progress | Non
     steps_per_epoch = -(-len(dataset.train) // run.train.batch_size)
     optimizer = make_optimizer(run.train, run.train.epochs * steps_per_epoch)
     optimizer.build(variables)  # slot variables must exist before the step is traced
+    if run.train.cell_lr_scale != 1.0:
+        optimizer.lr_scales = cell_lr_scales(model, variables, run.train.cell_lr_scale)
     train_step = TrainStep(model, optimizer, run)
     if run.train.jit and run.data.batching == "bucket":
         echo("note: XLA compiles once per batch shape, so bucketed batches of many lengths "
