@@ -207,6 +207,15 @@ class NgramVocabEmbeddingEncoder(EmbeddingEncoder):
             keras.initializers.RandomUniform(-0.05, 0.05)((rows + 1, self.params["dim"])), name="ngram_embeddings")
 
     def adapt(self, train) -> str:
+        """Fills ``ngram_keys`` with the training split's n-gram vocabulary ``K`` (see the class).
+
+        Args:
+            train: Flat ``ids`` ``[tokens]`` and ``offsets`` ``[reviews + 1]``;
+                no n-gram spans two reviews.
+
+        Returns:
+            A line saying how many n-grams were kept of how many distinct ones.
+        """
         keys = np.concatenate([ragged_ngram_keys(train.ids, train.offsets, n, self.vocab_size)
                                for n in range(2, self.params["ngrams"] + 1)])
         distinct, counts = np.unique(keys, return_counts=True)
