@@ -102,12 +102,29 @@ baselines() {
 # Issue 16 again: an exact vocabulary of the training split's n-grams (ngram-vocab-embedding) instead of hashed buckets.
 vocab() {
   local q="$OUT/baselines.sqlite" wide=(--num-words 40000 --maxlen 1000 --batching bucket --epochs 8 --set train.optimizer=lazy-adam)
-  log "vocab: the exact-bigram bag and skip-bigru (preset vocab), seeds 0-2"
+  log "vocab: the exact-bigram bag and skip-bigru (preset vocab), seeds 0-2, and the tanh recipe on the vocabulary"
   zoo rank --preset vocab --seeds 3 --results "$q"
-  log "vocab: seed 0 at min count 2 (383,139 bigrams), and with trigrams"
+  zoo rank ngram-vocab-skip-bitanh "${wide[@]}" --seeds 3 --results "$q"
+  log "vocab: the bag and skip-bigru at min count 2 (383,139 bigrams); the bag with trigrams, every one and at min count 2"
   zoo rank ngram-vocab-skip-bigru ngram-vocab-fasttext "${wide[@]}" --set encoder.min_count=2 --set encoder.max_ngrams=400000 --results "$q"
   zoo rank ngram-vocab-fasttext "${wide[@]}" --set encoder.ngrams=3 --set encoder.max_ngrams=4500000 --results "$q"
   zoo rank ngram-vocab-fasttext "${wide[@]}" --set encoder.ngrams=3 --set encoder.min_count=2 --set encoder.max_ngrams=1000000 --results "$q"
+  log "vocab: what was tried against skip-bigru's overfitting, seed 0 (the dropout row: seeds 0-2)"
+  local gru=(ngram-vocab-skip-bigru "${wide[@]}" --results "$q")
+  zoo rank "${gru[@]}" --lr 3e-4
+  zoo rank "${gru[@]}" --set encoder.dropout=0.5 --set encoder.word_dropout=0.25 --seeds 3
+  zoo rank "${gru[@]}" --set train.cell_lr_scale=0.2
+  zoo rank "${gru[@]}" --set train.cell_lr_scale=0.2 --set cell.stop_gradient=true
+  zoo rank "${gru[@]}" --set cell.units=16
+  log "vocab: ensembles, each member's P(positive) averaged: the bag and skip-bigru, seed 0; then seeds 0-2 of both"
+  # The preset ranked first, so the first finished run of each seed 0-2 is the preset's.
+  local bag gru_runs FIRST_SEEDS='import json, sys
+runs = json.load(sys.stdin)
+print(" ".join(next(r["id"] for r in runs if r["seed"] == seed) for seed in range(3)))'
+  bag=$(zoo runs ngram-vocab-fasttext --status finished --results "$q" --format json | python3 -c "$FIRST_SEEDS")
+  gru_runs=$(zoo runs ngram-vocab-skip-bigru --status finished --results "$q" --format json | python3 -c "$FIRST_SEEDS")
+  zoo ensemble ${bag%% *} ${gru_runs%% *} --name ensemble-vocab-2 --results "$q"
+  zoo ensemble $bag $gru_runs --name ensemble-vocab-6 --results "$q"
 }
 
 # The seed grid again at better settings.
