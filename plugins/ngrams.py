@@ -16,6 +16,8 @@ words into UNK. On IMDB the difference is worth about a point (docs/RESULTS.md).
 
 from __future__ import annotations
 
+import math
+
 from zoo_core import hookimpl
 from zoo_core.data.tokens import PAD
 from zoo_core.encoders import EmbeddingEncoder
@@ -231,11 +233,22 @@ class NgramVocabEmbeddingEncoder(EmbeddingEncoder):
                 f"max_ngrams {self.params['max_ngrams']:,})")
 
     def rows(self, keys: tf.Tensor) -> tf.Tensor:
-        """Table rows ``[batch, time]`` (int64) of n-gram ``keys`` ``[batch, time]``; 0 where absent from ``K``."""
-        flat = tf.reshape(keys, [-1])
-        slot = tf.minimum(tf.searchsorted(self.ngram_keys, flat, out_type=tf.int64), self.params["max_ngrams"] - 1)
-        found = tf.gather(self.ngram_keys, slot) == flat
-        return tf.reshape(tf.where(found, slot + 1, 0), tf.shape(keys))
+        """Table rows ``[batch, time]`` (int64) of n-gram ``keys`` ``[batch, time]``; 0 where absent from ``K``.
+
+        A branch-free binary search (the lower bound, as ``np.searchsorted``),
+        one gather per halving: ``ceil(log2(max_ngrams + 1))`` gathers in all.
+        ``tf.searchsorted`` gives the same slots, but XLA compiles it as a
+        comparison of every key with every token (118 GiB for a batch of 1.2M
+        keys), so ``train.jit`` could not train this encoder.
+        """
+        size = self.params["max_ngrams"]
+        low, high = tf.zeros_like(keys), tf.fill(tf.shape(keys), tf.constant(size, tf.int64))
+        for _ in range(math.ceil(math.log2(size + 1))):  # the slot lies in [low, high]; halve it
+            middle = (low + high) // 2
+            above = tf.gather(self.ngram_keys, tf.minimum(middle, size - 1)) < keys
+            low, high = tf.where(above, middle + 1, low), tf.where(above, high, middle)
+        slot = tf.minimum(low, size - 1)
+        return tf.where(tf.gather(self.ngram_keys, slot) == keys, slot + 1, 0)
 
     def embed(self, ids):
         values = super().embed(ids)

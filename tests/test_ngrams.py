@@ -150,6 +150,24 @@ def test_each_step_adds_its_ngrams_row_only_when_the_vocabulary_has_it(registry)
     assert set(np.flatnonzero(gram_grad.any(axis=1))) == found and len(found) == 9
 
 
+@pytest.mark.parametrize("jit", [False, True], ids=["graph", "xla"])
+@pytest.mark.parametrize("size,kept", [(1, 1), (7, 7), (50_000, 31_000), (50_000, 0)])
+def test_lookup_finds_each_key_in_the_vocabulary_and_only_those(registry, jit, size, kept):
+    """The binary search against NumPy's: every slot of a full, partly filled and empty vocabulary, and
+    keys below, between and above its entries; compiled as a graph and with XLA (``train.jit``)."""
+    rng = np.random.default_rng(size + kept)
+    encoder = registry.create("encoder", "ngram-vocab-embedding", 10, dim=2, max_ngrams=size)
+    vocabulary = np.sort(rng.choice(np.arange(1, 10 ** 9, 7), kept, replace=False)).astype(np.int64)
+    encoder.ngram_keys.assign(np.concatenate([vocabulary, np.full(size - kept, 2 ** 63 - 1, np.int64)]))
+    queries = np.concatenate([vocabulary, vocabulary + 1, [NO_KEY, 0, 10 ** 9 + 5]])
+    queries = rng.permutation(queries)[None]  # [batch 1, time]
+    rows = tf.function(encoder.rows, jit_compile=jit)(tf.constant(queries)).numpy()
+    slot = np.searchsorted(vocabulary, queries)
+    found = np.isin(queries, vocabulary)
+    np.testing.assert_array_equal(rows, np.where(found, slot + 1, 0))
+    assert found.any() == (kept > 0)
+
+
 def test_keys_that_would_overflow_int64_are_one_clear_error(registry):
     with pytest.raises(ZooError, match=r"4-grams of a 60,000-word vocabulary do not fit int64 keys"):
         registry.create("encoder", "ngram-vocab-embedding", 60_000, dim=3, ngrams=4)
