@@ -116,7 +116,7 @@ vocab() {
   zoo rank "${gru[@]}" --set train.cell_lr_scale=0.2
   zoo rank "${gru[@]}" --set train.cell_lr_scale=0.2 --set cell.stop_gradient=true
   zoo rank "${gru[@]}" --set cell.units=16
-  log "vocab: ensembles, each member's P(positive) averaged: the bag and skip-bigru, seed 0; then seeds 0-2 of both"
+  log "vocab: ensembles, each member's P(positive) averaged: the bag and skip-bigru, seed 0; seeds 0-2 of both; and the trigram bags"
   # The preset ranked first, so the first finished run of each seed 0-2 is the preset's.
   local bag gru_runs FIRST_SEEDS='import json, sys
 runs = json.load(sys.stdin)
@@ -125,6 +125,11 @@ print(" ".join(next(r["id"] for r in runs if r["seed"] == seed) for seed in rang
   gru_runs=$(zoo runs ngram-vocab-skip-bigru --status finished --results "$q" --format json | python3 -c "$FIRST_SEEDS")
   zoo ensemble ${bag%% *} ${gru_runs%% *} --name ensemble-vocab-2 --results "$q"
   zoo ensemble $bag $gru_runs --name ensemble-vocab-6 --results "$q"
+  # The two trigram bags are the last ngram-vocab-fasttext runs this step trained.
+  local trigrams
+  trigrams=$(zoo runs ngram-vocab-fasttext --status finished --results "$q" --format json |
+             python3 -c 'import json, sys; print(" ".join(r["id"] for r in json.load(sys.stdin)[-2:]))')
+  zoo ensemble $bag $gru_runs $trigrams --name ensemble-vocab-8 --results "$q"
 }
 
 # The seed grid again at better settings.
