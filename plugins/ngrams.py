@@ -29,6 +29,29 @@ from zoo_core.params import HParam
 HASH_MULTIPLIER = 1_000_003
 
 
+def ngram_windows(ids: tf.Tensor, n: int) -> list[tf.Tensor]:
+    """The n words of the n-gram ending at every step, oldest first: ``[w_{t-n+1}, ..., w_t]``.
+
+    Args:
+        ids: ``[batch, time]`` token ids.
+        n: n-gram order.
+
+    Returns:
+        ``n`` int64 ``[batch, time]`` tensors; ``w_s = 0`` (pad) for ``s < 0``, as
+        pre-padding reads, so a token's n-gram is the same however it is padded.
+    """
+    ids = tf.cast(ids, tf.int64)
+    steps = tf.shape(ids)[1]
+    return [tf.pad(ids, [[0, 0], [back, 0]])[:, :steps] for back in range(n - 1, -1, -1)]
+
+
+def numpy_ngram_windows(ids: np.ndarray, n: int) -> list[np.ndarray]:
+    """NumPy reference of :func:`ngram_windows`: ``n`` int64 ``[batch, time]`` arrays, oldest first."""
+    ids = np.asarray(ids, np.int64)
+    padded = np.pad(ids, [(0, 0), (n - 1, 0)])  # w_s = 0 before the sequence
+    return [padded[:, n - 1 - back: n - 1 - back + ids.shape[1]] for back in range(n - 1, -1, -1)]
+
+
 def ngram_bucket_ids(ids: tf.Tensor, n: int, buckets: int) -> tf.Tensor:
     """Hash bucket of the n-gram ending at every step.
 
@@ -45,23 +68,20 @@ def ngram_bucket_ids(ids: tf.Tensor, n: int, buckets: int) -> tf.Tensor:
     Returns:
         ``[batch, time]`` int64 bucket ids in ``[0, buckets)``.
     """
-    ids = tf.cast(ids, tf.int64)
-    steps = tf.shape(ids)[1]
-    bucket = tf.zeros_like(ids)
-    for back in range(n - 1, -1, -1):  # w_{t-back}, oldest first
-        shifted = tf.pad(ids, [[0, 0], [back, 0]])[:, :steps]
+    windows = ngram_windows(ids, n)
+    bucket = tf.zeros_like(windows[0])
+    for word in windows:
         # Reducing after every step keeps the product far below int64's range.
-        bucket = (bucket * HASH_MULTIPLIER + shifted) % buckets
+        bucket = (bucket * HASH_MULTIPLIER + word) % buckets
     return bucket
 
 
 def numpy_ngram_bucket_ids(ids: np.ndarray, n: int, buckets: int) -> np.ndarray:
     """NumPy reference of :func:`ngram_bucket_ids`: ``[batch, time]`` int64 bucket ids."""
-    ids = np.asarray(ids, np.int64)
-    padded = np.pad(ids, [(0, 0), (n - 1, 0)])  # w_s = 0 before the sequence
-    bucket = np.zeros_like(ids)
-    for back in range(n - 1, -1, -1):
-        bucket = (bucket * HASH_MULTIPLIER + padded[:, n - 1 - back: n - 1 - back + ids.shape[1]]) % buckets
+    windows = numpy_ngram_windows(ids, n)
+    bucket = np.zeros_like(windows[0])
+    for word in windows:
+        bucket = (bucket * HASH_MULTIPLIER + word) % buckets
     return bucket
 
 
@@ -127,24 +147,20 @@ def ngram_keys(ids: tf.Tensor, n: int, vocab_size: int) -> tf.Tensor:
     Returns:
         ``[batch, time]`` int64 keys.
     """
-    ids = tf.cast(ids, tf.int64)
-    steps = tf.shape(ids)[1]
-    key, real = tf.zeros_like(ids), tf.ones_like(ids, dtype=tf.bool)
-    for back in range(n - 1, -1, -1):  # w_{t-back}, oldest first; 0 (PAD) before the sequence
-        shifted = tf.pad(ids, [[0, 0], [back, 0]])[:, :steps]
-        key, real = key * vocab_size + shifted, real & (shifted != PAD)
+    windows = ngram_windows(ids, n)
+    key, real = tf.zeros_like(windows[0]), tf.ones_like(windows[0], dtype=tf.bool)
+    for word in windows:
+        key, real = key * vocab_size + word, real & (word != PAD)
     return tf.where(real, key, NO_KEY)
 
 
 def numpy_ngram_keys(ids: np.ndarray, n: int, vocab_size: int) -> np.ndarray:
     """NumPy reference of :func:`ngram_keys`: ``[batch, time]`` int64 keys."""
-    ids = np.asarray(ids, np.int64)
-    padded = np.pad(ids, [(0, 0), (n - 1, 0)])
-    windows = [padded[:, n - 1 - back: n - 1 - back + ids.shape[1]] for back in range(n - 1, -1, -1)]
-    key = np.zeros_like(ids)
-    for digit in windows:
-        key = key * vocab_size + digit
-    return np.where(np.all([w != PAD for w in windows], axis=0), key, NO_KEY)
+    windows = numpy_ngram_windows(ids, n)
+    key = np.zeros_like(windows[0])
+    for word in windows:
+        key = key * vocab_size + word
+    return np.where(np.all([word != PAD for word in windows], axis=0), key, NO_KEY)
 
 
 def ragged_ngram_keys(ids: np.ndarray, offsets: np.ndarray, n: int, vocab_size: int) -> np.ndarray:
@@ -178,7 +194,7 @@ class NgramVocabEmbeddingEncoder(EmbeddingEncoder):
 
     ``K`` is kept as a sorted int64 variable (``ngram_keys``, not trained), so a
     saved run's checkpoint carries it and a lookup is a binary search
-    (``tf.searchsorted``). Row 0 of ``B`` stands for "absent" and is masked out.
+    (:meth:`rows`). Row 0 of ``B`` stands for "absent" and is masked out.
     The word table, ``dim`` and both dropouts are the ``embedding`` encoder's.
 
     Raises:
