@@ -50,14 +50,19 @@ def create(registry, kind: str, name: str, *args, **params):
     return adapted(component) if kind == "encoder" else component
 
 
+def adapted_classifier(spec: ModelSpec, registry, vocab_size: int = VOCAB) -> Classifier:
+    """The classifier of ``spec``, its encoder adapted as training would."""
+    model = Classifier(spec, registry, vocab_size)
+    adapted(model.encoder)
+    return model
+
+
 def build_model(registry, vocab_size: int = VOCAB, **components) -> Classifier:
     """A tiny classifier: :data:`BASE` with ``components`` swapped in, its encoder adapted."""
     chosen = {**BASE, **components}
     params = {k: tiny_params(registry.get(k, chosen[k]).obj) for k in KINDS}
     spec = ModelSpec(**chosen, params={k: v for k, v in params.items() if v})
-    model = Classifier(spec, registry, vocab_size)
-    adapted(model.encoder)
-    return model
+    return adapted_classifier(spec, registry, vocab_size)
 
 
 def randomize(module: tf.Module, seed: int = 0, scale: float = 0.5) -> None:
@@ -134,9 +139,7 @@ def test_every_named_model_builds_runs_and_backpropagates(registry, model_name, 
     missing = [f"{k} {spec.component(k)!r}" for k in KINDS if spec.component(k) not in registry.list(k)]
     if missing:
         pytest.skip(f"{', '.join(missing)} not registered")
-    model = Classifier(spec, registry, VOCAB)
-    adapted(model.encoder)
-    assert_trains(model, compiled)
+    assert_trains(adapted_classifier(spec, registry), compiled)
 
 
 def assert_padding_invariant(model: Classifier, label: str) -> None:
