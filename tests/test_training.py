@@ -527,6 +527,43 @@ def test_a_decaying_schedule_spans_exactly_the_runs_updates(registry, monkeypatc
     assert float(optimizer._learning_rate(3 * 6 - 1)) > 0.0
 
 
+def test_short_epochs_train_on_the_same_batches(registry):
+    """12 batches a pass: 2 one-pass epochs and 6 epochs of 4 steps make the same 24 updates in the same
+    order (the stream crosses from pass 1 into pass 2 mid-epoch), so they end at the same weights.
+    Without validation data each run keeps its last weights."""
+    runs = []
+    for settings in ({"epochs": 2}, {"epochs": 6, "steps_per_epoch": 4}):
+        dataset = tiny_dataset()
+        dataset.val = TinySplit(0, seed=1)
+        runs.append(train(tiny_run(patience=0, **settings), registry, dataset))
+    (one_pass_model, one_pass), (short_model, short) = runs
+    assert [h["epoch"] for h in short.history] == [1, 2, 3, 4, 5, 6] and short.best_epoch == 6
+    assert sum(h["train_loss"] for h in short.history[:3]) / 3 == pytest.approx(one_pass.history[0]["train_loss"])
+    for ours, theirs in zip(weights_of(short_model), weights_of(one_pass_model)):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)
+
+
+def test_short_epochs_are_each_validated_and_the_best_kept(registry):
+    model, result = train(tiny_run(epochs=6, steps_per_epoch=3, patience=0, monitor="val_accuracy"),
+                          registry, tiny_dataset())
+    assert len({h["val_loss"] for h in result.history}) == 6
+    best = max(range(6), key=lambda i: (result.history[i]["val_accuracy"], -i))
+    assert result.best_epoch == best + 1
+    assert evaluate(model, tiny_dataset().val, tiny_run())["accuracy"] == result.history[best]["val_accuracy"]
+
+
+def test_a_decaying_schedule_spans_the_short_epochs_updates(registry, monkeypatch):
+    import zoo_core.training as training
+
+    made = []
+    monkeypatch.setattr(training, "make_optimizer", lambda *a, **k: made.append(make_optimizer(*a, **k)) or made[-1])
+    run = tiny_run(epochs=5, steps_per_epoch=7, lr=0.05, lr_schedule="linear", patience=0)
+    _, result = train(run, registry, tiny_dataset())
+    optimizer, = made
+    assert len(result.history) == 5 and int(optimizer.iterations) == 5 * 7
+    assert float(optimizer.learning_rate) == 0.0
+
+
 def test_without_validation_data_every_epoch_runs_and_the_last_is_kept(registry):
     dataset = tiny_dataset()
     dataset.val = TinySplit(0, seed=1)  # val_fraction=0: all of train is trained on

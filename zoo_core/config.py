@@ -83,6 +83,10 @@ class TrainConfig:
                                         "Ruder 2018)", low=0.0, low_open=True, high=100.0)
     clip_norm: float = setting(5.0, "clip gradients by global norm (0: off)", low=0.0, high=1e9)
     weight_decay: float = setting(0.0, "decoupled weight decay", low=0.0, high=1.0)
+    steps_per_epoch: int = setting(0, "training steps per epoch, as in Keras' fit (0: one pass over the training "
+                                      "split); fewer steps validate, early-stop and keep the best weights more "
+                                      "often, and the next epoch goes on where the pass left off",
+                                   low=0, high=10_000_000)
     patience: int = setting(2, "early stopping: epochs without improvement (0: off)", low=0, high=10_000)
     monitor: str = setting("val_loss", "early stopping metric", choices=("val_loss", "val_accuracy"))
     jit: bool = setting(False, "compile the training step with XLA")
@@ -101,7 +105,8 @@ SEED = HParam("seed", int, 0, "random seed: initial weights, batch order, the --
 # Settings added after results were first recorded, with the value that
 # behaves as before. At that value they stay out of RunSpec.key(), so runs
 # recorded earlier keep their keys and `zoo rank` does not redo them.
-SETTINGS_ADDED_LATER = {("train", "lr_schedule"): "constant", ("train", "cell_lr_scale"): 1.0}
+SETTINGS_ADDED_LATER = {("train", "lr_schedule"): "constant", ("train", "cell_lr_scale"): 1.0,
+                         ("train", "steps_per_epoch"): 0}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,11 +14,12 @@ the last good weights, so the caller can still save and report them.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import statistics
 import time
 import weakref
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import keras
@@ -542,13 +543,36 @@ def _improved(value: float, best: float | None, monitor: str) -> bool:
     return value > best if monitor == "val_accuracy" else value < best
 
 
+def training_batches(split, run: RunSpec) -> Iterator:
+    """The training split's batches, pass after pass, without end.
+
+    Pass ``p`` (from 1) is shuffled with the seed that one-pass epoch ``p``
+    uses, so shorter epochs (``train.steps_per_epoch``) see the same batches in
+    the same order, only validated more often.
+
+    Returns:
+        An endless iterator of :class:`zoo_core.data.batching.Batch`.
+    """
+    for data_pass in itertools.count(1):
+        yield from _one_pass(split, run, data_pass)
+
+
+def _one_pass(split, run: RunSpec, data_pass: int) -> Iterator:
+    return split.batches(run.train.batch_size, shuffle=True, seed=run.seed * 100_003 + data_pass)
+
+
 def _run_epoch(train_step: TrainStep, split, run: RunSpec, epoch: int, progress: Progress,
-               should_stop: StopCheck = _never, reports: _StepReports | None = None) -> dict[str, float]:
-    """One pass over the training split.
+               should_stop: StopCheck = _never, reports: _StepReports | None = None,
+               stream: Iterator | None = None) -> dict[str, float]:
+    """One epoch: a pass over the training split, or the next ``train.steps_per_epoch`` batches of ``stream``.
 
     ``tokens_per_sec`` counts real tokens from the second step on, so the
     first step's tracing and graph optimisation do not distort it. With
     ``reports``, each applied step is counted there and the due reports made.
+
+    Args:
+        stream: The run's :func:`training_batches`, shared by its epochs;
+            needed when ``train.steps_per_epoch`` is set.
 
     Raises:
         NonFiniteLoss: naming the epoch and step; that step's update was not kept.
@@ -567,8 +591,12 @@ def _run_epoch(train_step: TrainStep, split, run: RunSpec, epoch: int, progress:
 
     started = time.perf_counter()
     steady_since, steady_tokens = started, 0  # throughput clock, restarted after step 1
-    batches = split.batches(run.train.batch_size, shuffle=True, seed=run.seed * 100_003 + epoch)
-    with progress(len(split), f"epoch {epoch}/{run.train.epochs}") as bar:
+    if run.train.steps_per_epoch:
+        batches = itertools.islice(stream, run.train.steps_per_epoch)
+        length = run.train.steps_per_epoch * run.train.batch_size  # in reviews; a pass's last batch may be short
+    else:
+        batches, length = _one_pass(split, run, epoch), len(split)
+    with progress(length, f"epoch {epoch}/{run.train.epochs}") as bar:
         for step, batch in enumerate(batches, start=1):
             if should_stop():
                 raise Stopped
@@ -665,8 +693,8 @@ def train(run: RunSpec, registry: Registry, dataset, *, progress: Progress | Non
     if note := model.encoder.adapt(dataset.train):
         echo(note)
     variables = model.trainable_variables
-    # Splits serve every review once a epoch in batches of batch_size, the last maybe smaller.
-    steps_per_epoch = -(-len(dataset.train) // run.train.batch_size)
+    # Splits serve every review once a pass in batches of batch_size, the last maybe smaller.
+    steps_per_epoch = run.train.steps_per_epoch or -(-len(dataset.train) // run.train.batch_size)
     optimizer = make_optimizer(run.train, run.train.epochs * steps_per_epoch)
     optimizer.build(variables)  # slot variables must exist before the step is traced
     if run.train.cell_lr_scale != 1.0:
@@ -683,9 +711,10 @@ def train(run: RunSpec, registry: Registry, dataset, *, progress: Progress | Non
     best_epoch, best_score, best_weights, best_val = 0, None, None, {}
     status, message = "completed", ""
     epoch = 0
+    stream = training_batches(dataset.train, run)
     try:
         for epoch in range(1, run.train.epochs + 1):
-            stats = _run_epoch(train_step, dataset.train, run, epoch, progress, should_stop, reports)
+            stats = _run_epoch(train_step, dataset.train, run, epoch, progress, should_stop, reports, stream)
             val = evaluate(model, dataset.val, run, should_stop)
             history.append({"epoch": epoch, **stats, "val_loss": val["loss"], "val_accuracy": val["accuracy"],
                             "val_auc": val["auc"]})
