@@ -136,8 +136,9 @@ def saved_weights_are_finite(folder: Path, registry_file: Path) -> bool:
 
 TRAIN_CASES = [
     # (moment, signal): in training (after epoch 2 of 10000), or in the final test evaluation, which
-    # used to save nothing; SIGTERM used to kill zoo train at once. `benchmarks/signals.py` tries more.
-    ("training", signal.SIGINT),
+    # used to save nothing; SIGTERM used to kill zoo train at once. One handler serves both signals, so
+    # each moment is tried with one of them (SIGINT in training: the Ctrl-C tests of zoo rank and of the
+    # Ray executor); `benchmarks/signals.py` tries every pair.
     ("training", signal.SIGTERM),
     ("final evaluation", signal.SIGINT),
 ]
