@@ -15,8 +15,8 @@ import tensorflow as tf
 from tests.test_metrics import pairwise_auc
 from zoo_core.config import DataConfig, ModelSpec, RunSpec, TrainConfig
 from zoo_core.model import Classifier
-from zoo_core.training import (TrainObserver, TrainResult, TrainStep, cell_lr_scales, deduplicate, evaluate,
-                               learning_rate, make_optimizer, predict, train)
+from zoo_core.training import (TrainObserver, TrainResult, TrainStep, averaged_weights, cell_lr_scales,
+                               deduplicate, evaluate, learning_rate, make_optimizer, predict, train)
 
 VOCAB = 24
 GOOD, BAD = 3, 4  # the tokens that decide the label; 5.. are filler
@@ -550,6 +550,56 @@ def test_short_epochs_are_each_validated_and_the_best_kept(registry):
     best = max(range(6), key=lambda i: (result.history[i]["val_accuracy"], -i))
     assert result.best_epoch == best + 1
     assert evaluate(model, tiny_dataset().val, tiny_run())["accuracy"] == result.history[best]["val_accuracy"]
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "lazy-adam", "sgd"])
+def test_the_moving_average_of_the_weights_follows_its_recurrence(registry, optimizer):
+    """average_1 = w_1, then average_k = m * average_{k-1} + (1 - m) * w_k, read into the model only
+    inside averaged_weights."""
+    spec = ModelSpec("embedding", "gru", "mean-states", "sigmoid1", params={"encoder": {"dim": 4}, "cell": {"units": 3}})
+    tf.random.set_seed(0)
+    model = Classifier(spec, registry, VOCAB)
+    variables = model.trainable_variables
+    opt = make_optimizer(TrainConfig(optimizer=optimizer, lr=0.05, ema_momentum=0.75))
+    opt.build(variables)
+    rng = np.random.default_rng(0)
+    expected = None
+    for _ in range(4):
+        ids = tf.constant(rng.integers(3, VOCAB, (4, 6)), tf.int32)
+        with tf.GradientTape() as tape:
+            loss = model.loss(tf.constant([0, 1, 1, 0]), model(ids))
+        opt.apply_gradients(zip([deduplicate(g) for g in tape.gradient(loss, variables)], variables))
+        weights = weights_of(model)
+        expected = weights if expected is None else [0.75 * a + 0.25 * w for a, w in zip(expected, weights)]
+    with averaged_weights(opt, variables):
+        for v, average, w in zip(variables, expected, weights):
+            assert not np.allclose(average, w), v.name
+            np.testing.assert_allclose(v.numpy(), average, rtol=1e-5, atol=1e-7, err_msg=v.name)
+    for v, w in zip(variables, weights):
+        np.testing.assert_array_equal(v.numpy(), w)
+
+
+def test_with_a_moving_average_training_goes_on_from_the_weights_and_keeps_the_average(registry, monkeypatch):
+    """The same run with and without ema_momentum trains alike (the same training losses), while its
+    validation and its kept weights are the average's."""
+    import zoo_core.training as training
+
+    made = []
+    monkeypatch.setattr(training, "make_optimizer", lambda *a, **k: made.append(make_optimizer(*a, **k)) or made[-1])
+    dataset = tiny_dataset()
+    dataset.val = TinySplit(0, seed=1)  # the last epoch is kept
+    _, plain = train(tiny_run(epochs=3, patience=0), registry, dataset)
+    model, averaged = train(tiny_run(epochs=3, patience=0, ema_momentum=0.9), registry, dataset)
+    assert [h["train_loss"] for h in averaged.history] == pytest.approx([h["train_loss"] for h in plain.history],
+                                                                       rel=1e-6)
+    optimizer = made[-1]
+    for v, average in zip(model.trainable_variables, optimizer._model_variables_moving_average):
+        np.testing.assert_array_equal(v.numpy(), average.numpy())
+
+    data = tiny_dataset()
+    model, result = train(tiny_run(epochs=3, patience=0, ema_momentum=0.9), registry, data)
+    assert evaluate(model, data.val, tiny_run())["loss"] == pytest.approx(
+        result.history[result.best_epoch - 1]["val_loss"], rel=1e-5)
 
 
 def test_a_decaying_schedule_spans_the_short_epochs_updates(registry, monkeypatch):

@@ -81,6 +81,11 @@ class TrainConfig:
     cell_lr_scale: float = setting(1.0, "the cell's learning rate as a fraction of lr; below 1 the recurrence learns "
                                         "slower than the encoder and head (discriminative learning rates, Howard & "
                                         "Ruder 2018)", low=0.0, low_open=True, high=100.0)
+    ema_momentum: float = setting(0.0, "keep an exponential moving average of the weights (Polyak averaging, as "
+                                       "Keras' use_ema): each step average <- m * average + (1 - m) * weights; "
+                                       "validation, early stopping and the kept weights use the average, training "
+                                       "goes on from the weights (0: off; 0.99 averages about the last 100 steps)",
+                                  low=0.0, high=1.0, high_open=True)
     clip_norm: float = setting(5.0, "clip gradients by global norm (0: off)", low=0.0, high=1e9)
     weight_decay: float = setting(0.0, "decoupled weight decay", low=0.0, high=1.0)
     steps_per_epoch: int = setting(0, "training steps per epoch, as in Keras' fit (0: one pass over the training "
@@ -106,7 +111,7 @@ SEED = HParam("seed", int, 0, "random seed: initial weights, batch order, the --
 # behaves as before. At that value they stay out of RunSpec.key(), so runs
 # recorded earlier keep their keys and `zoo rank` does not redo them.
 SETTINGS_ADDED_LATER = {("train", "lr_schedule"): "constant", ("train", "cell_lr_scale"): 1.0,
-                         ("train", "steps_per_epoch"): 0}
+                         ("train", "steps_per_epoch"): 0, ("train", "ema_momentum"): 0.0}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -13,6 +13,7 @@ the last good weights, so the caller can still save and report them.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import math
@@ -355,16 +356,18 @@ def make_optimizer(config: TrainConfig, total_steps: int | None = None) -> keras
         total_steps: Updates in the whole run; needed by a decaying ``lr_schedule``.
     """
     decay = config.weight_decay or None
-    lr = learning_rate(config, total_steps)
+    # Keras keeps the moving average of the weights (``use_ema``); :func:`averaged_weights` reads it.
+    common = {"learning_rate": learning_rate(config, total_steps), "use_ema": config.ema_momentum > 0,
+              "ema_momentum": config.ema_momentum or 0.99}
     if config.optimizer in ("adam", "lazy-adam"):
         lazy = config.optimizer == "lazy-adam"
         if decay:
-            return (LazyAdamW if lazy else FusedAdamW)(learning_rate=lr, weight_decay=decay)
-        return (LazyAdam if lazy else FusedAdam)(learning_rate=lr)
+            return (LazyAdamW if lazy else FusedAdamW)(weight_decay=decay, **common)
+        return (LazyAdam if lazy else FusedAdam)(**common)
     if config.optimizer == "sgd":
-        return SGD(learning_rate=lr, weight_decay=decay)
+        return SGD(weight_decay=decay, **common)
     if config.optimizer == "rmsprop":
-        return RMSprop(learning_rate=lr, weight_decay=decay)
+        return RMSprop(weight_decay=decay, **common)
     raise ValueError(f"unknown optimizer {config.optimizer!r}")
 
 
@@ -652,6 +655,30 @@ def _restore(variables: Iterable[tf.Variable], values: list[np.ndarray]) -> None
         variable.assign(value)
 
 
+@contextlib.contextmanager
+def averaged_weights(optimizer: keras.optimizers.Optimizer, variables: Sequence[tf.Variable]):
+    """Within the block, ``variables`` hold the optimizer's moving average of them; after it, their own values.
+
+    The average is Keras' ``use_ema`` (Polyak & Juditsky 1992): after each
+    update, ``average <- m * average + (1 - m) * weights``, the first update
+    copying the weights. Without ``use_ema`` the block changes nothing.
+
+    Args:
+        optimizer: A built Keras optimizer over ``variables``.
+        variables: The variables it updates, in the order it was built with.
+    """
+    if not optimizer.use_ema:
+        yield
+        return
+    weights = _snapshot(variables)
+    # Keras keeps the averages in this list, aligned with the variables it was built with.
+    _restore(variables, [average.numpy() for average in optimizer._model_variables_moving_average])
+    try:
+        yield
+    finally:
+        _restore(variables, weights)
+
+
 def train(run: RunSpec, registry: Registry, dataset, *, progress: Progress | None = None, echo: Echo | None = None,
           should_stop: StopCheck = _never, observer: TrainObserver | None = None,
           score_test: bool = True) -> tuple[Classifier, TrainResult]:
@@ -715,7 +742,9 @@ def train(run: RunSpec, registry: Registry, dataset, *, progress: Progress | Non
     try:
         for epoch in range(1, run.train.epochs + 1):
             stats = _run_epoch(train_step, dataset.train, run, epoch, progress, should_stop, reports, stream)
-            val = evaluate(model, dataset.val, run, should_stop)
+            with averaged_weights(optimizer, variables):
+                val = evaluate(model, dataset.val, run, should_stop)
+                candidate = _snapshot(variables) if optimizer.use_ema else None
             history.append({"epoch": epoch, **stats, "val_loss": val["loss"], "val_accuracy": val["accuracy"],
                             "val_auc": val["auc"]})
             echo(f"epoch {epoch}: loss {stats['train_loss']:.4f} acc {stats['train_accuracy']:.4f}  "
@@ -726,7 +755,8 @@ def train(run: RunSpec, registry: Registry, dataset, *, progress: Progress | Non
                                           "step": reports.step})
             score = history[-1][run.train.monitor]
             if _improved(score, best_score, run.train.monitor):
-                best_epoch, best_score, best_weights, best_val = epoch, score, _snapshot(variables), val
+                best_epoch, best_score, best_val = epoch, score, val
+                best_weights = candidate if candidate is not None else _snapshot(variables)
             elif run.train.patience and epoch - best_epoch >= run.train.patience:
                 status = "early-stopped"
                 message = (f"{run.train.monitor} did not improve for {run.train.patience} epoch(s) "
