@@ -132,14 +132,14 @@ def test_every_aggregator_works_with_every_head(registry, aggregator, head):
     assert_trains(build_model(registry, aggregator=aggregator, head=head), compiled=False)
 
 
-@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "function"])
 @pytest.mark.parametrize("model_name", registered("model"))
-def test_every_named_model_builds_runs_and_backpropagates(registry, model_name, compiled):
+def test_every_named_model_builds_runs_and_backpropagates(registry, model_name):
+    # Under tf.function only, as training runs it: each component runs eagerly in the test above.
     spec = registry.model(model_name)
     missing = [f"{k} {spec.component(k)!r}" for k in KINDS if spec.component(k) not in registry.list(k)]
     if missing:
         pytest.skip(f"{', '.join(missing)} not registered")
-    assert_trains(adapted_classifier(spec, registry), compiled)
+    assert_trains(adapted_classifier(spec, registry), compiled=True)
 
 
 def assert_padding_invariant(model: Classifier, label: str) -> None:
@@ -159,8 +159,17 @@ def assert_padding_invariant(model: Classifier, label: str) -> None:
             )
 
 
-@pytest.mark.parametrize("aggregator", registered("aggregator"))
-@pytest.mark.parametrize("cell", registered("cell"))
+def padding_cases() -> list[tuple[str, str]]:
+    """Every cell with the aggregator of its last state and the one of all its outputs (mean and max), and
+    every aggregator with a gated cell and with the bidirectional wrapper, whose backward pass must skip the
+    padding at either end: each cell's masking and each aggregator's, without all 13 x 7 pairs."""
+    cells, aggregators = registered("cell"), registered("aggregator")
+    pairs = {(c, a) for c in cells for a in ("last", "mean-max-states") if a in aggregators}
+    pairs |= {(c, a) for c in ("gru", "bidirectional") if c in cells for a in aggregators}
+    return sorted(pairs)
+
+
+@pytest.mark.parametrize("cell, aggregator", padding_cases())
 def test_pre_post_and_no_padding_give_the_same_logits(registry, cell, aggregator):
     assert_padding_invariant(build_model(registry, cell=cell, aggregator=aggregator), f"{cell} x {aggregator}")
 
