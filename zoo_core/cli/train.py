@@ -152,6 +152,7 @@ def train(state, model, encoder, cell, aggregator, head, set_values, seed, save_
       zoo train gru-mean --limit 2000 --epochs 1     # a quick try on 2000 reviews
       zoo train lstm-last --batching bucket --save runs/lstm-last  # reload: zoo evaluate ./runs/lstm-last
       zoo train gru-mean --set train.patience=3 --set train.monitor=val_accuracy --epochs 20
+      zoo train gru-mean --epochs 12 --set train.steps_per_epoch=100 --set train.ema_momentum=0.99  # validate often, keep the average
       zoo train gru-mean --jit --set train.weight_decay=0.01 --set train.clip_norm=1
       zoo train gru-mean --optimizer rmsprop --seed 3 --set train.deterministic=true
       zoo train gru-mean --epochs 1 --results /tmp/try.sqlite   # a scratch database; weights in /tmp/runs/
