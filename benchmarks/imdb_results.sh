@@ -2,7 +2,7 @@
 # Full-IMDB experiments behind docs/RESULTS.md. Every step is a `zoo` command,
 # resumable (zoo rank skips finished runs), writing into $OUT (default results/).
 #
-#   bash benchmarks/imdb_results.sh [STEP ...]     # steps: grid questions quality ngrams baselines vocab grid-seeds best memory diagnose tuned tables
+#   bash benchmarks/imdb_results.sh [STEP ...]     # steps: grid questions quality ngrams baselines vocab average grid-seeds best memory diagnose tuned tables
 #
 # Each results database is a separate file, so each table compares like with like.
 set -euo pipefail
@@ -131,6 +131,20 @@ print(" ".join(next(r["id"] for r in runs if r["seed"] == seed) for seed in rang
   zoo ensemble $bag $gru_runs $trigrams --name ensemble-vocab-8 --results "$q"
 }
 
+# Issue 16, the recurrent recipe against the bag: the same models validated four times a pass and keeping the
+# moving average of the weights (preset vocab-average); the quarter-pass epochs alone; a longer average.
+average() {
+  local q="$OUT/baselines.sqlite"
+  local quarter=(--num-words 40000 --maxlen 1000 --batching bucket --epochs 32 --set train.optimizer=lazy-adam
+                 --set train.steps_per_epoch=88 --set train.patience=4 --results "$q")
+  log "average: the bag and skip-bigru, quarter-pass epochs and the moving average (preset vocab-average), seeds 0-2"
+  zoo rank --preset vocab-average --seeds 3 --results "$q"
+  log "average: skip-bigru with quarter-pass epochs alone, seeds 0-2; with a longer average (0.995), seeds 2 and 0"
+  zoo rank ngram-vocab-skip-bigru "${quarter[@]}" --seeds 3
+  zoo rank ngram-vocab-skip-bigru "${quarter[@]}" --set train.ema_momentum=0.995 --seed 2
+  zoo rank ngram-vocab-skip-bigru "${quarter[@]}" --set train.ema_momentum=0.995 --seed 0
+}
+
 # The seed grid again at better settings.
 best() { log best grid; zoo rank --preset seed-grid --maxlen 500 --batching bucket --results "$OUT/best-grid.sqlite"; }
 
@@ -176,5 +190,5 @@ tables() {
 }
 
 steps=("$@")
-[ ${#steps[@]} -gt 0 ] || steps=(grid questions quality ngrams baselines vocab grid-seeds best memory diagnose tuned tables)
+[ ${#steps[@]} -gt 0 ] || steps=(grid questions quality ngrams baselines vocab average grid-seeds best memory diagnose tuned tables)
 for step in "${steps[@]}"; do "${step//-/_}"; done
