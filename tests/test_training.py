@@ -552,15 +552,16 @@ def test_short_epochs_are_each_validated_and_the_best_kept(registry):
     assert evaluate(model, tiny_dataset().val, tiny_run())["accuracy"] == result.history[best]["val_accuracy"]
 
 
-@pytest.mark.parametrize("optimizer, jit", [("adam", False), ("lazy-adam", False), ("lazy-adam", True), ("sgd", False)])
-def test_the_moving_average_of_the_weights_follows_its_recurrence(registry, optimizer, jit):
+@pytest.mark.parametrize("optimizer, jit, decay", [("adam", False, 0.0), ("lazy-adam", False, 0.0), ("lazy-adam", True, 0.0),
+                                                   ("lazy-adam", False, 0.1), ("sgd", False, 0.0)])
+def test_the_moving_average_of_the_weights_follows_its_recurrence(registry, optimizer, jit, decay):
     """average_1 = w_1, then average_k = m * average_{k-1} + (1 - m) * w_k, read into the model only
     inside averaged_weights; lazy-adam keeps its embedding's average row by row, caught up when read."""
     spec = ModelSpec("embedding", "gru", "mean-states", "sigmoid1", params={"encoder": {"dim": 4}, "cell": {"units": 3}})
     tf.random.set_seed(0)
     model = Classifier(spec, registry, VOCAB)
     variables = model.trainable_variables
-    opt = make_optimizer(TrainConfig(optimizer=optimizer, lr=0.05, ema_momentum=0.75))
+    opt = make_optimizer(TrainConfig(optimizer=optimizer, lr=0.05, ema_momentum=0.75, weight_decay=decay))
     opt.build(variables)
     rng = np.random.default_rng(0)
     expected = None
@@ -576,7 +577,9 @@ def test_the_moving_average_of_the_weights_follows_its_recurrence(registry, opti
         weights = weights_of(model)
         expected = weights if expected is None else [0.75 * a + 0.25 * w for a, w in zip(expected, weights)]
     embedding = [i for i, v in enumerate(variables) if v is model.encoder.trainable_variables[0]]
-    assert getattr(opt, "_lazily_averaged", set()) == (set(embedding) if optimizer == "lazy-adam" else set())
+    # Weight decay moves every row: the whole-table average then.
+    lazily = optimizer == "lazy-adam" and not decay
+    assert getattr(opt, "_lazily_averaged", set()) == (set(embedding) if lazily else set())
     with averaged_weights(opt, variables):
         for v, average, w in zip(variables, expected, weights):
             assert not np.allclose(average, w), v.name
@@ -606,6 +609,28 @@ def test_with_a_moving_average_training_goes_on_from_the_weights_and_keeps_the_a
     model, result = train(tiny_run(epochs=3, patience=0, ema_momentum=0.9), registry, data)
     assert evaluate(model, data.val, tiny_run())["loss"] == pytest.approx(
         result.history[result.best_epoch - 1]["val_loss"], rel=1e-5)
+
+
+def test_an_interrupted_run_with_a_moving_average_keeps_the_average(registry, monkeypatch):
+    import zoo_core.training as training
+
+    made = []
+    monkeypatch.setattr(training, "make_optimizer", lambda *a, **k: made.append(make_optimizer(*a, **k)) or made[-1])
+    dataset = tiny_dataset()
+    stop = StopAfter(dataset.train, 17)  # in epoch 2
+    model, result = train(tiny_run(epochs=4, ema_momentum=0.9, optimizer="lazy-adam"), registry, dataset,
+                          should_stop=stop)
+    assert result.status == "interrupted"
+    optimizer, = made
+    optimizer.sync_averages()
+    for v, average in zip(model.trainable_variables, optimizer._model_variables_moving_average):
+        np.testing.assert_array_equal(v.numpy(), average.numpy())
+
+
+def test_epochs_longer_than_a_pass_are_said_so(registry):
+    lines = []
+    train(tiny_run(epochs=1, steps_per_epoch=30, patience=0), registry, tiny_dataset(), echo=lines.append)
+    assert "note: train.steps_per_epoch=30 is 2.5 passes over the 192 training reviews" in "\n".join(lines)
 
 
 def test_a_decaying_schedule_spans_the_short_epochs_updates(registry, monkeypatch):

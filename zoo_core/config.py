@@ -84,8 +84,9 @@ class TrainConfig:
     ema_momentum: float = setting(0.0, "keep an exponential moving average of the weights (Polyak averaging, as "
                                        "Keras' use_ema): each step average <- m * average + (1 - m) * weights; "
                                        "validation, early stopping and the kept weights use the average, training "
-                                       "goes on from the weights (0: off; 0.99 averages about the last 100 steps)",
-                                  low=0.0, high=1.0, high_open=True)
+                                       "goes on from the weights, and an interrupted run keeps the average (0: off; 0.99 averages "
+                                       "about the last 100 steps)",
+                                  low=0.0, high=0.9999)  # float32 rounds 1 - 1e-8 to 1: an average that never moves
     clip_norm: float = setting(5.0, "clip gradients by global norm (0: off)", low=0.0, high=1e9)
     weight_decay: float = setting(0.0, "decoupled weight decay", low=0.0, high=1.0)
     steps_per_epoch: int = setting(0, "training steps per epoch, as in Keras' fit (0: one pass over the training "

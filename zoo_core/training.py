@@ -264,8 +264,8 @@ class FusedAdamUpdate:
     be distinct, as :class:`TrainStep` makes them (:func:`deduplicate`): a
     scatter with a repeated row keeps only one of its updates.
 
-    With ``use_ema`` as well, the moving average of a lazily updated table is
-    kept lazily too, and exactly: a row outside the batch does not move, so
+    With ``use_ema`` as well (and no weight decay), the moving average of a
+    lazily updated table is kept lazily too, and exactly: a row outside the batch does not move, so
     the ``k`` steps since its average was last brought up fold into one,
     ``average <- m^k * average + (1 - m^k) * row``, done when the row is next
     updated, or for all rows by :meth:`sync_averages`. Keras' own average
@@ -326,7 +326,8 @@ class FusedAdamUpdate:
         super().build(variables)
         self._lazily_averaged: set[int] = set()  # filled as the step is traced
         self._synced_steps = []  # per table row: the steps its average holds
-        if self.use_ema and self.lazy and self.lazy_average:
+        # Weight decay moves every row every step: then the whole-table average of Keras is the exact one.
+        if self.use_ema and self.updates_only_gradient_rows and self.lazy_average:
             for variable, average in zip(variables, self._model_variables_moving_average):
                 # A row no step has touched averages to itself; Keras' zeros are overwritten by the first step.
                 average.assign(variable)
@@ -663,7 +664,8 @@ def _run_epoch(train_step: TrainStep, split, run: RunSpec, epoch: int, progress:
     steady_since, steady_tokens = started, 0  # throughput clock, restarted after step 1
     if run.train.steps_per_epoch:
         batches = itertools.islice(stream, run.train.steps_per_epoch)
-        length = run.train.steps_per_epoch * run.train.batch_size  # in reviews; a pass's last batch may be short
+        # Counted as full batches, so the bar ends at its length though a pass's last batch may be short.
+        length = run.train.steps_per_epoch * run.train.batch_size
     else:
         batches, length = _one_pass(split, run, epoch), len(split)
     with progress(length, f"epoch {epoch}/{run.train.epochs}") as bar:
@@ -698,7 +700,7 @@ def _run_epoch(train_step: TrainStep, split, run: RunSpec, epoch: int, progress:
             else:
                 steady_tokens += real_tokens
             rate = steady_tokens / max(time.perf_counter() - steady_since, 1e-9)
-            bar.update(size, f"loss {loss_sum / examples:.4f}  acc {float(accuracy.result()):.4f}  "
+            bar.update(run.train.batch_size if run.train.steps_per_epoch else size, f"loss {loss_sum / examples:.4f}  acc {float(accuracy.result()):.4f}  "
                              f"{rate / 1000:.1f}k tok/s")
     finished = time.perf_counter()
     if reports is not None and examples:
@@ -796,6 +798,11 @@ def train(run: RunSpec, registry: Registry, dataset, *, progress: Progress | Non
     if run.train.cell_lr_scale != 1.0:
         optimizer.lr_scales = cell_lr_scales(model, variables, run.train.cell_lr_scale)
     train_step = TrainStep(model, optimizer, run)
+    pass_steps = -(-len(dataset.train) // run.train.batch_size)
+    passes_per_epoch = run.train.steps_per_epoch / pass_steps if pass_steps else 0.0
+    if passes_per_epoch > 1:
+        echo(f"note: train.steps_per_epoch={run.train.steps_per_epoch} is {passes_per_epoch:.3g} passes over the "
+             f"{len(dataset.train)} training reviews: each epoch sees each review more than once")
     if run.train.jit and run.data.batching == "bucket":
         echo("note: XLA compiles once per batch shape, so bucketed batches of many lengths "
              "compile many times; padded batches compile at most twice")
@@ -817,6 +824,7 @@ def train(run: RunSpec, registry: Registry, dataset, *, progress: Progress | Non
             history.append({"epoch": epoch, **stats, "val_loss": val["loss"], "val_accuracy": val["accuracy"],
                             "val_auc": val["auc"]})
             echo(f"epoch {epoch}: loss {stats['train_loss']:.4f} acc {stats['train_accuracy']:.4f}  "
+                 f"{'averaged weights: ' if optimizer.use_ema else ''}"
                  f"val_loss {val['loss']:.4f} val_acc {val['accuracy']:.4f} val_auc {val['auc']:.4f}  "
                  f"({stats['seconds']:.1f} s, {stats['tokens_per_sec'] / 1000:.1f}k tok/s)")
             if observer is not None:  # after the epoch's line: an observer may end the run here (EndRun)
@@ -844,6 +852,12 @@ def train(run: RunSpec, registry: Registry, dataset, *, progress: Progress | Non
     if status not in ("nan", "interrupted") and best_weights is not None:
         _restore(variables, best_weights)
         val = best_val
+    elif status == "interrupted" and optimizer.use_ema:
+        # The run's model is the average; a diverged run keeps its last finite weights, which the average may not be.
+        with averaged_weights(optimizer, variables):
+            averaged = _snapshot(variables)
+        _restore(variables, averaged)
+        best_epoch, val = len(history), {}
     else:
         # The weights go on from the last finished epoch; they are what is kept.
         best_epoch, val = len(history), {}

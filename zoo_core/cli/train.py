@@ -44,9 +44,12 @@ def describe_run(run: RunSpec) -> list[list[str]]:
         ["params", params or "defaults"],
         ["data", f"{data.num_words} words, maxlen {data.maxlen}, {data.padding}-padding, {data.batching} batches, "
                  f"mask {'on' if data.mask else 'off'}" + (f", limit {data.limit}" if data.limit else "")],
-        ["train", f"{plural(train.epochs, 'epoch')}, batch {train.batch_size}, {train.optimizer} "
+        ["train", f"{plural(train.epochs, 'epoch')}"
+                  + (f" of {plural(train.steps_per_epoch, 'step')}" if train.steps_per_epoch else "")
+                  + f", batch {train.batch_size}, {train.optimizer} "
                   f"{describe_lr(train)}{decay}, clip {train.clip_norm:g}, {stopping}" + (", XLA" if train.jit else "")
-                  + (", deterministic" if train.deterministic else "")],
+                  + (", deterministic" if train.deterministic else "")
+                  + (f", moving average of the weights (momentum {train.ema_momentum:g})" if train.ema_momentum else "")],
         ["seed", str(run.seed)],
     ]
 
