@@ -779,7 +779,8 @@ def train(run: RunSpec, registry: Registry, dataset, *, progress: Progress | Non
 
     Returns:
         The classifier holding the kept weights (the best epoch's, or the last
-        good ones after a non-finite loss or a stop) and its :class:`TrainResult`.
+        good ones after a non-finite loss or a stop; with ``train.ema_momentum``
+        the moving average's, but after a non-finite loss) and its :class:`TrainResult`.
     """
     started = time.perf_counter()
     progress, echo = progress_or_silent(progress), echo_or_silent(echo)
