@@ -109,6 +109,16 @@ class InterruptingSplit(TinySplit):
             yield batch
 
 
+@pytest.fixture
+def made_optimizers(monkeypatch) -> list:
+    """Every optimizer ``train`` makes in the test, in order (``make_optimizer`` itself, recorded)."""
+    import zoo_core.training as training
+
+    made = []
+    monkeypatch.setattr(training, "make_optimizer", lambda *a, **k: made.append(make_optimizer(*a, **k)) or made[-1])
+    return made
+
+
 def tiny_dataset(train_split=None, val_split=None, test_split=None):
     return SimpleNamespace(
         vocab=[None] * VOCAB,  # only len() is used
@@ -513,15 +523,11 @@ def test_decaying_schedules_start_at_lr_and_reach_zero_at_the_last_step(schedule
         make_optimizer(TrainConfig(lr_schedule=schedule))
 
 
-def test_a_decaying_schedule_spans_exactly_the_runs_updates(registry, monkeypatch):
-    import zoo_core.training as training
-
-    made = []
-    monkeypatch.setattr(training, "make_optimizer", lambda *a, **k: made.append(make_optimizer(*a, **k)) or made[-1])
+def test_a_decaying_schedule_spans_exactly_the_runs_updates(registry, made_optimizers):
     run = tiny_run(epochs=3, batch_size=8, lr=0.05, lr_schedule="linear", patience=0)
     dataset = tiny_dataset(TinySplit(42, seed=0))  # 6 batches a epoch, the last one of 2 reviews
     _, result = train(run, registry, dataset)
-    optimizer, = made
+    optimizer, = made_optimizers
     assert len(result.history) == 3 and int(optimizer.iterations) == 3 * 6
     assert float(optimizer.learning_rate) == 0.0  # decayed to nothing by the last update
     assert float(optimizer._learning_rate(3 * 6 - 1)) > 0.0
@@ -588,20 +594,16 @@ def test_the_moving_average_of_the_weights_follows_its_recurrence(registry, opti
         np.testing.assert_array_equal(v.numpy(), w)
 
 
-def test_with_a_moving_average_training_goes_on_from_the_weights_and_keeps_the_average(registry, monkeypatch):
+def test_with_a_moving_average_training_goes_on_from_the_weights_and_keeps_the_average(registry, made_optimizers):
     """The same run with and without ema_momentum trains alike (the same training losses), while its
     validation and its kept weights are the average's."""
-    import zoo_core.training as training
-
-    made = []
-    monkeypatch.setattr(training, "make_optimizer", lambda *a, **k: made.append(make_optimizer(*a, **k)) or made[-1])
     dataset = tiny_dataset()
     dataset.val = TinySplit(0, seed=1)  # the last epoch is kept
     _, plain = train(tiny_run(epochs=3, patience=0), registry, dataset)
     model, averaged = train(tiny_run(epochs=3, patience=0, ema_momentum=0.9), registry, dataset)
     assert [h["train_loss"] for h in averaged.history] == pytest.approx([h["train_loss"] for h in plain.history],
                                                                        rel=1e-6)
-    optimizer = made[-1]
+    optimizer = made_optimizers[-1]
     for v, average in zip(model.trainable_variables, optimizer._model_variables_moving_average):
         np.testing.assert_array_equal(v.numpy(), average.numpy())
 
@@ -611,17 +613,13 @@ def test_with_a_moving_average_training_goes_on_from_the_weights_and_keeps_the_a
         result.history[result.best_epoch - 1]["val_loss"], rel=1e-5)
 
 
-def test_an_interrupted_run_with_a_moving_average_keeps_the_average(registry, monkeypatch):
-    import zoo_core.training as training
-
-    made = []
-    monkeypatch.setattr(training, "make_optimizer", lambda *a, **k: made.append(make_optimizer(*a, **k)) or made[-1])
+def test_an_interrupted_run_with_a_moving_average_keeps_the_average(registry, made_optimizers):
     dataset = tiny_dataset()
     stop = StopAfter(dataset.train, 17)  # in epoch 2
     model, result = train(tiny_run(epochs=4, ema_momentum=0.9, optimizer="lazy-adam"), registry, dataset,
                           should_stop=stop)
     assert result.status == "interrupted"
-    optimizer, = made
+    optimizer, = made_optimizers
     optimizer.sync_averages()
     for v, average in zip(model.trainable_variables, optimizer._model_variables_moving_average):
         np.testing.assert_array_equal(v.numpy(), average.numpy())
@@ -633,14 +631,10 @@ def test_epochs_longer_than_a_pass_are_said_so(registry):
     assert "note: train.steps_per_epoch=30 is 2.5 passes over the 192 training reviews" in "\n".join(lines)
 
 
-def test_a_decaying_schedule_spans_the_short_epochs_updates(registry, monkeypatch):
-    import zoo_core.training as training
-
-    made = []
-    monkeypatch.setattr(training, "make_optimizer", lambda *a, **k: made.append(make_optimizer(*a, **k)) or made[-1])
+def test_a_decaying_schedule_spans_the_short_epochs_updates(registry, made_optimizers):
     run = tiny_run(epochs=5, steps_per_epoch=7, lr=0.05, lr_schedule="linear", patience=0)
     _, result = train(run, registry, tiny_dataset())
-    optimizer, = made
+    optimizer, = made_optimizers
     assert len(result.history) == 5 and int(optimizer.iterations) == 5 * 7
     assert float(optimizer.learning_rate) == 0.0
 

@@ -426,7 +426,7 @@ def make_optimizer(config: TrainConfig, total_steps: int | None = None) -> keras
     decay = config.weight_decay or None
     # Keras keeps the moving average of the weights (``use_ema``); :func:`averaged_weights` reads it.
     common = {"learning_rate": learning_rate(config, total_steps), "use_ema": config.ema_momentum > 0,
-              "ema_momentum": config.ema_momentum or 0.99}
+              "ema_momentum": config.ema_momentum}
     if config.optimizer in ("adam", "lazy-adam"):
         lazy = config.optimizer == "lazy-adam"
         if decay:
@@ -700,8 +700,8 @@ def _run_epoch(train_step: TrainStep, split, run: RunSpec, epoch: int, progress:
             else:
                 steady_tokens += real_tokens
             rate = steady_tokens / max(time.perf_counter() - steady_since, 1e-9)
-            bar.update(run.train.batch_size if run.train.steps_per_epoch else size, f"loss {loss_sum / examples:.4f}  acc {float(accuracy.result()):.4f}  "
-                             f"{rate / 1000:.1f}k tok/s")
+            bar.update(run.train.batch_size if run.train.steps_per_epoch else size,
+                       f"loss {loss_sum / examples:.4f}  acc {float(accuracy.result()):.4f}  {rate / 1000:.1f}k tok/s")
     finished = time.perf_counter()
     if reports is not None and examples:
         hand_over_correct()  # the steps since the last report carry over into the next epoch
@@ -740,14 +740,19 @@ def averaged_weights(optimizer: keras.optimizers.Optimizer, variables: Sequence[
         yield
         return
     weights = _snapshot(variables)
-    if hasattr(optimizer, "sync_averages"):
-        optimizer.sync_averages()
-    # Keras keeps the averages in this list, aligned with the variables it was built with.
-    _restore(variables, [average.numpy() for average in optimizer._model_variables_moving_average])
+    _restore(variables, _averages(optimizer))
     try:
         yield
     finally:
         _restore(variables, weights)
+
+
+def _averages(optimizer: keras.optimizers.Optimizer) -> list[np.ndarray]:
+    """The optimizer's moving averages of its variables (``use_ema``), every row up to the last step."""
+    if hasattr(optimizer, "sync_averages"):
+        optimizer.sync_averages()
+    # Keras keeps the averages in this list, aligned with the variables it was built with.
+    return [average.numpy() for average in optimizer._model_variables_moving_average]
 
 
 def train(run: RunSpec, registry: Registry, dataset, *, progress: Progress | None = None, echo: Echo | None = None,
@@ -793,13 +798,13 @@ def train(run: RunSpec, registry: Registry, dataset, *, progress: Progress | Non
         echo(note)
     variables = model.trainable_variables
     # Splits serve every review once a pass in batches of batch_size, the last maybe smaller.
-    steps_per_epoch = run.train.steps_per_epoch or -(-len(dataset.train) // run.train.batch_size)
+    pass_steps = -(-len(dataset.train) // run.train.batch_size)
+    steps_per_epoch = run.train.steps_per_epoch or pass_steps
     optimizer = make_optimizer(run.train, run.train.epochs * steps_per_epoch)
     optimizer.build(variables)  # slot variables must exist before the step is traced
     if run.train.cell_lr_scale != 1.0:
         optimizer.lr_scales = cell_lr_scales(model, variables, run.train.cell_lr_scale)
     train_step = TrainStep(model, optimizer, run)
-    pass_steps = -(-len(dataset.train) // run.train.batch_size)
     passes_per_epoch = run.train.steps_per_epoch / pass_steps if pass_steps else 0.0
     if passes_per_epoch > 1:
         echo(f"note: train.steps_per_epoch={run.train.steps_per_epoch} is {passes_per_epoch:.3g} passes over the "
@@ -821,7 +826,10 @@ def train(run: RunSpec, registry: Registry, dataset, *, progress: Progress | Non
             stats = _run_epoch(train_step, dataset.train, run, epoch, progress, should_stop, reports, stream)
             with averaged_weights(optimizer, variables):
                 val = evaluate(model, dataset.val, run, should_stop)
-                candidate = _snapshot(variables) if optimizer.use_ema else None
+                # The average is in the variables only within this block: copied now if it is the best so far.
+                score = val[run.train.monitor.removeprefix("val_")]
+                averaged = _snapshot(variables) if optimizer.use_ema and _improved(
+                    score, best_score, run.train.monitor) else None
             history.append({"epoch": epoch, **stats, "val_loss": val["loss"], "val_accuracy": val["accuracy"],
                             "val_auc": val["auc"]})
             echo(f"epoch {epoch}: loss {stats['train_loss']:.4f} acc {stats['train_accuracy']:.4f}  "
@@ -831,10 +839,9 @@ def train(run: RunSpec, registry: Registry, dataset, *, progress: Progress | Non
             if observer is not None:  # after the epoch's line: an observer may end the run here (EndRun)
                 observer.on_epoch(epoch, {**history[-1], "learning_rate": float(optimizer.learning_rate),
                                           "step": reports.step})
-            score = history[-1][run.train.monitor]
             if _improved(score, best_score, run.train.monitor):
                 best_epoch, best_score, best_val = epoch, score, val
-                best_weights = candidate if candidate is not None else _snapshot(variables)
+                best_weights = averaged if optimizer.use_ema else _snapshot(variables)
             elif run.train.patience and epoch - best_epoch >= run.train.patience:
                 status = "early-stopped"
                 message = (f"{run.train.monitor} did not improve for {run.train.patience} epoch(s) "
@@ -855,9 +862,7 @@ def train(run: RunSpec, registry: Registry, dataset, *, progress: Progress | Non
         val = best_val
     elif status == "interrupted" and optimizer.use_ema:
         # The run's model is the average; a diverged run keeps its last finite weights, which the average may not be.
-        with averaged_weights(optimizer, variables):
-            averaged = _snapshot(variables)
-        _restore(variables, averaged)
+        _restore(variables, _averages(optimizer))
         best_epoch, val = len(history), {}
     else:
         # The weights go on from the last finished epoch; they are what is kept.
