@@ -183,9 +183,14 @@ def ragged_ngram_keys(ids: np.ndarray, offsets: np.ndarray, n: int, vocab_size: 
 class NgramVocabEmbeddingEncoder(EmbeddingEncoder):
     """Word embedding plus embeddings of the training split's n-grams, summed per step.
 
-    ``x_t = E[w_t] + sum_{n=2..N} [g_n(t) in K] B[row(g_n(t))]``, where
-    ``g_n(t) = (w_{t-n+1} .. w_t)``, ``K`` the n-gram vocabulary and ``B``
+    ``x_t = E[w_t] + b_t`` with ``b_t = sum_{n=2..N} [g_n(t) in K] B[row(g_n(t))]``,
+    where ``g_n(t) = (w_{t-n+1} .. w_t)``, ``K`` the n-gram vocabulary and ``B``
     ``[max_ngrams + 1, D]`` one table for all orders; output ``[batch, time, D]``.
+    With ``ngrams_apart`` the two parts sit side by side instead,
+    ``x_t = [E[w_t] ; b_t]``, ``[batch, time, 2D]``: a cell can then read the
+    words alone (the ``skip`` cell's ``inner_width=D``) while the skip path
+    still carries the n-grams. Followed by a mean and a linear layer, both forms
+    span the same functions of the bag.
     :meth:`adapt` builds ``K`` from the training split before training: the
     ``max_ngrams`` most frequent n-grams of orders 2..N seen at least
     ``min_count`` times (ties broken by key). An n-gram outside ``K`` (unseen in
@@ -211,6 +216,8 @@ class NgramVocabEmbeddingEncoder(EmbeddingEncoder):
                low=1, high=50_000_000, tiny=150),
         HParam("min_count", int, 1, "occurrences in the training split an n-gram needs to get a row", low=1,
                high=1_000_000),
+        HParam("ngrams_apart", bool, False, "the n-grams' embedding beside the word's, [E[w_t] ; b_t] (2 x dim wide), "
+                                            "instead of added to it"),
     )
 
     def __init__(self, vocab_size: int, **params):
@@ -266,22 +273,28 @@ class NgramVocabEmbeddingEncoder(EmbeddingEncoder):
         slot = tf.minimum(low, size - 1)
         return tf.where(tf.gather(self.ngram_keys, slot) == keys, slot + 1, 0)
 
+    @property
+    def output_dim(self) -> int:
+        return self.params["dim"] * (2 if self.params["ngrams_apart"] else 1)
+
     def embed(self, ids):
-        values = super().embed(ids)
+        words = super().embed(ids)
+        bag = tf.zeros_like(words)
         for n in range(2, self.params["ngrams"] + 1):
             rows = self.rows(ngram_keys(ids, n, self.vocab_size))
-            values += tf.gather(self.ngram_table, rows) * tf.cast(rows > 0, values.dtype)[..., None]
-        return values
+            bag += tf.gather(self.ngram_table, rows) * tf.cast(rows > 0, words.dtype)[..., None]
+        return tf.concat([words, bag], axis=-1) if self.params["ngrams_apart"] else words + bag
 
     def numpy_reference(self, ids):
-        values = super().numpy_reference(ids)
+        words = super().numpy_reference(ids)
         vocabulary, table = self.ngram_keys.numpy(), self.ngram_table.numpy()
+        bag = np.zeros_like(words)
         for n in range(2, self.params["ngrams"] + 1):
             keys = numpy_ngram_keys(ids, n, self.vocab_size)
             slot = np.minimum(np.searchsorted(vocabulary, keys), len(vocabulary) - 1)
             found = vocabulary[slot] == keys
-            values = values + np.where(found[..., None], table[slot + 1], 0.0)
-        return values
+            bag = bag + np.where(found[..., None], table[slot + 1], 0.0)
+        return np.concatenate([words, bag], axis=-1) if self.params["ngrams_apart"] else words + bag
 
 
 @hookimpl

@@ -403,6 +403,23 @@ def test_skip_with_stop_gradient_trains_the_encoder_through_the_skip_path_only(r
     assert not np.allclose(got[False, 0][1], got[False, 1][1])
 
 
+def test_skip_inner_width_feeds_the_inner_cells_the_first_features_only(registry):
+    """The inner cells read ``x_t[:K]``; the skip path still carries every feature; NumPy agrees."""
+    width = INPUT_DIM - 1
+    cell = make_cell(registry, "skip", cell="gru", directions=2, inner_width=width)
+    assert cell.forward.input_dim == cell.backward.input_dim == width
+    inputs = random_inputs()
+    changed = inputs.copy()
+    changed[..., width:] += 1.0  # features the inner cells must not see
+    runs = [cell.unroll(DenseSequence(tf.constant(x)), tf.constant(MASK), keep_outputs=True).outputs.numpy()
+            for x in (inputs, changed)]
+    np.testing.assert_array_equal(runs[0][..., INPUT_DIM:], runs[1][..., INPUT_DIM:])
+    assert not np.array_equal(runs[0][..., :INPUT_DIM], runs[1][..., :INPUT_DIM])
+    np.testing.assert_allclose(runs[0], cell.reference_unroll(inputs, MASK)[0], atol=1e-10)
+    with pytest.raises(ZooError, match=f"inner_width={INPUT_DIM + 1} is wider than its {INPUT_DIM}-wide input"):
+        registry.create("cell", "skip", INPUT_DIM, inner_width=INPUT_DIM + 1)
+
+
 # -- the throughput benchmark compares like with like ----------------------------
 def load_benchmark():
     """``benchmarks/throughput.py`` as a module (benchmarks/ is not a package)."""

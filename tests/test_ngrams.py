@@ -150,6 +150,24 @@ def test_each_step_adds_its_ngrams_row_only_when_the_vocabulary_has_it(registry)
     assert set(np.flatnonzero(gram_grad.any(axis=1))) == found and len(found) == 9
 
 
+def test_ngrams_apart_puts_the_words_and_the_ngrams_side_by_side(registry):
+    """``[E[w_t] ; b_t]``: the halves add up to the summed encoding, with the same weights; NumPy agrees."""
+    vocab, train = 12, [[1, 3, 4, 5, 6], [1, 4, 5, 9]]
+    ids = np.array([[0, 0, 1, 3, 4, 5], [1, 4, 5, 6, 11, 9]])
+    summed, apart = (registry.create("encoder", "ngram-vocab-embedding", vocab, dim=4, ngrams=3, max_ngrams=20,
+                                     ngrams_apart=flag) for flag in (False, True))
+    for encoder in (summed, apart):
+        encoder.adapt(ragged(train))
+    for mine, theirs in zip(apart.variables, summed.variables, strict=True):
+        mine.assign(theirs)
+    assert apart.output_dim == 8
+    got = apart(tf.constant(ids, tf.int32)).values.numpy()
+    np.testing.assert_allclose(got[..., :4], summed.table.numpy()[ids])  # the words alone
+    np.testing.assert_allclose(got[..., :4] + got[..., 4:], summed(tf.constant(ids, tf.int32)).values, rtol=1e-6)
+    np.testing.assert_allclose(apart.numpy_reference(ids), got, rtol=1e-6)
+    assert np.abs(got[..., 4:]).sum() > 0
+
+
 @pytest.mark.parametrize("jit", [False, True], ids=["graph", "xla"])
 @pytest.mark.parametrize("size,kept", [(1, 1), (7, 7), (50_000, 31_000), (50_000, 0)])
 def test_lookup_finds_each_key_in_the_vocabulary_and_only_those(registry, jit, size, kept):

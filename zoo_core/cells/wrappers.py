@@ -156,10 +156,14 @@ class SkipCell(WrapperCell):
     real token). With ``stop_gradient=True`` the inner cells read
     ``stop_gradient(x_t)``: the outputs are the same, but the encoder learns
     only from the skip path, as fastText's embeddings do, while the cells learn
-    on top of it.
+    on top of it. With ``inner_width=K`` the inner cells read only the first
+    ``K`` features, ``x_t[:K]``: with ``ngram-vocab-embedding``'s
+    ``ngrams_apart``, the words without the n-grams, which then reach the
+    classifier through the skip path alone.
 
     Raises:
-        ZooError: an input wider than :attr:`IdentityCell.MAX_INPUT_DIM` (a one-hot encoder).
+        ZooError: an input wider than :attr:`IdentityCell.MAX_INPUT_DIM` (a one-hot encoder),
+            or ``inner_width`` wider than the input.
     """
 
     name = "skip"
@@ -167,7 +171,9 @@ class SkipCell(WrapperCell):
     hparams = (INNER_CELL, UNITS, HParam("directions", int, 1, "1: a forward cell; 2: forward and backward cells",
                                          low=1, high=2), INNER_KERNEL_INIT, INNER_RECURRENT_INIT,
                HParam("stop_gradient", bool, False, "the inner cells read x_t through a stop-gradient, so only the "
-                                                    "skip path (the bag of inputs) trains the encoder"))
+                                                    "skip path (the bag of inputs) trains the encoder"),
+               HParam("inner_width", int, 0, "the inner cells read the first inner_width features of x_t (0: all of "
+                                             "them)", low=0, high=IdentityCell.MAX_INPUT_DIM))
 
     def __init__(self, input_dim: int, **params):
         super().__init__(input_dim, **params)
@@ -175,9 +181,13 @@ class SkipCell(WrapperCell):
             raise ZooError(f"cell 'skip' passes its {input_dim}-wide input through beside the cell's output, which "
                            f"would fill memory (e.g. one-hot over the vocabulary); use an embedding encoder "
                            f"(at most {IdentityCell.MAX_INPUT_DIM} wide)")
+        if self.params["inner_width"] > input_dim:
+            raise ZooError(f"cell 'skip': inner_width={self.params['inner_width']} is wider than its "
+                           f"{input_dim}-wide input")
+        self.inner_width = self.params["inner_width"] or input_dim
         self.identity = IdentityCell(input_dim, dtype=self.dtype)
-        self.forward = self.make_inner(input_dim)
-        self.backward = self.make_inner(input_dim) if self.params["directions"] == 2 else None
+        self.forward = self.make_inner(self.inner_width)
+        self.backward = self.make_inner(self.inner_width) if self.params["directions"] == 2 else None
 
     @property
     def parts(self) -> list[tuple[Cell, bool]]:
@@ -193,8 +203,12 @@ class SkipCell(WrapperCell):
         sizes = [part.output_size for part, _ in self.parts]
         probes = [None] * len(sizes) if probe is None else tf.split(probe, sizes, axis=-1)
         inner_inputs = inputs
-        if self.params["stop_gradient"] and isinstance(inputs, DenseSequence):  # one-hot ids carry no gradient
-            inner_inputs = DenseSequence(tf.stop_gradient(inputs.values))
+        if self.inner_width < self.input_dim:
+            values = (inputs.values if isinstance(inputs, DenseSequence)
+                      else tf.one_hot(inputs.ids, inputs.dim, dtype=self.dtype))
+            inner_inputs = DenseSequence(values[..., : self.inner_width])
+        if self.params["stop_gradient"] and isinstance(inner_inputs, DenseSequence):  # one-hot ids carry none
+            inner_inputs = DenseSequence(tf.stop_gradient(inner_inputs.values))
         results = [part.unroll(inputs if part is self.identity else inner_inputs, mask, keep_outputs,
                                reverse=reverse != backwards, probe=part_probe)
                    for (part, backwards), part_probe in zip(self.parts, probes)]
@@ -203,7 +217,8 @@ class SkipCell(WrapperCell):
                             tuple(r.final_state for r in results))
 
     def reference_unroll(self, inputs, mask, reverse=False):
-        results = [part.reference_unroll(inputs, mask, reverse != backwards) for part, backwards in self.parts]
+        results = [part.reference_unroll(inputs if part is self.identity else inputs[..., : self.inner_width], mask,
+                                         reverse != backwards) for part, backwards in self.parts]
         return np.concatenate([outputs for outputs, _ in results], axis=-1), tuple(state for _, state in results)
 
 
