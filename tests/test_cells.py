@@ -420,6 +420,25 @@ def test_skip_inner_width_feeds_the_inner_cells_the_first_features_only(registry
         registry.create("cell", "skip", INPUT_DIM, inner_width=INPUT_DIM + 1)
 
 
+def test_skip_drop_path_zeroes_whole_examples_of_the_inner_outputs_only(registry):
+    """Each example's inner-cell outputs are all dropped or all scaled by 1 / (1 - p); x_t always passes."""
+    rate, batch = 0.5, 64
+    cell = make_cell(registry, "skip", cell="gru", directions=2, drop_path=rate)
+    inputs = tf.constant(random_inputs(batch=batch))
+    mask = tf.ones([batch, TIME], tf.bool)
+    result = cell.unroll(DenseSequence(inputs), mask, keep_outputs=True)
+    tf.random.set_seed(0)
+    dropped = cell.regularize(result)
+    np.testing.assert_array_equal(dropped.outputs[..., :INPUT_DIM], result.outputs[..., :INPUT_DIM])
+    ratio = dropped.outputs.numpy()[..., INPUT_DIM:] / result.outputs.numpy()[..., INPUT_DIM:]
+    per_example = ratio.reshape(batch, -1)
+    assert np.all(per_example == per_example[:, :1])  # one decision per example, over all steps and features
+    assert set(np.unique(per_example)) == {0.0, 1 / (1 - rate)}
+    last_ratio = dropped.last_output.numpy()[:, INPUT_DIM:] / result.last_output.numpy()[:, INPUT_DIM:]
+    np.testing.assert_array_equal(last_ratio, per_example[:, :2 * UNITS])
+    assert make_cell(registry, "skip", cell="gru").regularize(result) is result  # off by default
+
+
 # -- the throughput benchmark compares like with like ----------------------------
 def load_benchmark():
     """``benchmarks/throughput.py`` as a module (benchmarks/ is not a package)."""

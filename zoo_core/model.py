@@ -39,6 +39,8 @@ class Classifier(tf.Module):
         """
         inputs = self.encoder(ids, training=training)
         result = self.cell.unroll(inputs, mask, keep_outputs=self.aggregator.needs_sequence)
+        if training:
+            result = self.cell.regularize(result)
         return self.aggregator(result, mask, self.head, training=training)
 
     def prob_positive(self, ids: tf.Tensor, mask: tf.Tensor | None = None) -> tf.Tensor:

@@ -104,6 +104,14 @@ class Cell(Component):
             An :class:`UnrollResult`.
         """
 
+    def regularize(self, result: UnrollResult) -> UnrollResult:
+        """Training-time noise on an unrolled result (the classifier calls it only when training).
+
+        The default adds none; ``skip`` drops its inner cells' outputs per
+        example (drop-path).
+        """
+        return result
+
     def reference_unroll(self, inputs: np.ndarray, mask: np.ndarray | None,
                          reverse: bool = False) -> tuple[np.ndarray, Any]:
         """NumPy reference of :meth:`unroll`: ``(outputs [batch, time, out], final_state)``.

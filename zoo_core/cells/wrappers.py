@@ -159,7 +159,11 @@ class SkipCell(WrapperCell):
     on top of it. With ``inner_width=K`` the inner cells read only the first
     ``K`` features, ``x_t[:K]``: with ``ngram-vocab-embedding``'s
     ``ngrams_apart``, the words without the n-grams, which then reach the
-    classifier through the skip path alone.
+    classifier through the skip path alone. With ``drop_path=p``, training
+    zeroes the inner cells' outputs of a random fraction ``p`` of the examples
+    and scales the others' by ``1 / (1 - p)`` (drop-path, Larsson et al. 2017;
+    stochastic depth, Huang et al. 2016): for those examples the skip path must
+    classify alone, so it keeps learning after the cells fit the training set.
 
     Raises:
         ZooError: an input wider than :attr:`IdentityCell.MAX_INPUT_DIM` (a one-hot encoder),
@@ -173,7 +177,10 @@ class SkipCell(WrapperCell):
                HParam("stop_gradient", bool, False, "the inner cells read x_t through a stop-gradient, so only the "
                                                     "skip path (the bag of inputs) trains the encoder"),
                HParam("inner_width", int, 0, "the inner cells read the first inner_width features of x_t (0: all of "
-                                             "them)", low=0, high=IdentityCell.MAX_INPUT_DIM))
+                                             "them)", low=0, high=IdentityCell.MAX_INPUT_DIM),
+               HParam("drop_path", float, 0.0, "fraction of training examples whose inner-cell outputs are zeroed "
+                                               "(drop-path), so the skip path alone must classify them",
+                      low=0.0, high=0.95))
 
     def __init__(self, input_dim: int, **params):
         super().__init__(input_dim, **params)
@@ -215,6 +222,17 @@ class SkipCell(WrapperCell):
         outputs = tf.concat([r.outputs for r in results], axis=-1) if keep_outputs else None
         return UnrollResult(outputs, tf.concat([r.last_output for r in results], axis=-1),
                             tuple(r.final_state for r in results))
+
+    def regularize(self, result):
+        rate = self.params["drop_path"]
+        if rate == 0:
+            return result
+        batch = tf.shape(result.last_output)[0]
+        kept = tf.cast(tf.random.uniform([batch, 1]) >= rate, self.dtype) / (1.0 - rate)  # [batch, 1]
+        scale = tf.concat([tf.ones([batch, self.input_dim], self.dtype),  # the skip path is never dropped
+                           tf.tile(kept, [1, self.output_size - self.input_dim])], axis=1)  # [batch, output_size]
+        outputs = None if result.outputs is None else result.outputs * scale[:, None, :]
+        return UnrollResult(outputs, result.last_output * scale, result.final_state)
 
     def reference_unroll(self, inputs, mask, reverse=False):
         results = [part.reference_unroll(inputs if part is self.identity else inputs[..., : self.inner_width], mask,
