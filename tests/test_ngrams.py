@@ -54,7 +54,7 @@ def test_encoder_sums_word_and_ngram_rows(registry):
         for t, word in enumerate(row):
             expected[b, t] = words[word] + sum(grams[reference_bucket(row, t, n, buckets)] for n in (2, 3))
     got = encoder(tf.constant(ids, tf.int32)).values.numpy()
-    np.testing.assert_allclose(got, expected, rtol=1e-6)
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-7)
 
 
 def test_encoder_gradients_reach_only_the_rows_used(registry):
@@ -139,8 +139,8 @@ def test_each_step_adds_its_ngrams_row_only_when_the_vocabulary_has_it(registry)
             expected[b, t] = words[word] + sum(grams[row_of[key]] for n in (2, 3)
                                                if (key := reference_key(row, t, n, vocab)) in row_of)
     got = encoder(tf.constant(ids, tf.int32)).values.numpy()
-    np.testing.assert_allclose(got, expected, rtol=1e-6)
-    np.testing.assert_allclose(encoder.numpy_reference(ids), expected, rtol=1e-6)
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(encoder.numpy_reference(ids), expected, rtol=1e-6, atol=1e-7)
     # Gradients reach the rows of the n-grams found, and no other row gets a nonzero one.
     with tf.GradientTape() as tape:
         loss = tf.reduce_sum(encoder(tf.constant(ids, tf.int32)).values)
@@ -163,8 +163,9 @@ def test_ngrams_apart_puts_the_words_and_the_ngrams_side_by_side(registry):
     assert apart.output_dim == 8
     got = apart(tf.constant(ids, tf.int32)).values.numpy()
     np.testing.assert_allclose(got[..., :4], summed.table.numpy()[ids])  # the words alone
-    np.testing.assert_allclose(got[..., :4] + got[..., 4:], summed(tf.constant(ids, tf.int32)).values, rtol=1e-6)
-    np.testing.assert_allclose(apart.numpy_reference(ids), got, rtol=1e-6)
+    np.testing.assert_allclose(got[..., :4] + got[..., 4:], summed(tf.constant(ids, tf.int32)).values,
+                               rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(apart.numpy_reference(ids), got, rtol=1e-6, atol=1e-7)
     assert np.abs(got[..., 4:]).sum() > 0
 
 
