@@ -105,10 +105,17 @@ class Cell(Component):
         """
 
     def regularize(self, result: UnrollResult) -> UnrollResult:
-        """Training-time noise on an unrolled result (the classifier calls it only when training).
+        """Training-time noise on an unrolled result; the classifier calls it only when training.
 
         The default adds none; ``skip`` drops its inner cells' outputs per
-        example (drop-path).
+        example (drop-path, Larsson et al. 2017).
+
+        Args:
+            result: What :meth:`unroll` returned: outputs ``[batch, time, output_size]``
+                (or None), last output ``[batch, output_size]``.
+
+        Returns:
+            The result the aggregator pools, of the same shapes.
         """
         return result
 
