@@ -2,7 +2,7 @@
 # Full-IMDB experiments behind docs/RESULTS.md. Every step is a `zoo` command,
 # resumable (zoo rank skips finished runs), writing into $OUT (default results/).
 #
-#   bash benchmarks/imdb_results.sh [STEP ...]     # steps: grid questions quality ngrams baselines vocab average grid-seeds best memory diagnose tuned tables
+#   bash benchmarks/imdb_results.sh [STEP ...]     # steps: grid questions quality ngrams baselines vocab average drop-path grid-seeds best memory diagnose tuned tables
 #
 # Each results database is a separate file, so each table compares like with like.
 set -euo pipefail
@@ -145,6 +145,19 @@ average() {
   zoo rank ngram-vocab-skip-bigru "${quarter[@]}" --set train.ema_momentum=0.995 --seed 0
 }
 
+# Issue 16, what else was tried at the vocab-average settings (seed 0): the tanh recipe's dropout; GRUs that read the
+# words alone; then drop-path on the GRUs' outputs, which lets the bag inside skip-bigru keep learning (seeds 0-2).
+drop_path() {
+  local q="$OUT/baselines.sqlite"
+  local quarter=(--num-words 40000 --maxlen 1000 --batching bucket --epochs 32 --set train.optimizer=lazy-adam
+                 --set train.steps_per_epoch=88 --set train.patience=4 --set train.ema_momentum=0.99 --results "$q")
+  log "drop-path: skip-bigru probes, seed 0: encoder dropout 0.5 and word dropout 0.25; the GRUs read the words alone"
+  zoo rank ngram-vocab-skip-bigru "${quarter[@]}" --set encoder.dropout=0.5 --set encoder.word_dropout=0.25 --seed 0
+  zoo rank ngram-vocab-skip-bigru "${quarter[@]}" --set encoder.ngrams_apart=true --set cell.inner_width=64 --seed 0
+  log "drop-path: the bag and skip-bigru with drop-path 0.5 (preset vocab-drop-path), seeds 0-2"
+  zoo rank --preset vocab-drop-path --seeds 3 --results "$q"
+}
+
 # The seed grid again at better settings.
 best() { log best grid; zoo rank --preset seed-grid --maxlen 500 --batching bucket --results "$OUT/best-grid.sqlite"; }
 
@@ -190,5 +203,5 @@ tables() {
 }
 
 steps=("$@")
-[ ${#steps[@]} -gt 0 ] || steps=(grid questions quality ngrams baselines vocab average grid-seeds best memory diagnose tuned tables)
+[ ${#steps[@]} -gt 0 ] || steps=(grid questions quality ngrams baselines vocab average drop-path grid-seeds best memory diagnose tuned tables)
 for step in "${steps[@]}"; do "${step//-/_}"; done
