@@ -13,6 +13,7 @@ import math
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from tests.cli_helpers import zoo
 from tests.imdb_fixtures import NEGATIVE, NEUTRAL, POSITIVE
@@ -143,6 +144,20 @@ def test_running_p_at_the_last_token_is_the_prediction_of_a_last_model(registry,
     e = Explainer(model, VOCAB, DATA).explain(REVIEW)
     assert e.tokens[-1].running_p == pytest.approx(e.p_positive, abs=1e-6)
     assert len({round(t.running_p, 4) for t in e.tokens}) > 3  # it moves along the review
+
+
+@pytest.mark.parametrize("aggregator", ["mean-states", "mean-logits", "mean-probs", "max-states", "mean-max-states",
+                                        "attention"])
+def test_running_p_is_the_model_reading_one_step_as_the_whole_review(registry, aggregator):
+    """Every aggregator of one step ``h_t``: ``head(h_t)``, or ``head([h_t ; h_t])`` for mean-max-states."""
+    model = random_model(registry, "tanh", aggregator)
+    e = Explainer(model, VOCAB, DATA).explain(REVIEW)
+    enc = encode_review(REVIEW, VOCAB, DATA)
+    outputs = model.cell.unroll(model.encoder(tf.constant(enc.ids, tf.int32)), tf.constant(enc.mask),
+                                keep_outputs=True).outputs.numpy()[0][enc.mask[0]]  # [tokens, H]
+    pooled = np.concatenate([outputs, outputs], axis=1) if aggregator == "mean-max-states" else outputs
+    expected = model.head.prob_positive(model.head(tf.constant(pooled))).numpy()
+    np.testing.assert_allclose([t.running_p for t in e.tokens], expected, atol=1e-6)
 
 
 def test_bidirectional_running_p_is_flagged(registry):

@@ -39,8 +39,10 @@ integral is the trapezoid rule over ``steps`` equal intervals
 ``sum_t attribution_t = F(x) - F(0)``; the gap
 (:attr:`Explanation.gap`) is the quadrature's error and is reported.
 
-The **running prediction** of step ``t`` is ``P(positive)`` from the head
-applied to step ``t``'s output alone, ``prob(head(h_t))``: with the ``last``
+The **running prediction** of step ``t`` is ``P(positive)`` as if step
+``t``'s output were the whole sequence: the aggregator over that one step, then
+the head. For every built-in aggregator but one that is ``prob(head(h_t))``;
+``mean-max-states`` gives ``prob(head([h_t ; h_t]))``. With the ``last``
 aggregator and a one-directional cell, its value at the last token is the
 model's prediction. For a bidirectional cell ``h_t`` also holds the backward
 direction, which has read every token from the end back to ``t``: its running
@@ -72,6 +74,7 @@ from zoo_core.encoders import DenseSequence, EncodedSequence
 from zoo_core.errors import ZooError
 from zoo_core.lazy import np, tf
 from zoo_core.progress import Progress, progress_or_silent
+from zoo_core.unroll import UnrollResult
 
 EXACT = "exact"
 INTEGRATED_GRADIENTS = "integrated-gradients"
@@ -99,7 +102,7 @@ class Token:
             the padding; None for padding.
         contribution: Its share of the score (see the module docstring), in
             the score's units; for padding, the sum over its steps.
-        running_p: P(positive) from the head on this step's output alone
+        running_p: P(positive) from the aggregator and head on this step's output alone
             (for padding, on its last step's output).
         steps: How many model steps it stands for (1; padding: all its steps).
     """
@@ -396,12 +399,18 @@ class Explainer:
             ig_steps = self.steps
         score = float(score_of(head, logits).numpy()[0])
         p_positive = float(head.prob_positive(logits).numpy()[0])
-        running = head.prob_positive(head(outputs)).numpy()[0].astype(np.float64)  # [width]
+        running = self._running(outputs)
         gap = abs(math.fsum(contributions) + bias - score) if bias is not None \
             else abs(math.fsum(contributions) - (score - baseline))
         tokens = self._tokens(enc, counted, contributions, running)
         return Explanation(text, tokens, self.method, score_name(head), score, p_positive, bias, baseline, ig_steps,
                            gap, enc.cut, self.data.truncating, self.data.maxlen, self.notes)
+
+    def _running(self, outputs) -> np.ndarray:
+        """The running P(positive) ``[width]`` from outputs ``[1, width, H]``: each step read as a one-step sequence."""
+        steps = tf.transpose(outputs, [1, 0, 2])  # [width, 1, H]: a batch of one-step sequences
+        logits = self.model.aggregator(UnrollResult(steps, steps[:, 0], None), None, self.model.head, training=False)
+        return self.model.head.prob_positive(logits).numpy().astype(np.float64)
 
     def _integrated_gradients(self, ids, mask, width):
         """By the trapezoid rule over ``self.steps`` intervals: ``(attributions [width], F(0),
