@@ -421,8 +421,9 @@ def test_skip_inner_width_feeds_the_inner_cells_the_first_features_only(registry
 
 
 def test_skip_drop_path_zeroes_whole_examples_of_the_inner_outputs_only(registry):
-    """Each example's inner-cell outputs are all dropped or all scaled by 1 / (1 - p); x_t always passes."""
-    rate, batch = 0.5, 64
+    """Each example's inner-cell outputs are all dropped (a fraction p of them) or all scaled by 1 / (1 - p);
+    x_t always passes."""
+    rate, batch = 0.25, 2000
     cell = make_cell(registry, "skip", cell="gru", directions=2, drop_path=rate)
     inputs = tf.constant(random_inputs(batch=batch))
     mask = tf.ones([batch, TIME], tf.bool)
@@ -432,11 +433,43 @@ def test_skip_drop_path_zeroes_whole_examples_of_the_inner_outputs_only(registry
     np.testing.assert_array_equal(dropped.outputs[..., :INPUT_DIM], result.outputs[..., :INPUT_DIM])
     ratio = dropped.outputs.numpy()[..., INPUT_DIM:] / result.outputs.numpy()[..., INPUT_DIM:]
     per_example = ratio.reshape(batch, -1)
-    assert np.all(per_example == per_example[:, :1])  # one decision per example, over all steps and features
-    assert set(np.unique(per_example)) == {0.0, 1 / (1 - rate)}
+    # One decision per example, over all steps and features: a ratio of 0 or 1 / (1 - p) throughout.
+    np.testing.assert_allclose(per_example, np.broadcast_to(per_example[:, :1], per_example.shape), rtol=1e-12)
+    kept = per_example[:, 0] != 0
+    np.testing.assert_allclose(per_example[kept], 1 / (1 - rate), rtol=1e-12)
+    # 2000 draws: the dropped share is within 5 standard deviations (0.048) of p.
+    assert abs(np.mean(~kept) - rate) < 0.05
     last_ratio = dropped.last_output.numpy()[:, INPUT_DIM:] / result.last_output.numpy()[:, INPUT_DIM:]
-    np.testing.assert_array_equal(last_ratio, per_example[:, :2 * UNITS])
+    np.testing.assert_allclose(last_ratio, per_example[:, :2 * UNITS], rtol=1e-12)
     assert make_cell(registry, "skip", cell="gru").regularize(result) is result  # off by default
+
+
+def test_the_classifier_drops_paths_only_when_training(registry):
+    """Inference is deterministic and equals the same model without drop-path; training draws."""
+    from zoo_core.config import ModelSpec
+    from zoo_core.model import Classifier
+
+    def classifier(drop_path):
+        params = {"encoder": {"dim": 4}, "cell": {"cell": "gru", "units": 3, "drop_path": drop_path}}
+        return Classifier(ModelSpec("embedding", "skip", "mean-max-states", "sigmoid1", params=params), registry, 20)
+
+    with_drop, without = classifier(0.5), classifier(0.0)
+    for mine, theirs in zip(with_drop.trainable_variables, without.trainable_variables, strict=True):
+        mine.assign(theirs)
+    ids = tf.constant(np.random.default_rng(0).integers(1, 20, (64, 7)), tf.int32)
+    np.testing.assert_array_equal(with_drop(ids), without(ids))
+    np.testing.assert_array_equal(without(ids, training=True), without(ids))  # no dropout anywhere else
+    assert not np.allclose(with_drop(ids, training=True), without(ids))
+
+
+def test_skip_inner_width_reads_the_first_features_of_one_hot_inputs_too(registry):
+    from zoo_core.encoders import OneHotSequence
+
+    cell = make_cell(registry, "skip", cell="tanh", inner_width=3)
+    ids = np.random.default_rng(0).integers(0, INPUT_DIM, (BATCH, TIME))
+    got = cell.unroll(OneHotSequence(tf.constant(ids, tf.int32), INPUT_DIM), tf.constant(MASK), True).outputs
+    dense = np.eye(INPUT_DIM)[ids]
+    np.testing.assert_allclose(got, cell.reference_unroll(dense, MASK)[0], atol=1e-10)
 
 
 # -- the throughput benchmark compares like with like ----------------------------
