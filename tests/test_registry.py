@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import re
 import textwrap
 from pathlib import Path
@@ -137,6 +138,16 @@ def test_an_older_registry_toml_listing_zoo_plugins_builtin_still_loads_the_buil
     result = CliRunner().invoke(cli, ["--registry", str(path), "components", "cell", "--format", "csv"])
     assert result.exit_code == 0 and result.stderr == ""
     assert any(line.startswith("cell,tanh,zoo_core.cells,") for line in result.stdout.splitlines())
+
+
+def test_components_params_gives_each_setting_its_help():
+    result = CliRunner().invoke(cli, ["components", "cell", "--filter", "skip", "--params", "--format", "csv"])
+    assert result.exit_code == 0 and result.stderr == "", result.output
+    rows = {row[2]: row for row in csv.reader(result.stdout.splitlines()[1:])}
+    assert rows["drop_path"][:5] == ["cell", "skip", "drop_path", "0.0", "float in [0.0, 0.95]"]
+    assert rows["drop_path"][5].startswith("fraction of training examples whose inner-cell outputs are zeroed")
+    assert set(rows) == {"cell", "units", "directions", "kernel_init", "recurrent_init", "stop_gradient",
+                         "inner_width", "drop_path"}
 
 
 def test_list_filters_with_fnmatch(registry):

@@ -18,9 +18,12 @@ def describe_hparams(cls) -> str:
 @cli.command()
 @click.argument("kind", required=False, type=click.Choice(KINDS))
 @click.option("--filter", "pattern", default="*", metavar="PATTERN", help="fnmatch pattern on names, e.g. 'mean-*'.")
+@click.option("--params", "by_param", is_flag=True,
+              help="One row per hyperparameter: its default, valid values and what it does (set it with "
+                   "--set KIND.NAME=VALUE).")
 @format_option()
 @pass_state
-def components(state, kind, pattern, fmt):
+def components(state, kind, pattern, by_param, fmt):
     """List components: name, plugin, description and hyperparameters.
 
     \b
@@ -28,6 +31,7 @@ def components(state, kind, pattern, fmt):
       zoo components
       zoo components cell
       zoo components aggregator --filter 'mean-*' --format github
+      zoo components cell --filter skip --params     # what each of skip's settings does
     """
     registry = state.registry
     rows = []
@@ -35,7 +39,12 @@ def components(state, kind, pattern, fmt):
         for name in registry.list(k, pattern):
             entry = registry.get(k, name)
             cls = entry.obj
+            if by_param:
+                rows += [[k, name, p.name, p.default, p.valid_range(), p.help] for p in cls.hparams]
+                continue
             aliases = ", ".join(getattr(cls, "aliases", ())) or ""
             rows.append([k, name + (f" ({aliases})" if aliases else ""), entry.plugin, cls.description,
                          describe_hparams(cls)])
-    click.echo(render(rows, ["kind", "name", "plugin", "description", "hyperparameters"], fmt))
+    headers = (["kind", "name", "parameter", "default", "values", "what it does"] if by_param
+               else ["kind", "name", "plugin", "description", "hyperparameters"])
+    click.echo(render(rows, headers, fmt))
