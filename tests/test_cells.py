@@ -274,6 +274,29 @@ def test_eager_matches_xla(registry, cell_name):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("name, params", [("identity", {}), ("mgu", {}), ("tanh", {"bptt": "autodiff"}),
+                                           ("skip", {"cell": "gru"})])
+def test_xla_differentiates_an_unroll_that_keeps_no_outputs(registry, name, params):
+    """The ``last`` aggregator's unroll (no per-step outputs) under XLA: the same gradients as eagerly."""
+    cell = make_cell(registry, name, dtype=tf.float32, **params)
+    inputs = tf.constant(random_inputs(np.float32))
+
+    def forward_backward(inputs, mask):
+        with tf.GradientTape() as tape:
+            tape.watch(inputs)
+            last = cell.unroll(DenseSequence(inputs), mask, keep_outputs=False).last_output
+            loss = tf.reduce_sum(last * fixed_weights(last, 0))
+        return tape.gradient(loss, [inputs] + list(cell.trainable_variables))
+
+    eager = forward_backward(inputs, tf.constant(MASK))
+    # As the training step compiles it: batch and time unknown until called.
+    signature = [tf.TensorSpec([None, None, INPUT_DIM], tf.float32), tf.TensorSpec([None, None], tf.bool)]
+    compiled = tf.function(forward_backward, jit_compile=True, input_signature=signature)(inputs,
+                                                                                         tf.constant(MASK))
+    for got, want in zip(compiled, eager, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
 # -- Keras references ----------------------------------------------------------
 KERAS_LAYERS = {"tanh": keras.layers.SimpleRNN, "gru": keras.layers.GRU, "lstm": keras.layers.LSTM}
 

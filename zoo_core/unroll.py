@@ -119,9 +119,9 @@ def unroll(
     inputs_tm, mask_tm = to_time_major(projected, mask, reverse, time_major)
     # The static length when known (always under XLA), so the loop has a fixed trip count.
     steps = inputs_tm.shape[0] if inputs_tm.shape[0] is not None else tf.shape(inputs_tm)[0]
-    outputs_ta = tf.TensorArray(
-        initial_output.dtype, size=steps if keep_outputs else 0, element_shape=initial_output.shape
-    )
+    # Without kept outputs no TensorArray is carried: XLA cannot differentiate an unwritten one.
+    kept = (tf.TensorArray(initial_output.dtype, size=steps, element_shape=initial_output.shape),) \
+        if keep_outputs else ()
 
     if gradient_possible():
         # Read steps through a TensorArray: the gradient of indexing a captured tensor
@@ -133,22 +133,20 @@ def unroll(
         def read(t):
             return inputs_tm[t]
 
-    def body(t, state, output, outputs_ta):
+    def body(t, state, output, *kept):
         new_output, new_state = step(read(t), state)
         if mask_tm is not None:
             # On a padded step keep the previous state and output unchanged.
             real = mask_tm[t]  # [batch, 1]
             new_state = tf.nest.map_structure(lambda new, old: tf.where(real, new, old), new_state, state)
             new_output = tf.where(real, new_output, output)
-        if keep_outputs:
-            outputs_ta = outputs_ta.write(t, new_output)
-        return t + 1, new_state, new_output, outputs_ta
+        return (t + 1, new_state, new_output) + tuple(outputs_ta.write(t, new_output) for outputs_ta in kept)
 
-    _, final_state, last_output, outputs_ta = tf.while_loop(
+    _, final_state, last_output, *kept = tf.while_loop(
         lambda t, *_: t < steps,
         body,
-        (tf.constant(0), initial_state, initial_output, outputs_ta),
+        (tf.constant(0), initial_state, initial_output) + kept,
         maximum_iterations=steps,  # lets the gradient loop preallocate its stacks (XLA needs it)
     )
-    outputs = from_time_major(outputs_ta.stack(), reverse) if keep_outputs else None
+    outputs = from_time_major(kept[0].stack(), reverse) if keep_outputs else None
     return UnrollResult(outputs=outputs, last_output=last_output, final_state=final_state)
