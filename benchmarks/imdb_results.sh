@@ -131,12 +131,14 @@ print(" ".join(next(r["id"] for r in runs if r["seed"] == seed) for seed in rang
   zoo ensemble $bag $gru_runs $trigrams --name ensemble-vocab-8 --results "$q"
 }
 
+# The vocab-average preset's settings as flags, without its moving average: issue 16's probes set their own.
+QUARTER_PASS=(--num-words 40000 --maxlen 1000 --batching bucket --epochs 32 --set train.optimizer=lazy-adam
+              --set train.steps_per_epoch=88 --set train.patience=4 --results "$OUT/baselines.sqlite")
+
 # Issue 16, the recurrent recipe against the bag: the same models validated four times a pass and keeping the
 # moving average of the weights (preset vocab-average); the quarter-pass epochs alone; a longer average.
 average() {
-  local q="$OUT/baselines.sqlite"
-  local quarter=(--num-words 40000 --maxlen 1000 --batching bucket --epochs 32 --set train.optimizer=lazy-adam
-                 --set train.steps_per_epoch=88 --set train.patience=4 --results "$q")
+  local q="$OUT/baselines.sqlite" quarter=("${QUARTER_PASS[@]}")
   log "average: the bag and skip-bigru, quarter-pass epochs and the moving average (preset vocab-average), seeds 0-2"
   zoo rank --preset vocab-average --seeds 3 --results "$q"
   log "average: skip-bigru with quarter-pass epochs alone, seeds 0-2; with a longer average (0.995), seeds 2 and 0"
@@ -148,9 +150,7 @@ average() {
 # Issue 16, what else was tried at the vocab-average settings (seed 0): the tanh recipe's dropout; GRUs that read the
 # words alone; then drop-path on the GRUs' outputs, which lets the bag inside skip-bigru keep learning (seeds 0-4).
 drop_path() {
-  local q="$OUT/baselines.sqlite"
-  local quarter=(--num-words 40000 --maxlen 1000 --batching bucket --epochs 32 --set train.optimizer=lazy-adam
-                 --set train.steps_per_epoch=88 --set train.patience=4 --set train.ema_momentum=0.99 --results "$q")
+  local q="$OUT/baselines.sqlite" quarter=("${QUARTER_PASS[@]}" --set train.ema_momentum=0.99)
   log "drop-path: skip-bigru probes, seed 0: encoder dropout 0.5 and word dropout 0.25; the GRUs read the words alone"
   zoo rank ngram-vocab-skip-bigru "${quarter[@]}" --set encoder.dropout=0.5 --set encoder.word_dropout=0.25 --seed 0
   zoo rank ngram-vocab-skip-bigru "${quarter[@]}" --set encoder.ngrams_apart=true --set cell.inner_width=64 --seed 0

@@ -33,6 +33,14 @@ class EncodedSequence(abc.ABC):
             ``[batch, time, units]``.
         """
 
+    def features(self, width: int | None = None, dtype: tf.DType = tf.float32) -> tf.Tensor:
+        """The first ``width`` features (None: all ``dim``) as a dense ``[batch, time, width]`` tensor.
+
+        By default the projection on the identity's first columns, which any
+        encoding supports; :class:`DenseSequence` slices its values instead.
+        """
+        return self.project(tf.eye(self.dim, width or self.dim, dtype=dtype))
+
     def project_time_major(self, kernel: tf.Tensor) -> tf.Tensor:
         """Returns ``inputs @ kernel`` time-major, ``[time, batch, units]``, as the cells' loops read it.
 
@@ -52,6 +60,9 @@ class DenseSequence(EncodedSequence):
 
     def project(self, kernel: tf.Tensor) -> tf.Tensor:
         return tf.einsum("btd,du->btu", self.values, kernel)
+
+    def features(self, width: int | None = None, dtype: tf.DType = tf.float32) -> tf.Tensor:
+        return self.values if width is None else self.values[..., :width]  # the values' own dtype
 
     def project_time_major(self, kernel: tf.Tensor) -> tf.Tensor:
         values = tf.transpose(self.values, [1, 0, 2])  # [time, batch, dim]

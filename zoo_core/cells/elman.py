@@ -13,7 +13,6 @@ from typing import ClassVar
 from zoo_core import hookimpl
 from zoo_core.cells.base import KERNEL_INIT, RECURRENT_INIT, UNITS, Cell, KerasWeightLayout, StepCell, make_initializer
 from zoo_core.cells.bptt import BPTT, FusedBPTTCell, loop, num_steps, over_steps, previous
-from zoo_core.encoders import DenseSequence
 from zoo_core.errors import ZooError
 from zoo_core.lazy import do_not_convert, keras, np, tf
 from zoo_core.params import HParam
@@ -265,8 +264,7 @@ class IdentityCell(Cell):
 
     @do_not_convert
     def unroll(self, inputs, mask, keep_outputs, *, reverse=False, probe=None):
-        values = inputs.values if isinstance(inputs, DenseSequence) else inputs.project(tf.eye(inputs.dim))
-        values = tf.cast(values, self.dtype)
+        values = tf.cast(inputs.features(), self.dtype)
         if probe is not None:
             values = values + tf.cast(probe, self.dtype)
         batch = tf.shape(values)[0]

@@ -210,10 +210,8 @@ class SkipCell(WrapperCell):
         sizes = [part.output_size for part, _ in self.parts]
         probes = [None] * len(sizes) if probe is None else tf.split(probe, sizes, axis=-1)
         inner_inputs = inputs
-        if self.inner_width < self.input_dim:  # any encoding: its first features are its projection on eye[:, :K]
-            inner_inputs = DenseSequence(
-                inputs.values[..., : self.inner_width] if isinstance(inputs, DenseSequence)
-                else inputs.project(tf.eye(self.input_dim, self.inner_width, dtype=self.dtype)))
+        if self.inner_width < self.input_dim:
+            inner_inputs = DenseSequence(inputs.features(self.inner_width, self.dtype))
         if self.params["stop_gradient"] and isinstance(inner_inputs, DenseSequence):  # one-hot ids carry none
             inner_inputs = DenseSequence(tf.stop_gradient(inner_inputs.values))
         results = [part.unroll(inputs if part is self.identity else inner_inputs, mask, keep_outputs,
