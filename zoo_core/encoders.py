@@ -38,6 +38,11 @@ class EncodedSequence(abc.ABC):
 
         By default the projection on the identity's first columns, which any
         encoding supports; :class:`DenseSequence` slices its values instead.
+
+        Args:
+            width: How many leading features, at most ``dim``; None: all.
+            dtype: The identity's dtype, for encodings that project (a
+                :class:`DenseSequence` keeps its values' dtype).
         """
         return self.project(tf.eye(self.dim, width or self.dim, dtype=dtype))
 
