@@ -33,7 +33,7 @@ class EncodedSequence(abc.ABC):
             ``[batch, time, units]``.
         """
 
-    def features(self, width: int | None = None, dtype: tf.DType = tf.float32) -> tf.Tensor:
+    def features(self, width: int | None = None, dtype: tf.DType | str = "float32") -> tf.Tensor:
         """The first ``width`` features (None: all ``dim``) as a dense ``[batch, time, width]`` tensor.
 
         By default the projection on the identity's first columns, which any
@@ -66,7 +66,7 @@ class DenseSequence(EncodedSequence):
     def project(self, kernel: tf.Tensor) -> tf.Tensor:
         return tf.einsum("btd,du->btu", self.values, kernel)
 
-    def features(self, width: int | None = None, dtype: tf.DType = tf.float32) -> tf.Tensor:
+    def features(self, width: int | None = None, dtype: tf.DType | str = "float32") -> tf.Tensor:
         return self.values if width is None else self.values[..., :width]  # the values' own dtype
 
     def project_time_major(self, kernel: tf.Tensor) -> tf.Tensor:
